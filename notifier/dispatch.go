@@ -1,0 +1,177 @@
+package notifier
+
+import (
+	"context"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/bridge"
+)
+
+// enqueue hands a claimed subscription to the dispatcher. It never blocks:
+// the ready list holds each subscription at most once (claim), so it is
+// bounded by the number of subscriptions.
+func (n *Notifier) enqueue(s *subscription) {
+	n.readyMu.Lock()
+	n.ready = append(n.ready, s)
+	n.readyMu.Unlock()
+	select {
+	case n.readyC <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch starts a delivery for each ready subscription, at most
+// MaxInFlight at a time, until ctx ends and the deliveries have finished.
+func (n *Notifier) dispatch(ctx context.Context) {
+	slots := make(chan struct{}, n.cfg.MaxInFlight)
+	var batch []*subscription
+	for {
+		n.readyMu.Lock()
+		batch, n.ready = n.ready, batch[:0]
+		n.readyMu.Unlock()
+		for i, s := range batch {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				n.deliveries.Wait()
+				return
+			}
+			batch[i] = nil
+			n.deliveries.Add(1)
+			go func() {
+				defer func() { <-slots; n.deliveries.Done() }()
+				n.deliver(ctx, s)
+			}()
+		}
+		select {
+		case <-n.readyC:
+		case <-ctx.Done():
+			n.deliveries.Wait()
+			return
+		}
+	}
+}
+
+// job is one NOTIFY to send, decided under the subscription's lock.
+type job struct {
+	doc      Document
+	final    *Reason
+	remain   uint32
+	d        dialog
+	event    string
+	snapshot bool
+}
+
+// deliver sends NOTIFYs on s until it has nothing left to say; the
+// subscription's inFlight flag makes it the only sender on the dialog.
+func (n *Notifier) deliver(ctx context.Context, s *subscription) {
+	var body []byte
+	for {
+		j, ok := n.next(s)
+		if !ok {
+			return
+		}
+		body = AppendReginfo(body[:0], j.doc, time.Now())
+		req := n.buildNotify(&j, body)
+		res, err := n.doer.Do(ctx, req)
+		n.finish(s, &j, res, err)
+		if j.final != nil {
+			return
+		}
+	}
+}
+
+// next decides what s must send now, or releases s when nothing.
+func (n *Notifier) next(s *subscription) (job, bool) {
+	s.mu.Lock()
+	work := s.full || s.final != nil || len(s.pending) > 0
+	if s.done || !work {
+		s.inFlight = false
+		s.mu.Unlock()
+		return job{}, false
+	}
+	needFull := s.full || s.final != nil || s.resync
+	s.mu.Unlock()
+
+	var reg bridge.Registration
+	var seq uint64
+	if needFull {
+		// Read the bridge without holding s.mu: the bridge calls offer
+		// (which takes s.mu) with its own lock held.
+		reg, seq = n.states.Lookup(s.aor)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := job{final: s.final, event: s.event}
+	if needFull {
+		s.dropUpTo(seq)
+		s.full, s.resync = false, false
+		j.doc = Document{Full: true, Registrations: []bridge.Registration{reg}}
+	} else {
+		reg := bridge.Registration{AOR: s.aor, ID: s.regID, State: s.regState}
+		reg.Contacts = make([]bridge.ContactView, len(s.pending))
+		for i, p := range s.pending {
+			reg.Contacts[i] = p.view
+		}
+		clear(s.pending)
+		s.pending = s.pending[:0]
+		j.doc = Document{Registrations: []bridge.Registration{reg}}
+	}
+	j.doc.Version = s.version
+	s.version++
+	s.d.localCSeq++
+	j.d = s.d
+	j.remain = s.remaining(time.Now())
+	return j, true
+}
+
+// finish applies the outcome of one NOTIFY transaction (RFC 6665 4.2.2).
+func (n *Notifier) finish(s *subscription, j *job, res *sip.Response, err error) {
+	log := n.log.With("aor", s.aor, "call_id", j.d.callID)
+	if j.final != nil {
+		n.remove(s)
+		if err == nil && res.IsSuccess() {
+			n.stats.Sent.Add(1)
+		} else {
+			n.stats.Failed.Add(1)
+		}
+		log.Debug("subscription ended", "reason", string(*j.final))
+		return
+	}
+	switch {
+	case err != nil:
+		// Timer F or a transport failure: the subscriber is gone.
+		n.stats.Failed.Add(1)
+		n.stats.Removed.Add(1)
+		log.Info("NOTIFY failed; subscription removed", "err", err)
+		n.remove(s)
+	case res.IsSuccess() || res.StatusCode == 202:
+		n.stats.Sent.Add(1)
+	case removesSubscription(res.StatusCode):
+		n.stats.Failed.Add(1)
+		n.stats.Removed.Add(1)
+		log.Info("NOTIFY rejected; subscription removed", "status", res.StatusCode)
+		n.remove(s)
+	default:
+		// The subscription survives (RFC 5057); what the subscriber missed
+		// is resent as full state.
+		n.stats.Failed.Add(1)
+		log.Info("NOTIFY failed; next one is full state", "status", res.StatusCode)
+		s.mu.Lock()
+		s.resync = true
+		s.mu.Unlock()
+	}
+}
+
+// removesSubscription lists the NOTIFY responses after which the
+// subscription MUST be removed (RFC 6665 4.2.2).
+func removesSubscription(code int) bool {
+	switch code {
+	case 404, 405, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,170 @@
+package notifier
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/source"
+)
+
+func init() { sip.SetDefaultLogger(testLog()) }
+
+// testLog is quiet unless REGBRIDGE_TEST_LOG is set.
+func testLog() *slog.Logger {
+	if os.Getenv("REGBRIDGE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// harness is a notifier on loopback fed by a real bridge.
+type harness struct {
+	br   *bridge.Bridge
+	n    *Notifier
+	stop func(t *testing.T) // cancels Run and waits for it
+}
+
+// anySubscription returns one live subscription (tests with exactly one).
+func (n *Notifier) anySubscription() *subscription {
+	n.subsMu.RLock()
+	defer n.subsMu.RUnlock()
+	for _, s := range n.subs {
+		return s
+	}
+	return nil
+}
+
+func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
+	t.Helper()
+	if cfg.Listen == nil {
+		cfg.Listen = ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}}
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = 2 * time.Second
+	}
+	br := bridge.New(testLog())
+	n, err := New(cfg, br, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.Subscribe(n)
+	if err := br.Apply(t.Context(), source.Batch{Full: true, Contacts: contacts}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	var once sync.Once
+	stop := func(t *testing.T) {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("notifier Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(func() { stop(t) })
+	return &harness{br: br, n: n, stop: stop}
+}
+
+func (h *harness) addr(network string) string {
+	for _, b := range h.n.Addrs() {
+		if b.Network == network {
+			return b.Addr
+		}
+	}
+	panic("no " + network + " listener")
+}
+
+var tAlice = source.Contact{Key: "uloc-1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.10:5060",
+	Expires: time.Now().Add(time.Hour), Q: -1, CallID: "c1", CSeq: 1}
+
+func TestSubscribeLifecycle(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			h := newHarness(t, Config{}, tAlice)
+			p := siptest.New(t, network, h.addr(network))
+
+			res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Accept", "application/reginfo+xml"))
+			if res.StatusCode != 200 {
+				t.Fatalf("SUBSCRIBE: %d %s", res.StatusCode, res.Reason)
+			}
+			if p.ToTag == "" || res.Contact() == nil || res.GetHeader("Expires") == nil {
+				t.Fatalf("200 lacks To tag, Contact or Expires:\n%s", res)
+			}
+			if got := res.GetHeader("Expires").Value(); got != "3761" {
+				t.Errorf("Expires %s, want the RFC 3680 default 3761", got)
+			}
+
+			n0 := p.Next()
+			p.Check(n0, 0, "full", "active;expires=")
+			if len(n0.Doc.Registrations) != 1 || len(n0.Doc.Registrations[0].Contacts) != 1 ||
+				n0.Doc.Registrations[0].State != "active" || n0.Doc.Registrations[0].Contacts[0].Event != "registered" {
+				t.Fatalf("full state: %s", n0.Req.Body())
+			}
+			regID := n0.Doc.Registrations[0].ID
+
+			// A second contact registers: a partial document with it alone.
+			bob := tAlice
+			bob.Key, bob.URI, bob.CallID = "uloc-2", "sip:alice@192.0.2.11:5060", "c2"
+			h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice, bob}})
+			n1 := p.Next()
+			p.Check(n1, 1, "partial", "active;expires=")
+			c := n1.Doc.Registrations[0].Contacts
+			if len(c) != 1 || c[0].URI != bob.URI || c[0].Event != "registered" || c[0].State != "active" || n1.Doc.Registrations[0].ID != regID {
+				t.Fatalf("partial: %s", n1.Req.Body())
+			}
+
+			// Both leave: one partial with two unregistered contacts, registration terminated.
+			h.br.Apply(t.Context(), source.Batch{Full: true})
+			n2 := p.Next()
+			p.Check(n2, 2, "partial", "active;expires=")
+			r := n2.Doc.Registrations[0]
+			if r.State != "terminated" || len(r.Contacts) != 2 || r.Contacts[0].Event != "unregistered" || r.Contacts[1].State != "terminated" {
+				t.Fatalf("terminating partial: %s", n2.Req.Body())
+			}
+
+			// A refresh: 200 and a full document, version continuing.
+			res = p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "600"))
+			if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "600" {
+				t.Fatalf("refresh: %s", res)
+			}
+			n3 := p.Next()
+			p.Check(n3, 3, "full", "active;expires=")
+			if r := n3.Doc.Registrations[0]; r.State != "init" || len(r.Contacts) != 0 {
+				t.Fatalf("full state of an AOR without contacts must be init: %s", n3.Req.Body())
+			}
+			if e := siptest.ExpiresParam(n3.SubscriptionState); e > 600 || e < 590 {
+				t.Errorf("Subscription-State %q, want expires near 600", n3.SubscriptionState)
+			}
+
+			// Unsubscribe: 200 Expires 0, a final full NOTIFY, then silence.
+			res = p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0"))
+			if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "0" {
+				t.Fatalf("unsubscribe: %s", res)
+			}
+			n4 := p.Next()
+			p.Check(n4, 4, "full", "terminated;reason=timeout")
+			h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice}})
+			p.None(300 * time.Millisecond)
+			siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription removed")
+
+			// The dialog is gone: a refresh gets 481.
+			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 481 {
+				t.Fatalf("refresh after unsubscribe: %d, want 481", res.StatusCode)
+			}
+		})
+	}
+}
