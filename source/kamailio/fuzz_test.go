@@ -1,0 +1,72 @@
+package kamailio
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+// pick turns a fuzzed selector into one of the value kinds the driver can
+// return for a column.
+func pick(kind uint8, s string, f float64, i int64) any {
+	switch kind % 5 {
+	case 0:
+		return nil
+	case 1:
+		return s
+	case 2:
+		return f
+	case 3:
+		return i
+	default:
+		return []byte(s)
+	}
+}
+
+// FuzzDecode feeds arbitrary values of every driver type into each column:
+// decodeRow must never panic, and what it accepts must be usable.
+func FuzzDecode(f *testing.F) {
+	perm := TimeToJulian(t0)
+	f.Add("uloc-1", "alice", "", "sip:alice@192.0.2.1", "1970-01-01 00:00:00", perm, int64(7), "cid", "<urn:uuid:x>", uint16(0x1111), "example.com")
+	f.Add("ulcx-1", "bob@h", "d", "tel:+1", "2026-02-30 10:00:00", math.NaN(), int64(-1), "", "", uint16(0x2222), "")
+	f.Add("", " ", "\x00", "sips:\xff", "soon", math.Inf(1), int64(math.MaxInt64), "x", "y", uint16(0x4321), "")
+	f.Fuzz(func(t *testing.T, ruid, user, domain, contact, text string, real float64, integer int64, callid, instance string, kinds uint16, cfgDomain string) {
+		k := func(n int) uint8 { return uint8(kinds>>(n%16)) & 7 }
+		r := rawRow{
+			colID:           pick(k(0), text, real, integer),
+			colRUID:         pick(k(1)|1, ruid, real, integer), // mostly strings
+			colUsername:     pick(k(2)|1, user, real, integer),
+			colDomain:       pick(k(3), domain, real, integer),
+			colContact:      pick(k(4)|1, contact, real, integer),
+			colReceived:     pick(k(5), contact, real, integer),
+			colPath:         pick(k(6), domain, real, integer),
+			colExpires:      pick(k(7), text, real, integer),
+			colQ:            pick(k(8), text, real, integer),
+			colCallID:       pick(k(9), callid, real, integer),
+			colCSeq:         pick(k(10), text, real, integer),
+			colLastModified: pick(k(11), text, real, integer),
+			colUserAgent:    pick(k(12), callid, real, integer),
+			colInstance:     pick(k(13), instance, real, integer),
+			colRegID:        pick(k(14), text, real, integer),
+		}
+		_ = rowKey(&r)
+		var c source.Contact
+		if err := decodeRow(&r, cfgDomain, &c); err != nil {
+			return
+		}
+		if c.Key == "" || c.AOR == "" || c.URI == "" {
+			t.Fatalf("accepted contact with empty Key/AOR/URI: %+v", c)
+		}
+		if !strings.HasPrefix(c.AOR, "sip:") || !validURI(c.URI) || !printable(c.Key) {
+			t.Fatalf("accepted unusable contact: %+v", c)
+		}
+		if c.Q != -1 && (c.Q < 0 || c.Q > 1) {
+			t.Fatalf("q out of range: %v", c.Q)
+		}
+		if y := c.Expires.Year(); !c.Expires.IsZero() && (y < 1 || y > 9999) {
+			t.Fatalf("expires out of range: %v", c.Expires)
+		}
+	})
+}
