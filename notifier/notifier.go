@@ -37,6 +37,8 @@ type Doer interface {
 // reginfo NOTIFY with a few contacts is larger; IP fragmentation carries it.
 const udpMaxMessage = 65535
 
+var allowLargeUDP sync.Once
+
 // Notifier serves SUBSCRIBE for the reg event package and sends NOTIFYs.
 type Notifier struct {
 	cfg    Config
@@ -85,8 +87,13 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// Process-wide sipgo limit: see udpMaxMessage.
-	sip.UDPMTUSize = udpMaxMessage + 200
+	allowLargeUDP.Do(func() {
+		// Process-wide sipgo limit (see udpMaxMessage), raised once and
+		// never lowered, before any transport of ours runs.
+		if sip.UDPMTUSize < udpMaxMessage+200 {
+			sip.UDPMTUSize = udpMaxMessage + 200
+		}
+	})
 	log = log.With("component", "notifier")
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("regbridge"))
 	if err != nil {

@@ -1,0 +1,578 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Defaults of Config.
+const (
+	// DefaultServer is regbridge's own default listen address.
+	DefaultServer = "udp://127.0.0.1:5065"
+	// DefaultExpires is RFC 3680 section 4.4's default subscription
+	// duration, chosen just above the usual 3600 s registration so the two
+	// refreshes do not fall together.
+	DefaultExpires = 3761 * time.Second
+	// DefaultLocal is the local listen host; "::1" is picked instead when
+	// the server host is an IPv6 literal.
+	DefaultLocal = "127.0.0.1"
+)
+
+// Timing of the subscription.
+const (
+	// maxRefreshMargin caps how long before expiry a refresh is sent; the
+	// margin is a third of the granted duration below that, leaving room
+	// for a retry or two on short subscriptions.
+	maxRefreshMargin = 60 * time.Second
+	// refreshRetry is the pause after a refresh that failed without ending
+	// the subscription (timeout, 5xx): it is still valid until it expires.
+	refreshRetry = 5 * time.Second
+	// unsubscribeWait bounds shutdown: the Expires: 0 SUBSCRIBE and the
+	// final NOTIFY must both arrive within it.
+	unsubscribeWait = 2 * time.Second
+	// probationDelay is the wait before re-subscribing after
+	// terminated;reason=probation or giveup without retry-after ("retry
+	// later", RFC 6665 4.2.2).
+	probationDelay = 30 * time.Second
+	// A subscription that ended sooner than stableAfter counts as a failure
+	// for the re-subscribe backoff, which doubles from 1 s up to maxBackoff.
+	stableAfter = 30 * time.Second
+	maxBackoff  = time.Minute
+)
+
+// Config says what to watch and where. Zero fields take the defaults above.
+type Config struct {
+	// Server is the notifier: "udp://host:port" or "tcp://host:port"
+	// (port 5060 when absent). Default DefaultServer.
+	Server string
+	// AOR is the resource to watch, e.g. "sip:alice@example.com"; it is the
+	// Request-URI and To of the initial SUBSCRIBE. Required.
+	AOR string
+	// Expires is the requested subscription duration, whole seconds.
+	// Default DefaultExpires.
+	Expires time.Duration
+	// Local is the local IP to listen on (UDP) and to name in From by
+	// default. Default DefaultLocal, or "::1" for an IPv6 server.
+	Local string
+	// From is the subscriber identity. Default "sip:watch@<Local>".
+	From string
+}
+
+// ConfigError names the Config field New rejected.
+type ConfigError struct {
+	Field string // "Server", "AOR", "Expires", "Local" or "From"
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "watch config: " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// RejectedError is a final non-2xx answer to the initial SUBSCRIBE.
+type RejectedError struct {
+	StatusCode int
+	Reason     string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("SUBSCRIBE rejected: %d %s", e.StatusCode, e.Reason)
+}
+
+// TerminatedError is a subscription ended by the notifier with a reason
+// that forbids subscribing again (noresource, rejected, invariant).
+type TerminatedError struct {
+	Reason string
+}
+
+func (e *TerminatedError) Error() string {
+	return "subscription terminated by the notifier: reason=" + e.Reason
+}
+
+// ErrNoNotify is returned when a SUBSCRIBE was accepted but no NOTIFY
+// followed within Timer N (64*T1, RFC 6665 section 4.1.2.4).
+var ErrNoNotify = errors.New("no NOTIFY after the SUBSCRIBE was accepted")
+
+// Notify is one NOTIFY of the subscription as the subscriber accepted it.
+type Notify struct {
+	Received time.Time
+	// Version and Full describe Doc; zero when the NOTIFY had no body.
+	Version uint32
+	Full    bool
+	// SubscriptionState is the raw header value, e.g. "active;expires=3600".
+	SubscriptionState string
+	// Doc is the parsed body as received (not merged with earlier ones).
+	Doc *Reginfo
+	Raw *sip.Request
+}
+
+// Subscriber is the subscriber side of the reg event package (RFC 3680
+// over RFC 6665): it subscribes to one AOR and reports every NOTIFY.
+type Subscriber struct {
+	log     *slog.Logger
+	network string // "UDP" or "TCP"
+	server  string // host:port
+	aor     sip.Uri
+	from    sip.Uri
+	local   string
+	expires uint32 // seconds
+}
+
+// New checks cfg and returns a Subscriber; nothing is opened before Run.
+// Errors are *ConfigError.
+func New(cfg Config, log *slog.Logger) (*Subscriber, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Subscriber{}
+	var err error
+	if cfg.Server == "" {
+		cfg.Server = DefaultServer
+	}
+	s.network, s.server, err = parseServer(cfg.Server)
+	if err != nil {
+		return nil, &ConfigError{"Server", err}
+	}
+
+	if strings.TrimSpace(cfg.AOR) == "" {
+		return nil, &ConfigError{"AOR", errors.New("missing")}
+	}
+	if err := sip.ParseUri(strings.TrimSpace(cfg.AOR), &s.aor); err != nil {
+		return nil, &ConfigError{"AOR", fmt.Errorf("%q: %w", cfg.AOR, err)}
+	}
+	if (s.aor.Scheme != "sip" && s.aor.Scheme != "sips") || s.aor.Host == "" {
+		return nil, &ConfigError{"AOR", fmt.Errorf("%q is not a sip: or sips: URI with a host", cfg.AOR)}
+	}
+
+	switch {
+	case cfg.Expires == 0:
+		cfg.Expires = DefaultExpires
+	case cfg.Expires < 0 || cfg.Expires > math.MaxUint32*time.Second:
+		return nil, &ConfigError{"Expires", fmt.Errorf("%v out of range", cfg.Expires)}
+	}
+	s.expires = uint32((cfg.Expires + time.Second - 1) / time.Second)
+
+	s.local = cfg.Local
+	if s.local == "" {
+		s.local = DefaultLocal
+		if host, _, _ := net.SplitHostPort(s.server); strings.Contains(host, ":") {
+			s.local = "::1"
+		}
+	}
+	s.local = strings.Trim(s.local, "[]")
+	if net.ParseIP(s.local) == nil {
+		return nil, &ConfigError{"Local", fmt.Errorf("%q is not an IP address", cfg.Local)}
+	}
+
+	if cfg.From == "" {
+		cfg.From = "sip:watch@" + hostForURI(s.local)
+	}
+	if err := sip.ParseUri(cfg.From, &s.from); err != nil || s.from.Host == "" {
+		return nil, &ConfigError{"From", fmt.Errorf("%q is not a SIP URI", cfg.From)}
+	}
+
+	s.log = log.With("component", "watch", "aor", s.aor.String(), "server", cfg.Server)
+	return s, nil
+}
+
+func hostForURI(ip string) string {
+	if strings.Contains(ip, ":") {
+		return "[" + ip + "]"
+	}
+	return ip
+}
+
+// parseServer splits "udp://host:port" into "UDP" and "host:port".
+func parseServer(v string) (network, hostport string, err error) {
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		return "", "", fmt.Errorf("%q: want udp://host:port or tcp://host:port", v)
+	}
+	switch strings.ToLower(scheme) {
+	case "udp":
+		network = "UDP"
+	case "tcp":
+		network = "TCP"
+	default:
+		return "", "", fmt.Errorf("%q: unsupported scheme %q (want udp or tcp)", v, scheme)
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		// No port: a bare host or a bracketed/unbracketed IPv6 literal.
+		host, port = strings.Trim(rest, "[]"), "5060"
+		if strings.Count(rest, ":") == 1 {
+			return "", "", fmt.Errorf("%q: bad host:port", v)
+		}
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("%q: missing host", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("%q: bad port %q", v, port)
+	}
+	return network, net.JoinHostPort(host, port), nil
+}
+
+// Run subscribes and calls out, from one goroutine and in order, for every
+// NOTIFY of the subscription whose document is new (RFC 3680 4.8: stale
+// or duplicate versions are answered but not reported) or that has no
+// body. It answers every NOTIFY of its dialog with 200 OK (400 when the
+// body is not a usable reginfo document) and any other with 481. It
+// refreshes the subscription at granted - min(granted/3, 60s), adopting a
+// shorter expires from Subscription-State, and at once when a partial
+// document skips versions. out must not block for long: NOTIFYs queue
+// (boundedly) behind it.
+//
+// When ctx is cancelled Run unsubscribes (Expires: 0), waits at most
+// unsubscribeWait for the final NOTIFY (reported to out like the others)
+// and returns nil, also when the notifier does not answer.
+//
+// Run returns an error when the initial SUBSCRIBE fails (*RejectedError
+// for a final non-2xx answer, naming its status code and reason), when no
+// NOTIFY follows an accepted SUBSCRIBE in time (ErrNoNotify), or when the
+// notifier ends the subscription with reason noresource, rejected or
+// invariant (*TerminatedError). Any other end from the notifier side
+// (terminated with reason timeout, deactivated, probation, giveup or none;
+// a refresh answered 481 and the like; a lapse without a successful
+// refresh) starts a new subscription, with a new dialog and version
+// numbering: after retry-after when the notifier gives one, after
+// probationDelay for probation and giveup without it, and never sooner
+// than a backoff that grows while subscriptions keep ending quickly.
+// Failures of those re-subscriptions other than a rejection are retried
+// the same way. A new subscription numbers its documents from 0 again;
+// its NOTIFYs carry a new Call-ID (Notify.Raw).
+func (s *Subscriber) Run(ctx context.Context, out func(Notify)) error {
+	if out == nil {
+		out = func(Notify) {}
+	}
+	ep, err := newEndpoint(s)
+	if err != nil {
+		return err
+	}
+	defer ep.close()
+
+	var backoff time.Duration
+	for first := true; ; first = false {
+		start := time.Now()
+		o := s.subscription(ctx, ep, out)
+		switch {
+		case o.done:
+			return nil
+		case o.err != nil:
+			var rej *RejectedError
+			var term *TerminatedError
+			if first || errors.As(o.err, &rej) || errors.As(o.err, &term) {
+				return o.err
+			}
+			s.log.Warn("re-subscribing failed", "err", o.err)
+		}
+		if time.Since(start) < stableAfter {
+			backoff = min(max(2*backoff, time.Second), maxBackoff)
+		} else {
+			backoff = 0
+		}
+		delay := max(o.retryAfter, backoff)
+		s.log.Info("subscribing again", "delay", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// outcome is how one subscription (one dialog) ended.
+type outcome struct {
+	done       bool          // unsubscribed after ctx was cancelled
+	err        error         // give up (or, re-subscribing, retry later)
+	retryAfter time.Duration // otherwise: subscribe again after this
+}
+
+// subscription runs one dialog from the initial SUBSCRIBE to its end.
+func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(Notify)) outcome {
+	sess := newSession(s.log)
+	ep.setSession(sess)
+	defer func() {
+		ep.setSession(nil)
+		close(sess.done)
+	}()
+	sub := &subscriptionLoop{s: s, ep: ep, sess: sess, out: out, requested: s.expires}
+
+	granted, err := sub.initial(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{done: true}
+		}
+		return outcome{err: err}
+	}
+	now := time.Now()
+	sub.setExpiry(now, granted)
+	timerN := now.Add(64 * sip.T1)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wake := sub.expiresAt
+		if !sub.refreshAt.IsZero() && sub.refreshAt.Before(wake) {
+			wake = sub.refreshAt
+		}
+		if !sub.gotNotify && timerN.Before(wake) {
+			wake = timerN
+		}
+		timer.Reset(time.Until(wake))
+
+		select {
+		case <-ctx.Done():
+			return sub.unsubscribe()
+
+		case ev := <-sess.events:
+			if o, end := sub.handle(ev); end {
+				return o
+			}
+
+		case <-timer.C:
+			now := time.Now()
+			switch {
+			case !sub.gotNotify && !now.Before(timerN):
+				return outcome{err: fmt.Errorf("%w within %v", ErrNoNotify, 64*sip.T1)}
+			case !now.Before(sub.expiresAt):
+				sess.log.Warn("subscription lapsed without a successful refresh")
+				return outcome{}
+			case !sub.refreshAt.IsZero() && !now.Before(sub.refreshAt):
+				if o, end := sub.refresh(ctx); end {
+					return o
+				}
+			}
+		}
+	}
+}
+
+// subscriptionLoop is the Run-loop state of one subscription.
+type subscriptionLoop struct {
+	s    *Subscriber
+	ep   *endpoint
+	sess *session
+	out  func(Notify)
+	view View
+
+	requested uint32 // seconds asked for in SUBSCRIBEs
+	gotNotify bool
+	// refreshAt is zero when no refresh is due (granted 0: a fetch).
+	refreshAt time.Time
+	expiresAt time.Time
+}
+
+// setExpiry records a granted duration starting at now.
+func (l *subscriptionLoop) setExpiry(now time.Time, granted time.Duration) {
+	if granted <= 0 {
+		// Nothing to refresh; allow time for the final NOTIFY.
+		l.refreshAt = time.Time{}
+		l.expiresAt = now.Add(64 * sip.T1)
+		return
+	}
+	l.expiresAt = now.Add(granted)
+	l.refreshAt = now.Add(granted - min(granted/3, maxRefreshMargin))
+}
+
+// send sends one SUBSCRIBE of the dialog and waits for its final answer.
+func (l *subscriptionLoop) send(ctx context.Context, expires uint32) (*sip.Response, error) {
+	l.sess.dialogMu.Lock()
+	p := l.sess.dialog.next()
+	l.sess.dialogMu.Unlock()
+
+	req := buildSubscribe(p, l.s.aor, l.s.from, expires)
+	dest := routeDestination(p.routes)
+	if dest == "" {
+		// Without a route set, keep talking to the configured server
+		// rather than to the notifier's Contact host: that is the address
+		// known to be reachable (and, over TCP, the open connection).
+		dest = l.s.server
+	}
+	if err := l.ep.prepare(ctx, req, dest, l.s.local); err != nil {
+		return nil, err
+	}
+	res, err := l.ep.client.Do(ctx, req)
+	if err == nil && res == nil {
+		// sipgo reports a transaction terminated without error this way.
+		err = errors.New("transaction ended without a response")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sending SUBSCRIBE to %s: %w", dest, err)
+	}
+	if res.IsSuccess() {
+		l.sess.dialogMu.Lock()
+		l.sess.dialog.confirm(res)
+		l.sess.dialogMu.Unlock()
+	}
+	return res, nil
+}
+
+// initial sends the dialog-creating SUBSCRIBE and returns the granted
+// duration. A 423 is retried once with the notifier's Min-Expires.
+func (l *subscriptionLoop) initial(ctx context.Context) (time.Duration, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := l.send(ctx, l.requested)
+		if err != nil {
+			return 0, err
+		}
+		if res.StatusCode == 423 && attempt == 0 {
+			if m, ok := headerUint(res, "Min-Expires"); ok && m > uint64(l.requested) && m <= math.MaxUint32 {
+				l.requested = uint32(m)
+				continue
+			}
+		}
+		if !res.IsSuccess() {
+			return 0, &RejectedError{StatusCode: res.StatusCode, Reason: res.Reason}
+		}
+		g := grantedExpires(res, l.requested)
+		l.sess.log.Info("subscribed", "expires", g)
+		return g, nil
+	}
+}
+
+// refresh sends an in-dialog SUBSCRIBE. It ends the subscription when the
+// answer says it no longer exists (RFC 6665 4.1.2.2).
+func (l *subscriptionLoop) refresh(ctx context.Context) (outcome, bool) {
+	res, err := l.send(ctx, l.requested)
+	now := time.Now()
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{}, false // the loop unsubscribes next
+		}
+		l.sess.log.Warn("refresh failed", "err", err)
+		l.retryRefresh(now)
+		return outcome{}, false
+	}
+	switch {
+	case res.IsSuccess():
+		l.setExpiry(now, grantedExpires(res, l.requested))
+		return outcome{}, false
+	case res.StatusCode == 423:
+		if m, ok := headerUint(res, "Min-Expires"); ok && m > uint64(l.requested) && m <= math.MaxUint32 {
+			l.requested = uint32(m)
+			l.refreshAt = now
+			return outcome{}, false
+		}
+	case endsSubscription(res.StatusCode):
+		l.sess.log.Info("refresh says the subscription is gone", "status", res.StatusCode)
+		return outcome{}, true
+	}
+	l.sess.log.Warn("refresh refused", "status", res.StatusCode, "reason", res.Reason)
+	l.retryRefresh(now)
+	return outcome{}, false
+}
+
+func (l *subscriptionLoop) retryRefresh(now time.Time) {
+	l.refreshAt = now.Add(min(refreshRetry, max(l.expiresAt.Sub(now)/2, 0)))
+}
+
+// handle processes one accepted NOTIFY; end reports the subscription over.
+func (l *subscriptionLoop) handle(ev event) (o outcome, end bool) {
+	l.gotNotify = true
+	if l.deliver(ev) && ev.sub.state != subTerminated {
+		l.refreshAt = time.Now()
+	}
+	switch ev.sub.state {
+	case subTerminated:
+		reason := ev.sub.reason
+		l.sess.log.Info("subscription terminated by the notifier", "reason", reason)
+		if retryForbidden(reason) {
+			return outcome{err: &TerminatedError{Reason: reason}}, true
+		}
+		o.retryAfter = max(ev.sub.retryAfter, 0)
+		if ev.sub.retryAfter < 0 && (reason == "probation" || reason == "giveup") {
+			o.retryAfter = probationDelay
+		}
+		return o, true
+	default:
+		// active, pending, or an extension state: adopt a shorter expiry
+		// (RFC 6665 4.1.3: the notifier may shorten, never lengthen).
+		if e := ev.sub.expires; e >= 0 {
+			if at := ev.n.Received.Add(e); at.Before(l.expiresAt) {
+				l.setExpiry(ev.n.Received, e)
+			}
+		}
+		return outcome{}, false
+	}
+}
+
+// deliver applies the document to the view and reports the NOTIFY to out
+// unless its document is stale; it returns whether a refresh is needed.
+func (l *subscriptionLoop) deliver(ev event) (needRefresh bool) {
+	if ev.n.Doc != nil {
+		applied, need := l.view.Apply(ev.n.Doc)
+		if !applied {
+			l.sess.log.Debug("ignoring stale reginfo", "version", ev.n.Version)
+			return false
+		}
+		needRefresh = need
+		if need {
+			l.sess.log.Info("reginfo versions skipped, asking for full state", "version", ev.n.Version)
+		}
+	}
+	l.out(ev.n)
+	return needRefresh
+}
+
+// unsubscribe ends the subscription after ctx was cancelled.
+func (l *subscriptionLoop) unsubscribe() outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeWait)
+	defer cancel()
+	res, err := l.send(ctx, 0)
+	if err != nil {
+		l.sess.log.Warn("unsubscribe failed", "err", err)
+		return outcome{done: true}
+	}
+	if !res.IsSuccess() {
+		l.sess.log.Info("unsubscribe refused", "status", res.StatusCode, "reason", res.Reason)
+		return outcome{done: true}
+	}
+	for {
+		select {
+		case ev := <-l.sess.events:
+			l.deliver(ev)
+			if ev.sub.state == subTerminated {
+				return outcome{done: true}
+			}
+		case <-ctx.Done():
+			l.sess.log.Info("no final NOTIFY after unsubscribe")
+			return outcome{done: true}
+		}
+	}
+}
+
+// endsSubscription reports answers to a refresh after which the
+// subscription no longer exists (RFC 6665 4.1.2.2).
+func endsSubscription(code int) bool {
+	switch code {
+	case 404, 405, 410, 416, 489, 501, 604:
+		return true
+	}
+	return code >= 480 && code <= 485
+}
+
+func grantedExpires(res *sip.Response, requested uint32) time.Duration {
+	if v, ok := headerUint(res, "Expires"); ok && v <= uint64(requested) {
+		return time.Duration(v) * time.Second
+	}
+	// Missing (RFC 6665 makes it mandatory) or longer than asked for,
+	// which a notifier must not grant: keep what we asked for.
+	return time.Duration(requested) * time.Second
+}
+
+func headerUint(res *sip.Response, name string) (uint64, bool) {
+	h := res.GetHeader(name)
+	if h == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	return v, err == nil
+}
