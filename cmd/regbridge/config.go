@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/regbridge/regbridge/notifier"
+)
+
+// envPrefix namespaces every variable regbridge reads.
+const envPrefix = "REGBRIDGE_"
+
+// config is regbridge's whole configuration, read from the environment.
+// Each package owns its part (notifier.Config); the `desc` tags feed -h.
+type config struct {
+	// The default source is the embedded one: a Kamailio-schema SQLite file
+	// in the working directory, created when missing, so that regbridge
+	// runs with no configuration at all.
+	Source       string        `env:"SOURCE, default=kamailio+sqlite:regbridge.db?create=true" desc:"contact store URL (see README: Sources)"`
+	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed"`
+	Domain       string        `env:"DOMAIN" desc:"AOR domain for rows whose domain column is NULL (Kamailio use_domain=0)"`
+	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener for /healthz and /readyz"`
+	LogLevel     string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
+	LogFormat    string        `env:"LOG_FORMAT, default=text" desc:"text or json"`
+	SIP          notifier.Config
+}
+
+// loadConfig reads the configuration through l (the environment in main,
+// a map in tests) and validates it.
+func loadConfig(ctx context.Context, l envconfig.Lookuper) (*config, error) {
+	var cfg config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{
+		Target:   &cfg,
+		Lookuper: envconfig.PrefixLookuper(envPrefix, l),
+	}); err != nil {
+		return nil, fmt.Errorf("%s", namedEnvError(err))
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// namedEnvError rewrites go-envconfig's field-path errors so that they
+// name the variable the user sets.
+func namedEnvError(err error) string {
+	msg := err.Error()
+	for _, v := range configVars() {
+		field := v.field + ":"
+		if i := strings.Index(msg, field); i >= 0 {
+			return envPrefix + v.name + ":" + msg[i+len(field):]
+		}
+	}
+	return msg
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.PollInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("REGBRIDGE_POLL_INTERVAL: %v is below 10ms", c.PollInterval))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("REGBRIDGE_LOG_LEVEL: %w", err))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("REGBRIDGE_LOG_FORMAT: %q is not text or json", c.LogFormat))
+	}
+	if c.HTTPListen == "" {
+		errs = append(errs, errors.New("REGBRIDGE_HTTP_LISTEN: empty"))
+	}
+	if _, err := parseSourceURL(c.Source); err != nil {
+		errs = append(errs, fmt.Errorf("REGBRIDGE_SOURCE: %w", err))
+	}
+	if err := c.SIP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// configVar is one environment variable, for -h.
+type configVar struct {
+	name, field, def, desc string
+}
+
+// configVars lists every variable of config from its struct tags, so the
+// help can never disagree with what is read.
+func configVars() []configVar {
+	var out []configVar
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("env")
+			if tag == "" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			v := configVar{name: strings.TrimSpace(name), field: f.Name, desc: f.Tag.Get("desc")}
+			if _, def, ok := strings.Cut(opts, "default="); ok {
+				v.def = def
+			}
+			out = append(out, v)
+		}
+	}
+	walk(reflect.TypeFor[config]())
+	return out
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `regbridge: RFC 3680 registration events from a SIP registrar's contact store.
+
+Usage:
+  regbridge              run the server (configured by environment variables)
+  regbridge watch AOR    subscribe to an AOR's reg events and print each NOTIFY
+  regbridge health       ask a running regbridge's /readyz (--live: /healthz); exit 0 if OK
+  regbridge version      print the version
+
+Environment:
+`)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	for _, v := range configVars() {
+		def := v.def
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(tw, "  %s%s\t%s\n", envPrefix, v.name, v.desc)
+		fmt.Fprintf(tw, "  \tdefault: %s\n", def)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/regbridge/regbridge/notifier/watch"
+)
+
+const watchUsage = `Usage: regbridge watch [flags] <aor>
+
+Subscribes to the registration state of <aor> (SIP reg event package,
+RFC 3680) at a notifier such as regbridge itself, and prints every NOTIFY
+until interrupted; Ctrl-C unsubscribes.
+
+Example:
+  regbridge watch --server tcp://127.0.0.1:5065 sip:alice@example.com
+  regbridge watch --json sip:alice@example.com | jq .
+
+Flags:
+`
+
+// runWatch implements `regbridge watch [flags] <aor>`; returns the process
+// exit code: 0 after ctx is cancelled (Ctrl-C) and the subscription ended,
+// 1 on a SIP error, 2 on bad usage.
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) int {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", watch.DefaultServer, "notifier address: udp://host:port or tcp://host:port")
+	jsonOut := fs.Bool("json", false, "print one JSON object per NOTIFY, one per line")
+	expires := fs.Duration("expires", watch.DefaultExpires, "requested subscription duration")
+	local := fs.String("local", "", "local IP address to listen on and name in From (default 127.0.0.1, or ::1 for an IPv6 server)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), watchUsage)
+		fs.PrintDefaults()
+	}
+
+	// Flags may come before or after the AOR.
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2 // flag already printed the error and the usage
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		positional, rest = append(positional, rest[0]), rest[1:]
+	}
+	usageError := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "regbridge watch: "+format+"\n", a...)
+		fmt.Fprintln(stderr, "Run 'regbridge watch -h' for usage.")
+		return 2
+	}
+	switch {
+	case len(positional) == 0:
+		return usageError("missing <aor> argument, e.g. sip:alice@example.com")
+	case len(positional) > 1:
+		return usageError("want one <aor>, got %q", positional)
+	}
+
+	s, err := watch.New(watch.Config{
+		Server:  *server,
+		AOR:     positional[0],
+		Expires: *expires,
+		Local:   *local,
+	}, log)
+	if err != nil {
+		var ce *watch.ConfigError
+		if errors.As(err, &ce) {
+			return usageError("%s: %v", configFlag(ce.Field), ce.Err)
+		}
+		return usageError("%v", err)
+	}
+
+	p := &notifyPrinter{w: stdout, json: *jsonOut}
+	if err := s.Run(ctx, p.print); err != nil {
+		fmt.Fprintf(stderr, "regbridge watch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// configFlag names the flag or argument behind a watch.Config field.
+func configFlag(field string) string {
+	switch field {
+	case "Server":
+		return "--server"
+	case "Expires":
+		return "--expires"
+	case "Local":
+		return "--local"
+	case "AOR":
+		return "<aor>"
+	}
+	return field
+}
+
+// notifyPrinter writes NOTIFYs as readable text or as JSON lines.
+type notifyPrinter struct {
+	w    io.Writer
+	json bool
+}
+
+func (p *notifyPrinter) print(n watch.Notify) {
+	if p.json {
+		b, err := json.Marshal(notifyJSON(n))
+		if err == nil {
+			b = append(b, '\n')
+			p.w.Write(b)
+		}
+		return
+	}
+	io.WriteString(p.w, notifyText(n))
+}
+
+// notifyText renders one NOTIFY as
+//
+//	NOTIFY version=1 partial  subscription=active;expires=3759
+//	  sip:alice@example.com  registration=active
+//	    contact c1a2b3  active  registered  sip:alice@192.0.2.10:5060  expires=3600
+func notifyText(n watch.Notify) string {
+	var b strings.Builder
+	b.WriteString("NOTIFY ")
+	if n.Doc == nil {
+		b.WriteString("(no body)")
+	} else {
+		fmt.Fprintf(&b, "version=%d %s", n.Doc.Version, n.Doc.State)
+	}
+	if n.SubscriptionState != "" {
+		b.WriteString("  subscription=" + n.SubscriptionState)
+	}
+	b.WriteString("\n")
+	if n.Doc == nil {
+		return b.String()
+	}
+	for _, r := range n.Doc.Registrations {
+		fmt.Fprintf(&b, "  %s  registration=%s\n", r.AOR, r.State)
+		for _, c := range r.Contacts {
+			fmt.Fprintf(&b, "    contact %s  %s  %s  %s", c.ID, c.State, c.Event, c.URI)
+			if c.Expires != nil {
+				b.WriteString("  expires=" + strconv.FormatUint(*c.Expires, 10))
+			}
+			if c.RetryAfter != nil {
+				b.WriteString("  retry-after=" + strconv.FormatUint(*c.RetryAfter, 10))
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+type jsonNotify struct {
+	Time              string             `json:"time"`
+	Version           *uint32            `json:"version,omitempty"`
+	State             string             `json:"state,omitempty"`
+	SubscriptionState string             `json:"subscription_state"`
+	Registrations     []jsonRegistration `json:"registrations"`
+}
+
+type jsonRegistration struct {
+	AOR      string        `json:"aor"`
+	ID       string        `json:"id"`
+	State    string        `json:"state"`
+	Contacts []jsonContact `json:"contacts"`
+}
+
+type jsonContact struct {
+	ID                 string            `json:"id"`
+	State              string            `json:"state"`
+	Event              string            `json:"event"`
+	URI                string            `json:"uri"`
+	Expires            *uint64           `json:"expires,omitempty"`
+	RetryAfter         *uint64           `json:"retry_after,omitempty"`
+	DurationRegistered *uint64           `json:"duration_registered,omitempty"`
+	Q                  string            `json:"q,omitempty"`
+	CallID             string            `json:"callid,omitempty"`
+	CSeq               *uint64           `json:"cseq,omitempty"`
+	DisplayName        string            `json:"display_name,omitempty"`
+	Params             map[string]string `json:"params,omitempty"`
+	PubGRUU            string            `json:"pub_gruu,omitempty"`
+	TempGRUU           string            `json:"temp_gruu,omitempty"`
+}
+
+// notifyJSON is the --json form of one NOTIFY; version and state are
+// omitted when the NOTIFY had no body.
+func notifyJSON(n watch.Notify) jsonNotify {
+	out := jsonNotify{
+		Time:              n.Received.UTC().Format(time.RFC3339Nano),
+		SubscriptionState: n.SubscriptionState,
+		Registrations:     []jsonRegistration{},
+	}
+	if n.Doc == nil {
+		return out
+	}
+	v := n.Doc.Version
+	out.Version, out.State = &v, n.Doc.State
+	for _, r := range n.Doc.Registrations {
+		jr := jsonRegistration{AOR: r.AOR, ID: r.ID, State: r.State, Contacts: []jsonContact{}}
+		for _, c := range r.Contacts {
+			jr.Contacts = append(jr.Contacts, jsonContact{
+				ID: c.ID, State: c.State, Event: c.Event, URI: c.URI,
+				Expires: c.Expires, RetryAfter: c.RetryAfter, DurationRegistered: c.DurationRegistered,
+				Q: c.Q, CallID: c.CallID, CSeq: c.CSeq, DisplayName: c.DisplayName,
+				Params: c.Params, PubGRUU: c.PubGRUU, TempGRUU: c.TempGRUU,
+			})
+		}
+		out.Registrations = append(out.Registrations, jr)
+	}
+	return out
+}
