@@ -36,6 +36,7 @@ type Bridge struct {
 	consumers  []Publisher
 	pending    map[*aorState]*Change // changes being built by one step
 	pendingOrd []*aorState
+	tombstones map[string]tombstone // bindings ended by an operator, by key
 
 	ready    atomic.Bool
 	wake     chan struct{} // nudges Run when the earliest expiry moved
@@ -60,11 +61,12 @@ var _ source.Sink = (*Bridge)(nil)
 // New returns an empty bridge.
 func New(log *slog.Logger) *Bridge {
 	return &Bridge{
-		log:     log.With("component", "bridge"),
-		aors:    make(map[string]*aorState),
-		byKey:   make(map[string]*binding),
-		pending: make(map[*aorState]*Change),
-		wake:    make(chan struct{}, 1),
+		log:        log.With("component", "bridge"),
+		aors:       make(map[string]*aorState),
+		byKey:      make(map[string]*binding),
+		pending:    make(map[*aorState]*Change),
+		tombstones: make(map[string]tombstone),
+		wake:       make(chan struct{}, 1),
 	}
 }
 
@@ -128,8 +130,20 @@ func (b *Bridge) apply(batch source.Batch, now time.Time) {
 				b.remove(key, bd, now)
 			}
 		}
+		if len(b.tombstones) > 0 {
+			present := make(map[string]struct{}, len(batch.Contacts))
+			for i := range batch.Contacts {
+				present[batch.Contacts[i].Key] = struct{}{}
+			}
+			for key := range b.tombstones {
+				if _, ok := present[key]; !ok {
+					delete(b.tombstones, key)
+				}
+			}
+		}
 	} else {
 		for _, key := range batch.Deleted {
+			delete(b.tombstones, key)
 			if bd := b.byKey[key]; bd != nil {
 				b.remove(key, bd, now)
 			}
@@ -152,8 +166,8 @@ func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 		bd = nil
 	}
 	if bd == nil {
-		if expired {
-			return // never active as far as anyone can tell
+		if expired || b.buried(c.Key, c.CallID, c.CSeq) {
+			return // not active as far as anyone can tell
 		}
 		bd = b.add(c, now, baseline)
 		bd.gen = b.gen

@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -56,12 +57,12 @@ func (n *Notifier) dispatch(ctx context.Context) {
 
 // job is one NOTIFY to send, decided under the subscription's lock.
 type job struct {
-	doc      Document
-	final    *Reason
-	remain   uint32
-	d        dialog
-	event    string
-	snapshot bool
+	doc    Document
+	final  *Reason
+	remain uint32
+	d      dialog
+	event  string
+	seenAt time.Time
 }
 
 // deliver sends NOTIFYs on s until it has nothing left to say; the
@@ -75,7 +76,12 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription) {
 		}
 		body = AppendReginfo(body[:0], j.doc, time.Now())
 		req := n.buildNotify(&j, body)
+		start := time.Now()
 		res, err := n.doer.Do(ctx, req)
+		if err == nil && res == nil {
+			err = errNoResponse // sipgo ends some transactions without either
+		}
+		n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), j.seenAt)
 		n.finish(s, &j, res, err)
 		if j.final != nil {
 			return
@@ -106,6 +112,9 @@ func (n *Notifier) next(s *subscription) (job, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := job{final: s.final, event: s.event}
+	if len(s.pending) > 0 {
+		j.seenAt = s.seenAt
+	}
 	if needFull {
 		s.dropUpTo(seq)
 		s.full, s.resync = false, false
@@ -174,4 +183,13 @@ func removesSubscription(code int) bool {
 		return true
 	}
 	return false
+}
+
+// errNoResponse stands for a transaction that ended with neither a
+// response nor an error (sipgo does that when its layers close).
+var errNoResponse = errors.New("NOTIFY transaction ended without a response")
+
+// isTimeout reports whether err is a transaction timeout (Timer F).
+func isTimeout(err error) bool {
+	return errors.Is(err, sip.ErrTransactionTimeout) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -66,6 +66,7 @@ type Notifier struct {
 
 	deliveries sync.WaitGroup
 	stats      Stats
+	obs        Observer
 }
 
 // listener is an opened listener of either kind.
@@ -117,11 +118,12 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		subs:   make(map[string]*subscription),
 		byAOR:  make(map[string][]*subscription),
 		readyC: make(chan struct{}, 1),
+		obs:    nopObserver{},
 	}
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		n.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 	})
 	return n, nil
 }

@@ -23,31 +23,31 @@ const (
 // its final response before returning: sipgo ends the transaction then.
 func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if n.closed.Load() {
-		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
 	event, ok := eventHeader(req)
 	if !ok || eventPackage(event) != eventReg {
-		respond(tx, req, 489, "Bad Event", sip.NewHeader("Allow-Events", allowEvents))
+		n.respond(tx, req, 489, "Bad Event", sip.NewHeader("Allow-Events", allowEvents))
 		return
 	}
 	if !acceptsReginfo(req) {
-		respond(tx, req, 406, "Not Acceptable", sip.NewHeader("Accept", ContentTypeReginfo))
+		n.respond(tx, req, 406, "Not Acceptable", sip.NewHeader("Accept", ContentTypeReginfo))
 		return
 	}
 	expires, ok := n.requestedExpires(req)
 	if !ok {
-		respond(tx, req, 400, "Bad Expires")
+		n.respond(tx, req, 400, "Bad Expires")
 		return
 	}
 	if expires > 0 && expires < n.cfg.MinExpires && expires < time.Hour {
-		respond(tx, req, 423, "Interval Too Brief",
+		n.respond(tx, req, 423, "Interval Too Brief",
 			sip.NewHeader("Min-Expires", strconv.Itoa(int(n.cfg.MinExpires/time.Second))))
 		return
 	}
 	expires = min(expires, n.cfg.MaxExpires)
 	if req.To() == nil || req.From() == nil || req.CallID() == nil || req.CSeq() == nil {
-		respond(tx, req, 400, "Missing Mandatory Header")
+		n.respond(tx, req, 400, "Missing Mandatory Header")
 		return
 	}
 	if _, ok := req.To().Params.Get("tag"); ok {
@@ -61,18 +61,18 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event string, expires time.Duration) {
 	contact := req.Contact()
 	if contact == nil || contact.Address.Host == "" {
-		respond(tx, req, 400, "Missing Contact")
+		n.respond(tx, req, 400, "Missing Contact")
 		return
 	}
 	fromTag, _ := req.From().Params.Get("tag")
 	if fromTag == "" {
-		respond(tx, req, 400, "Missing From Tag")
+		n.respond(tx, req, 400, "Missing From Tag")
 		return
 	}
 	if !n.states.Ready() {
 		// Until the first snapshot is loaded a full document would claim
 		// contacts are missing that are not.
-		respond(tx, req, 503, "Registrations Not Loaded Yet", sip.NewHeader("Retry-After", "1"))
+		n.respond(tx, req, 503, "Registrations Not Loaded Yet", sip.NewHeader("Retry-After", "1"))
 		return
 	}
 	aor := req.Recipient.Addr()
@@ -119,6 +119,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 	} else {
 		s.timer = time.AfterFunc(expires, func() { n.end(s, ReasonTimeout) })
 	}
+	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
 		if s.timer != nil {
@@ -137,23 +138,23 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, event str
 	fromTag, _ := req.From().Params.Get("tag")
 	s := n.lookup(dialogID(req.CallID().Value(), toTag, fromTag))
 	if s == nil {
-		respond(tx, req, 481, "Subscription Does Not Exist")
+		n.respond(tx, req, 481, "Subscription Does Not Exist")
 		return
 	}
 	s.mu.Lock()
 	if s.done || s.final != nil {
 		s.mu.Unlock()
-		respond(tx, req, 481, "Subscription Does Not Exist")
+		n.respond(tx, req, 481, "Subscription Does Not Exist")
 		return
 	}
 	if event != s.event {
 		s.mu.Unlock()
-		respond(tx, req, 403, "Dialog Sharing Not Supported")
+		n.respond(tx, req, 403, "Dialog Sharing Not Supported")
 		return
 	}
 	if seq := req.CSeq().SeqNo; seq <= s.d.remoteCSeq {
 		s.mu.Unlock()
-		respond(tx, req, 500, "CSeq Out Of Order")
+		n.respond(tx, req, 500, "CSeq Out Of Order")
 		return
 	} else {
 		s.d.remoteCSeq = seq
@@ -175,6 +176,7 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, event str
 	}
 	claimed = s.claim()
 	s.mu.Unlock()
+	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to refresh failed", "aor", s.aor, "call_id", s.d.callID, "err", err)
 	}
@@ -198,16 +200,6 @@ func (n *Notifier) decorate(res *sip.Response, contact string, expires time.Dura
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
 	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
 	res.AppendHeader(sip.NewHeader("Allow", allow))
-}
-
-// respond sends a final response with extra headers, ignoring a failure
-// to send (the transaction layer already logged it).
-func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	_ = tx.Respond(res)
 }
 
 // eventHeader returns the single Event header's value (long or compact

@@ -60,6 +60,7 @@ type subscription struct {
 	timer     *time.Timer
 	version   uint32 // the version of the next document
 	pending   []pendingContact
+	seenAt    time.Time // when the source saw the oldest pending change
 	regState  bridge.RegState
 	regSeq    uint64
 	full      bool    // a full-state document is owed now (new or refreshed)
@@ -76,6 +77,9 @@ func (s *subscription) offer(c *bridge.Change) (schedule bool) {
 	defer s.mu.Unlock()
 	if s.done || s.final != nil {
 		return false
+	}
+	if len(s.pending) == 0 {
+		s.seenAt = c.SeenAt
 	}
 	for i := range c.Contacts {
 		v := &c.Contacts[i]

@@ -86,3 +86,27 @@ type Sink interface {
 type Source interface {
 	Run(ctx context.Context, sink Sink) error
 }
+
+// Stats is what an adapter reports about its store, for readiness and
+// metrics. Adapters implement Reporter.
+type Stats struct {
+	// Up is true while the store answers; false during an outage.
+	Up bool
+	// Polls counts reads of the store (change checks and snapshots),
+	// Errors failed ones, Skipped rows that could not be decoded.
+	Polls, Errors, Skipped uint64
+	// LastFull is when the last full snapshot was delivered.
+	LastFull time.Time
+}
+
+// Reporter is implemented by adapters that report Stats.
+type Reporter interface {
+	Stats() Stats
+}
+
+// Remover is implemented by adapters that can remove a binding at the
+// registrar (for operator actions such as deactivate); others are
+// notify-only.
+type Remover interface {
+	Remove(ctx context.Context, key string) error
+}

@@ -1,0 +1,100 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Errors of Act.
+var (
+	ErrNoContact  = errors.New("no such active contact")
+	ErrNotAdmin   = errors.New("event is not an operator action")
+	ErrRetryAfter = errors.New("probation needs retry-after")
+)
+
+// Act applies an operator action to one active contact (RFC 3680 4.7.1:
+// deactivated, probation, rejected), notifying every consumer at once. It
+// enters the bridge like a source's batch. The contact is remembered as
+// ended: while its row stays unchanged in a store that cannot delete it,
+// it is not announced again; a new REGISTER (Call-ID or CSeq changed)
+// makes it registered again. It returns the contact as terminated.
+func (b *Bridge) Act(aor, contactID string, ev Event, retryAfter uint32) (ContactView, error) {
+	switch ev {
+	case EventDeactivated, EventRejected:
+	case EventProbation:
+		if retryAfter == 0 {
+			return ContactView{}, ErrRetryAfter
+		}
+	default:
+		return ContactView{}, fmt.Errorf("%w: %s", ErrNotAdmin, ev)
+	}
+	now := time.Now()
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	a := b.aors[CanonicalAOR(aor)]
+	if a == nil {
+		return ContactView{}, ErrNoContact
+	}
+	for _, bd := range a.bindings {
+		if bd.view.ID != contactID {
+			continue
+		}
+		bd.view.RetryAfter = retryAfter
+		b.terminate(bd, ev, now)
+		b.tombstones[bd.view.Key] = tombstone{callID: bd.view.CallID, cseq: bd.view.CSeq}
+		view := bd.view
+		b.flush(now, now)
+		return view, nil
+	}
+	return ContactView{}, ErrNoContact
+}
+
+// tombstone remembers the REGISTER identity of a binding an operator ended.
+type tombstone struct {
+	callID string
+	cseq   uint32
+}
+
+// buried reports whether a store row is a binding an operator ended that
+// has not been registered again since; it forgets tombstones of rows that
+// moved on. Called with stateMu held.
+func (b *Bridge) buried(key, callID string, cseq uint32) bool {
+	t, ok := b.tombstones[key]
+	if !ok {
+		return false
+	}
+	if t.callID == callID && t.cseq == cseq {
+		return true
+	}
+	delete(b.tombstones, key)
+	return false
+}
+
+// List returns up to limit registrations whose canonical AOR starts with
+// prefix and sorts after the canonical AOR after (for paging), in order.
+func (b *Bridge) List(prefix, after string, limit int) []Registration {
+	b.stateMu.RLock()
+	defer b.stateMu.RUnlock()
+	keys := make([]string, 0, len(b.aors))
+	for k := range b.aors {
+		if strings.HasPrefix(k, prefix) && k > after {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+	}
+	out := make([]Registration, len(keys))
+	for i, k := range keys {
+		a := b.aors[k]
+		out[i] = Registration{AOR: a.aor, ID: a.id, State: RegActive, Contacts: make([]ContactView, len(a.bindings))}
+		for j, bd := range a.bindings {
+			out[i].Contacts[j] = bd.view
+		}
+	}
+	return out
+}

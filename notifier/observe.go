@@ -1,0 +1,90 @@
+package notifier
+
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Observer receives the notifier's measurements, for metrics. Its methods
+// are called on the hot path: they must be cheap and never block.
+type Observer interface {
+	// SubscribeAnswered is called for every final response to SUBSCRIBE.
+	SubscribeAnswered(code int)
+	// NotifyDone is called when a NOTIFY transaction ends. outcome is
+	// "ok", a status code class such as "4xx", "timeout" or "transport";
+	// rtt is the transaction time; seenAt is when the source saw the
+	// oldest change the document carries (zero for documents not caused
+	// by a change).
+	NotifyDone(transport, outcome string, rtt time.Duration, seenAt time.Time)
+}
+
+// SetObserver installs o; call it before Run. The default observes nothing.
+func (n *Notifier) SetObserver(o Observer) { n.obs = o }
+
+type nopObserver struct{}
+
+func (nopObserver) SubscribeAnswered(int)                               {}
+func (nopObserver) NotifyDone(string, string, time.Duration, time.Time) {}
+
+// respond sends a final response with extra headers and tells the
+// observer. A failure to send is not returned: the transaction layer has
+// logged it and there is nobody else to tell.
+func (n *Notifier) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	_ = tx.Respond(res)
+	n.obs.SubscribeAnswered(code)
+}
+
+// outcome names the result of a NOTIFY transaction for the observer.
+func outcome(res *sip.Response, err error) string {
+	switch {
+	case err == nil && res != nil:
+		if res.IsSuccess() {
+			return "ok"
+		}
+		return string(rune('0'+res.StatusCode/100)) + "xx"
+	case isTimeout(err):
+		return "timeout"
+	default:
+		return "transport"
+	}
+}
+
+// Info describes one subscription, for the admin API.
+type Info struct {
+	AOR        string    `json:"aor"`
+	Event      string    `json:"event"`
+	Subscriber string    `json:"subscriber"`
+	Contact    string    `json:"contact"`
+	Transport  string    `json:"transport"`
+	Source     string    `json:"source"`
+	CallID     string    `json:"call_id"`
+	Expires    time.Time `json:"expires"`
+	// Version is the version of the last document sent (-1: none yet).
+	Version int64 `json:"version"`
+}
+
+// Subscriptions lists the live subscriptions.
+func (n *Notifier) Subscriptions() []Info {
+	n.subsMu.RLock()
+	all := make([]*subscription, 0, len(n.subs))
+	for _, s := range n.subs {
+		all = append(all, s)
+	}
+	n.subsMu.RUnlock()
+	out := make([]Info, 0, len(all))
+	for _, s := range all {
+		s.mu.Lock()
+		out = append(out, Info{
+			AOR: s.aor, Event: s.event, Subscriber: s.d.remoteURI.Addr(), Contact: s.d.target.String(),
+			Transport: s.d.transport, Source: s.d.source, CallID: s.d.callID,
+			Expires: s.expiresAt, Version: int64(s.version) - 1,
+		})
+		s.mu.Unlock()
+	}
+	return out
+}
