@@ -1,0 +1,100 @@
+package bridge
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+// snapshotOf builds n contacts over n/2 AORs, as a store snapshot would.
+func snapshotOf(n int) []source.Contact {
+	cs := make([]source.Contact, n)
+	exp := t0.Add(time.Hour)
+	for i := range cs {
+		cs[i] = source.Contact{
+			Key:       fmt.Sprintf("uloc-5f3a-%x-%d", i/2, i),
+			AOR:       fmt.Sprintf("sip:user%d@example.com", i/2),
+			URI:       fmt.Sprintf("sip:user%d@192.0.2.%d:5060;transport=udp", i/2, i%250),
+			Expires:   exp.Add(time.Duration(i%3600) * time.Second),
+			Q:         -1,
+			CallID:    fmt.Sprintf("call-%d@192.0.2.1", i),
+			CSeq:      1,
+			UserAgent: "bench phone 1.0",
+		}
+	}
+	return cs
+}
+
+var sizes = []int{10_000, 100_000, 1_000_000}
+
+// BenchmarkDiffUnchanged measures reconciling a full snapshot identical to
+// the known state: the common case of a periodic reconcile. It must not
+// allocate per contact.
+func BenchmarkDiffUnchanged(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			br.Subscribe(&recorder{})
+			snap := snapshotOf(n)
+			br.apply(source.Batch{Full: true, Contacts: snap}, t0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				br.apply(source.Batch{Full: true, Contacts: snap}, t0)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/contact")
+		})
+	}
+}
+
+// BenchmarkDiffRefreshAll measures a snapshot in which every contact was
+// refreshed (new CSeq, later expiry): every contact yields an event.
+func BenchmarkDiffRefreshAll(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			snap := snapshotOf(n)
+			br.apply(source.Batch{Full: true, Contacts: snap}, t0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				for j := range snap {
+					snap[j].CSeq++
+					snap[j].Expires = snap[j].Expires.Add(time.Second)
+				}
+				b.StartTimer()
+				br.apply(source.Batch{Full: true, Contacts: snap}, t0)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/contact")
+		})
+	}
+}
+
+// TestMemoryPerContact reports the heap the bridge holds per tracked
+// contact (beyond the strings the source read), as a figure, not a limit.
+func TestMemoryPerContact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures 100k contacts")
+	}
+	const n = 100_000
+	snap := snapshotOf(n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	br.apply(source.Batch{Full: true, Contacts: snap}, t0)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("bridge state: %.0f bytes per contact (%d contacts, %d AORs), excluding the source's strings", per, n, n/2)
+	runtime.KeepAlive(snap)
+	if aors, contacts := br.Stats(); aors != n/2 || contacts != n {
+		t.Fatalf("tracked %d AORs %d contacts", aors, contacts)
+	}
+}
