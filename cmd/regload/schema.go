@@ -1,0 +1,147 @@
+package main
+
+// Kamailio's `location` and `version` tables (table version 9, Kamailio 5.6
+// to 6.1; utils/kamctl/{db_sqlite,mysql,postgres}/usrloc-create.sql and
+// standard-create.sql), per SQL dialect, for stores regload has to set up
+// itself. Column names, types, defaults and indexes are Kamailio's, so what
+// regbridge reads here is what it would read from a real registrar.
+
+import "strings"
+
+func doubleQuote(s string) string { return `"` + s + `"` }
+func backQuote(s string) string   { return "`" + s + "`" }
+
+// sqliteSchema is usrloc-create.sql for db_sqlite.
+func sqliteSchema(t string) []string {
+	q := doubleQuote
+	return []string{
+		`CREATE TABLE IF NOT EXISTS version (
+    id INTEGER PRIMARY KEY NOT NULL,
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_table_name_idx UNIQUE (table_name)
+)`,
+		`CREATE TABLE ` + q(t) + ` (
+    id INTEGER PRIMARY KEY NOT NULL,
+    ruid VARCHAR(64) DEFAULT '' NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT NULL,
+    contact VARCHAR(512) DEFAULT '' NOT NULL,
+    received VARCHAR(128) DEFAULT NULL,
+    path VARCHAR(512) DEFAULT NULL,
+    expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL,
+    q REAL DEFAULT 1.0 NOT NULL,
+    callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
+    cseq INTEGER DEFAULT 1 NOT NULL,
+    last_modified TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:01' NOT NULL,
+    flags INTEGER DEFAULT 0 NOT NULL,
+    cflags INTEGER DEFAULT 0 NOT NULL,
+    user_agent VARCHAR(255) DEFAULT '' NOT NULL,
+    socket VARCHAR(64) DEFAULT NULL,
+    methods INTEGER DEFAULT NULL,
+    instance VARCHAR(255) DEFAULT NULL,
+    reg_id INTEGER DEFAULT 0 NOT NULL,
+    server_id INTEGER DEFAULT 0 NOT NULL,
+    connection_id INTEGER DEFAULT 0 NOT NULL,
+    keepalive INTEGER DEFAULT 0 NOT NULL,
+    partition INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT ` + q(t+"_ruid_idx") + ` UNIQUE (ruid)
+)`,
+		`CREATE INDEX ` + q(t+"_account_contact_idx") + ` ON ` + q(t) + ` (username, domain, contact)`,
+		`CREATE INDEX ` + q(t+"_expires_idx") + ` ON ` + q(t) + ` (expires)`,
+		`CREATE INDEX ` + q(t+"_tcpcon_idx") + ` ON ` + q(t) + ` (connection_id)`,
+		`CREATE INDEX ` + q(t+"_connection_idx") + ` ON ` + q(t) + ` (server_id, connection_id)`,
+		`INSERT INTO version (table_name, table_version) VALUES ('` + t + `', '9')`,
+	}
+}
+
+// mysqlSchema is usrloc-create.sql for db_mysql.
+func mysqlSchema(t string) []string {
+	q := backQuote
+	return []string{
+		"CREATE TABLE IF NOT EXISTS `version` (\n" +
+			"    `id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,\n" +
+			"    `table_name` VARCHAR(32) NOT NULL,\n" +
+			"    `table_version` INT UNSIGNED DEFAULT 0 NOT NULL,\n" +
+			"    CONSTRAINT table_name_idx UNIQUE (`table_name`)\n)",
+		"CREATE TABLE " + q(t) + ` (
+    ` + "`id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL," + `
+    ` + mysqlColumns + `
+    CONSTRAINT ruid_idx UNIQUE (` + "`ruid`" + `)
+)`,
+		"CREATE INDEX account_contact_idx ON " + q(t) + " (`username`, `domain`, `contact`)",
+		"CREATE INDEX expires_idx ON " + q(t) + " (`expires`)",
+		"CREATE INDEX tcpcon_idx ON " + q(t) + " (`connection_id`)",
+		"CREATE INDEX connection_idx ON " + q(t) + " (`server_id`, `connection_id`)",
+		"INSERT INTO `version` (`table_name`, `table_version`) VALUES ('" + t + "', '9')",
+	}
+}
+
+var mysqlColumns = strings.Join([]string{
+	"`ruid` VARCHAR(64) DEFAULT '' NOT NULL,",
+	"`username` VARCHAR(64) DEFAULT '' NOT NULL,",
+	"`domain` VARCHAR(64) DEFAULT NULL,",
+	"`contact` VARCHAR(512) DEFAULT '' NOT NULL,",
+	"`received` VARCHAR(128) DEFAULT NULL,",
+	"`path` VARCHAR(512) DEFAULT NULL,",
+	"`expires` DATETIME DEFAULT '2030-05-28 21:32:15' NOT NULL,",
+	"`q` FLOAT(10,2) DEFAULT 1.0 NOT NULL,",
+	"`callid` VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,",
+	"`cseq` INT(11) DEFAULT 1 NOT NULL,",
+	"`last_modified` DATETIME DEFAULT '2000-01-01 00:00:01' NOT NULL,",
+	"`flags` INT(11) DEFAULT 0 NOT NULL,",
+	"`cflags` INT(11) DEFAULT 0 NOT NULL,",
+	"`user_agent` VARCHAR(255) DEFAULT '' NOT NULL,",
+	"`socket` VARCHAR(64) DEFAULT NULL,",
+	"`methods` INT(11) DEFAULT NULL,",
+	"`instance` VARCHAR(255) DEFAULT NULL,",
+	"`reg_id` INT(11) DEFAULT 0 NOT NULL,",
+	"`server_id` INT(11) DEFAULT 0 NOT NULL,",
+	"`connection_id` INT(11) DEFAULT 0 NOT NULL,",
+	"`keepalive` INT(11) DEFAULT 0 NOT NULL,",
+	"`partition` INT(11) DEFAULT 0 NOT NULL,",
+}, "\n    ")
+
+// postgresSchema is usrloc-create.sql for db_postgres.
+func postgresSchema(t string) []string {
+	q := doubleQuote
+	return []string{
+		`CREATE TABLE IF NOT EXISTS version (
+    id SERIAL PRIMARY KEY NOT NULL,
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_table_name_idx UNIQUE (table_name)
+)`,
+		`CREATE TABLE ` + q(t) + ` (
+    id SERIAL PRIMARY KEY NOT NULL,
+    ruid VARCHAR(64) DEFAULT '' NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT NULL,
+    contact VARCHAR(512) DEFAULT '' NOT NULL,
+    received VARCHAR(128) DEFAULT NULL,
+    path VARCHAR(512) DEFAULT NULL,
+    expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL,
+    q REAL DEFAULT 1.0 NOT NULL,
+    callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
+    cseq INTEGER DEFAULT 1 NOT NULL,
+    last_modified TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:01' NOT NULL,
+    flags INTEGER DEFAULT 0 NOT NULL,
+    cflags INTEGER DEFAULT 0 NOT NULL,
+    user_agent VARCHAR(255) DEFAULT '' NOT NULL,
+    socket VARCHAR(64) DEFAULT NULL,
+    methods INTEGER DEFAULT NULL,
+    instance VARCHAR(255) DEFAULT NULL,
+    reg_id INTEGER DEFAULT 0 NOT NULL,
+    server_id INTEGER DEFAULT 0 NOT NULL,
+    connection_id INTEGER DEFAULT 0 NOT NULL,
+    keepalive INTEGER DEFAULT 0 NOT NULL,
+    partition INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT ` + q(t+"_ruid_idx") + ` UNIQUE (ruid)
+)`,
+		`CREATE INDEX ` + q(t+"_account_contact_idx") + ` ON ` + q(t) + ` (username, domain, contact)`,
+		`CREATE INDEX ` + q(t+"_expires_idx") + ` ON ` + q(t) + ` (expires)`,
+		`CREATE INDEX ` + q(t+"_tcpcon_idx") + ` ON ` + q(t) + ` (connection_id)`,
+		`CREATE INDEX ` + q(t+"_connection_idx") + ` ON ` + q(t) + ` (server_id, connection_id)`,
+		`INSERT INTO version (table_name, table_version) VALUES ('` + t + `', '9')`,
+	}
+}
