@@ -57,12 +57,16 @@ func (n *Notifier) dispatch(ctx context.Context) {
 
 // job is one NOTIFY to send, decided under the subscription's lock.
 type job struct {
-	doc    Document
-	final  *Reason
-	remain uint32
-	d      dialog
-	event  string
-	seenAt time.Time
+	doc         Document  // reginfo; for presence, Registrations[0] is the AOR
+	presence    bool      // render PIDF from doc.Registrations[0] at ts
+	ts          time.Time // PIDF timestamp
+	noBody      bool      // a final NOTIFY that reveals nothing
+	contentType string
+	final       *ending
+	remain      uint32
+	d           dialog
+	event       string
+	seenAt      time.Time
 }
 
 // deliver sends NOTIFYs on s until it has nothing left to say; the
@@ -74,12 +78,17 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription) {
 		if !ok {
 			return
 		}
-		body = AppendReginfo(body[:0], j.doc, time.Now())
+		body = render(body[:0], &j, time.Now())
 		req := n.buildNotify(&j, body)
 		start := time.Now()
 		res, err := n.doer.Do(ctx, req)
 		if err == nil && res == nil {
 			err = errNoResponse // sipgo ends some transactions without either
+		}
+		if err == nil && n.cfg.NotifyAuthUser != "" && (res.StatusCode == 401 || res.StatusCode == 407) {
+			n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), time.Time{})
+			start = time.Now()
+			res, err = n.authenticate(ctx, s, &j, body, res)
 		}
 		n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), j.seenAt)
 		n.finish(s, &j, res, err)
@@ -89,21 +98,45 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription) {
 	}
 }
 
-// next decides what s must send now, or releases s when nothing.
+// render appends the body of j to dst.
+func render(dst []byte, j *job, now time.Time) []byte {
+	switch {
+	case j.noBody:
+		return dst
+	case j.presence:
+		return AppendPIDF(dst, j.doc.Registrations[0], j.ts)
+	default:
+		return AppendReginfo(dst, j.doc, now)
+	}
+}
+
+// next decides what s must send now, or releases s when nothing. Within
+// the rate window after the previous NOTIFY, changes wait: the window's
+// timer takes the subscription over and hands it back when it ends.
 func (n *Notifier) next(s *subscription) (job, bool) {
+	now := time.Now()
 	s.mu.Lock()
-	work := s.full || s.final != nil || len(s.pending) > 0
+	work := s.full || s.final != nil || len(s.pending) > 0 || s.dirty
 	if s.done || !work {
 		s.inFlight = false
 		s.mu.Unlock()
 		return job{}, false
 	}
-	needFull := s.full || s.final != nil || s.resync
+	immediate := s.full || s.final != nil
+	if !immediate && n.cfg.MinInterval > 0 {
+		if wait := s.lastSent.Add(n.cfg.MinInterval).Sub(now); wait > 0 {
+			n.throttle(s, wait)
+			s.mu.Unlock()
+			return job{}, false
+		}
+	}
+	withState := s.final == nil || s.final.reason.revealsState()
+	needFull := s.full || s.final != nil || s.resync || s.pkg.presence
 	s.mu.Unlock()
 
 	var reg bridge.Registration
 	var seq uint64
-	if needFull {
+	if needFull && withState {
 		// Read the bridge without holding s.mu: the bridge calls offer
 		// (which takes s.mu) with its own lock held.
 		reg, seq = n.states.Lookup(s.aor)
@@ -111,15 +144,23 @@ func (n *Notifier) next(s *subscription) (job, bool) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j := job{final: s.final, event: s.event}
-	if len(s.pending) > 0 {
+	j := job{final: s.final, event: s.event, contentType: s.pkg.contentType, presence: s.pkg.presence}
+	if len(s.pending) > 0 || s.dirty {
 		j.seenAt = s.seenAt
 	}
-	if needFull {
+	switch {
+	case !withState:
+		clear(s.pending)
+		s.pending = s.pending[:0]
+		s.dirty = false
+		// reginfo: an empty partial document keeps the version sequence;
+		// presence: no body (RFC 3856 6.8 allows a NOTIFY without one).
+		j.noBody = s.pkg.presence
+	case needFull:
 		s.dropUpTo(seq)
 		s.full, s.resync = false, false
 		j.doc = Document{Full: true, Registrations: []bridge.Registration{reg}}
-	} else {
+	default:
 		reg := bridge.Registration{AOR: s.aor, ID: s.regID, State: s.regState}
 		reg.Contacts = make([]bridge.ContactView, len(s.pending))
 		for i, p := range s.pending {
@@ -129,12 +170,48 @@ func (n *Notifier) next(s *subscription) (job, bool) {
 		s.pending = s.pending[:0]
 		j.doc = Document{Registrations: []bridge.Registration{reg}}
 	}
-	j.doc.Version = s.version
-	s.version++
+	if s.pkg.presence {
+		// RFC 3863 4.1.7: no two successive documents with one timestamp.
+		j.ts = now
+		if !j.ts.After(s.lastTS) {
+			j.ts = s.lastTS.Add(time.Nanosecond)
+		}
+		s.lastTS = j.ts
+	} else {
+		j.doc.Version = s.version
+		s.version++
+	}
 	s.d.localCSeq++
 	j.d = s.d
-	j.remain = s.remaining(time.Now())
+	j.remain = s.remaining(now)
+	s.lastSent = now
 	return j, true
+}
+
+// throttle parks s until its rate window ends: the window timer keeps
+// the subscription claimed (inFlight stays set), so changes arriving
+// meanwhile only coalesce, and hands it back to the dispatcher at the
+// end. One timer per subscription, reused. Called with s.mu held.
+func (n *Notifier) throttle(s *subscription, wait time.Duration) {
+	s.throttled = true
+	if s.window == nil {
+		s.window = time.AfterFunc(wait, func() { n.windowEnded(s) })
+		return
+	}
+	s.window.Reset(wait)
+}
+
+// windowEnded hands a throttled subscription back to the dispatcher,
+// unless a NOTIFY that could not wait (claim) has taken it over.
+func (n *Notifier) windowEnded(s *subscription) {
+	s.mu.Lock()
+	if !s.throttled || s.done {
+		s.mu.Unlock()
+		return
+	}
+	s.throttled = false
+	s.mu.Unlock()
+	n.enqueue(s)
 }
 
 // finish applies the outcome of one NOTIFY transaction (RFC 6665 4.2.2).
@@ -147,7 +224,7 @@ func (n *Notifier) finish(s *subscription, j *job, res *sip.Response, err error)
 		} else {
 			n.stats.Failed.Add(1)
 		}
-		log.Debug("subscription ended", "reason", string(*j.final))
+		log.Debug("subscription ended", "reason", string(j.final.reason))
 		return
 	}
 	switch {
@@ -157,7 +234,8 @@ func (n *Notifier) finish(s *subscription, j *job, res *sip.Response, err error)
 		n.stats.Removed.Add(1)
 		log.Info("NOTIFY failed; subscription removed", "err", err)
 		n.remove(s)
-	case res.IsSuccess() || res.StatusCode == 202:
+	case res.IsSuccess():
+		// 202 is a success too: RFC 6665 8.3.1 treats it as 200.
 		n.stats.Sent.Add(1)
 	case removesSubscription(res.StatusCode):
 		n.stats.Failed.Add(1)
@@ -165,12 +243,12 @@ func (n *Notifier) finish(s *subscription, j *job, res *sip.Response, err error)
 		log.Info("NOTIFY rejected; subscription removed", "status", res.StatusCode)
 		n.remove(s)
 	default:
-		// The subscription survives (RFC 5057); what the subscriber missed
-		// is resent as full state.
+		// The subscription survives (RFC 5057: 3xx, 400-403, 406-408,
+		// 5xx...); what the subscriber missed is resent as full state.
 		n.stats.Failed.Add(1)
 		log.Info("NOTIFY failed; next one is full state", "status", res.StatusCode)
 		s.mu.Lock()
-		s.resync = true
+		s.resync = true // (presence documents are always full)
 		s.mu.Unlock()
 	}
 }

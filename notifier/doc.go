@@ -1,14 +1,21 @@
 // Package notifier is regbridge's SIP side: the notifier of the RFC 3680
-// `reg` event package over the RFC 6665 (and RFC 3265) events framework,
-// built on sipgo.
+// `reg` event package, and of `presence` derived from registrations (RFC
+// 3680 3.2, RFC 3856, PIDF of RFC 3863), over the RFC 6665 (and RFC 3265)
+// events framework, built on sipgo, on UDP, TCP, TLS, WS and WSS (RFC
+// 7118).
 //
-// It accepts, refreshes and ends subscriptions (SUBSCRIBE with Event: reg),
-// keeps each subscription's dialog itself (sipgo has no SUBSCRIBE dialogs),
-// and sends NOTIFYs carrying application/reginfo+xml: full state first and
-// after every refresh, partial state (only the changed contacts) after each
-// change, with one version counter per subscription starting at 0.
+// It accepts, refreshes and ends subscriptions, keeps each subscription's
+// dialog itself (sipgo has no SUBSCRIBE dialogs; route sets, CSeq and
+// targets per RFC 3261 12), and sends NOTIFYs carrying
+// application/reginfo+xml (full state first and after every refresh,
+// partial state after each change, one version counter per subscription
+// starting at 0, RFC 5628 GRUUs) or complete application/pidf+xml
+// documents. It answers the responses to NOTIFY as RFC 6665 4.2.2 says,
+// including digest challenges, and CANCEL as 4.6 says.
 //
-// Changes from the bridge are coalesced per subscription, and at most one
-// NOTIFY per dialog is in flight (DESIGN.md invariant 4): a slow subscriber
-// gets fewer, larger documents, never a growing queue.
+// Changes from the bridge are coalesced per subscription, at most one
+// NOTIFY per dialog is in flight (DESIGN.md invariant 4), and an optional
+// minimum interval between NOTIFYs (RFC 3680 4.10) makes changes inside it
+// leave together: a slow subscriber gets fewer, larger documents, never a
+// growing queue.
 package notifier

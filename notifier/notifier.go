@@ -2,10 +2,11 @@ package notifier
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +51,17 @@ type Notifier struct {
 	doer   Doer
 	closed atomic.Bool
 
+	// packages are the enabled event packages, allowEvents names them.
+	packages    []*eventPackage
+	allowEvents string
+
 	// listeners are opened by Listen; bound holds their real addresses.
 	listeners []listener
 	bound     []ListenAddr
+	tlsServer *tls.Config // nil without REGBRIDGE_TLS_CERT
+
+	// recent remembers SUBSCRIBE transactions for CANCEL matching.
+	recent recentTxs
 
 	// subsMu guards subs and byAOR.
 	subsMu sync.RWMutex
@@ -69,23 +78,20 @@ type Notifier struct {
 	obs        Observer
 }
 
-// listener is an opened listener of either kind.
-type listener struct {
-	network string
-	packet  net.PacketConn
-	stream  net.Listener
-}
-
 // Stats counts what the notifier did (exported for metrics and tests).
 type Stats struct {
 	Sent, Failed, Removed atomic.Uint64
 }
 
-// New builds a notifier reading registrations from states. It does no I/O;
-// call Listen, then Run.
+// New builds a notifier reading registrations from states. It reads the
+// TLS files when configured but opens no socket; call Listen, then Run.
 func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tlsServer, tlsClient, err := loadTLS(&cfg)
+	if err != nil {
 		return nil, err
 	}
 	allowLargeUDP.Do(func() {
@@ -96,7 +102,11 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		}
 	})
 	log = log.With("component", "notifier")
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("regbridge"))
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("regbridge")}
+	if tlsClient != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(tlsClient))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
 	}
@@ -119,11 +129,18 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		byAOR:  make(map[string][]*subscription),
 		readyC: make(chan struct{}, 1),
 		obs:    nopObserver{},
+
+		tlsServer: tlsServer,
 	}
+	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)
+	srv.OnCancel(n.onCancel)
+	srv.OnNoRoute(n.onNoRoute)
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
-		n.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		// regbridge subscribes to nothing (and the observer counts only
+		// answers to SUBSCRIBE).
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 	})
 	return n, nil
 }
@@ -137,46 +154,6 @@ type clientDoer struct{ c *sipgo.Client }
 func (d clientDoer) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	return d.c.Do(ctx, req, sipgo.ClientRequestAddVia)
 }
-
-// Listen opens every configured listener, so that a port already in use
-// stops start-up with a clear error before anything runs.
-func (n *Notifier) Listen() error {
-	for _, l := range n.cfg.Listen {
-		switch l.Network {
-		case "udp":
-			pc, err := net.ListenPacket("udp", l.Addr)
-			if err != nil {
-				n.closeListeners()
-				return fmt.Errorf("listening on %s: %w", l, err)
-			}
-			n.listeners = append(n.listeners, listener{network: "udp", packet: pc})
-			n.bound = append(n.bound, ListenAddr{"udp", pc.LocalAddr().String()})
-		case "tcp":
-			ln, err := net.Listen("tcp", l.Addr)
-			if err != nil {
-				n.closeListeners()
-				return fmt.Errorf("listening on %s: %w", l, err)
-			}
-			n.listeners = append(n.listeners, listener{network: "tcp", stream: ln})
-			n.bound = append(n.bound, ListenAddr{"tcp", ln.Addr().String()})
-		}
-	}
-	return nil
-}
-
-func (n *Notifier) closeListeners() {
-	for _, l := range n.listeners {
-		if l.packet != nil {
-			l.packet.Close()
-		}
-		if l.stream != nil {
-			l.stream.Close()
-		}
-	}
-}
-
-// Addrs returns the bound listener addresses (after Listen).
-func (n *Notifier) Addrs() []ListenAddr { return n.bound }
 
 // Run serves SIP until ctx ends, then ends every subscription with a final
 // NOTIFY (terminated;reason=deactivated, so subscribers re-subscribe at once,
@@ -193,13 +170,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
-			var err error
-			if l.packet != nil {
-				err = n.srv.ServeUDP(l.packet)
-			} else {
-				err = n.srv.ServeTCP(l.stream)
-			}
-			if err != nil && !n.closed.Load() {
+			if err := n.serve(l); err != nil && !n.closed.Load() {
 				serveErr <- fmt.Errorf("serving SIP on %s: %w", l.network, err)
 			}
 		}()
@@ -217,10 +188,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	}
+	// Refuse new SUBSCRIBEs (503) from here on: one accepted during the
+	// drain would get no final NOTIFY and hold the drain to its limit.
+	n.closed.Store(true)
 	n.shutdown()
 	stopDispatch()
 	<-dispatched
-	n.closed.Store(true)
 	n.closeListeners()
 	n.ua.Close()
 	serving.Wait()
@@ -237,7 +210,7 @@ func (n *Notifier) shutdown() {
 	}
 	n.subsMu.RUnlock()
 	for _, s := range all {
-		n.end(s, ReasonDeactivated)
+		n.end(s, ending{reason: ReasonDeactivated})
 	}
 	if len(all) == 0 {
 		return
@@ -300,6 +273,9 @@ func (n *Notifier) remove(s *subscription) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	if s.window != nil {
+		s.window.Stop()
+	}
 	s.mu.Unlock()
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
@@ -323,19 +299,55 @@ func (n *Notifier) remove(s *subscription) {
 	}
 }
 
-// end schedules the final NOTIFY of s with reason.
-func (n *Notifier) end(s *subscription, reason Reason) {
+// end schedules the final NOTIFY of s.
+func (n *Notifier) end(s *subscription, e ending) bool {
 	s.mu.Lock()
 	if s.done || s.final != nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
-	s.final = &reason
+	s.final = &e
 	claimed := s.claim()
 	s.mu.Unlock()
 	if claimed {
 		n.enqueue(s)
 	}
+	return true
 }
+
+// Terminate ends every subscription to aor, of any package, with a final
+// NOTIFY carrying reason (RFC 6665 4.1.3, 4.2.2), and returns how many it
+// ended. It is the hook for the decisions regbridge does not make itself:
+// authorization withdrawn (ReasonRejected), the AOR deprovisioned
+// (ReasonNoResource), maintenance (ReasonProbation with retryAfter) or an
+// authorization that never came (ReasonGiveUp with retryAfter).
+// retryAfter is sent, in whole seconds, only with probation and giveup,
+// the reasons it means something for. After rejected, noresource and
+// giveup the final NOTIFY reveals no registration state.
+func (n *Notifier) Terminate(aor string, reason Reason, retryAfter time.Duration) (int, error) {
+	if !reason.valid() {
+		return 0, fmt.Errorf("%w: %q", ErrReason, reason)
+	}
+	if retryAfter < 0 {
+		return 0, fmt.Errorf("%w: negative retry-after %v", ErrReason, retryAfter)
+	}
+	e := ending{reason: reason}
+	if reason.retryAfterMeaningful() {
+		e.retryAfter = uint32(min(retryAfter/time.Second, 1<<32-1))
+	}
+	n.subsMu.RLock()
+	list := slices.Clone(n.byAOR[bridge.CanonicalAOR(aor)])
+	n.subsMu.RUnlock()
+	count := 0
+	for _, s := range list {
+		if n.end(s, e) {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// ErrReason is returned by Terminate for a reason regbridge does not send.
+var ErrReason = errors.New("not a Subscription-State reason regbridge sends")
 
 var errClosed = errors.New("notifier closed")

@@ -60,7 +60,7 @@ func TestSubscribeRejections(t *testing.T) {
 				p.None(100 * time.Millisecond)
 				return
 			}
-			n := p.Next()
+			n := next(t, p)
 			p.Check(n, 0, "full", "active;expires=")
 		})
 	}
@@ -85,7 +85,7 @@ func TestFetch(t *testing.T) {
 	if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "0" {
 		t.Fatalf("fetch: %s", res)
 	}
-	n := p.Next()
+	n := next(t, p)
 	if n.Doc.Version != 0 || n.Doc.State != "full" || n.SubscriptionState != "terminated;reason=timeout" ||
 		len(n.Doc.Registrations[0].Contacts) != 1 {
 		t.Fatalf("fetch NOTIFY %s: %s", n.SubscriptionState, n.Req.Body())
@@ -105,8 +105,8 @@ func TestSubscriptionTimeout(t *testing.T) {
 	if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "1")); res.StatusCode != 200 {
 		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
 	}
-	p.Check(p.Next(), 0, "full", "active;expires=")
-	n := p.Next()
+	p.Check(next(t, p), 0, "full", "active;expires=")
+	n := next(t, p)
 	p.Check(n, 1, "full", "terminated;reason=timeout")
 	siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription removed")
 }
@@ -120,7 +120,7 @@ func TestNotifyFailureRemoves(t *testing.T) {
 			p := siptest.New(t, "udp", h.addr("udp"))
 			p.Answer(func(int) int { return code })
 			p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
-			p.Next()
+			next(t, p)
 			siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription removed")
 			h.br.Apply(t.Context(), source.Batch{Full: true})
 			p.None(200 * time.Millisecond)
@@ -143,9 +143,9 @@ func TestNotifyServerErrorKeeps(t *testing.T) {
 		return 200
 	})
 	p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
-	p.Check(p.Next(), 0, "full", "active")
+	p.Check(next(t, p), 0, "full", "active")
 	h.br.Apply(t.Context(), source.Batch{Full: true}) // alice leaves
-	p.Check(p.Next(), 1, "partial", "active")
+	p.Check(next(t, p), 1, "partial", "active")
 	// The 500 made the next document owed as full state.
 	siptest.Eventually(t, func() bool {
 		s := h.n.anySubscription()
@@ -154,7 +154,7 @@ func TestNotifyServerErrorKeeps(t *testing.T) {
 		return s.resync && !s.inFlight
 	}, "full state owed")
 	h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice}})
-	n := p.Next()
+	n := next(t, p)
 	p.Check(n, 2, "full", "active")
 	if h.n.Count() != 1 {
 		t.Fatalf("subscription lost after 500")
@@ -175,12 +175,12 @@ func TestCoalescing(t *testing.T) {
 		return 200
 	})
 	p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
-	p.Check(p.Next(), 0, "full", "active")
+	p.Check(next(t, p), 0, "full", "active")
 
 	c2 := tAlice
 	c2.Key, c2.URI, c2.CallID = "uloc-2", "sip:alice@192.0.2.11", "c2"
 	h.br.Apply(t.Context(), source.Batch{Contacts: []source.Contact{c2}}) // v1: registered, held
-	first := p.Next()
+	first := next(t, p)
 	p.Check(first, 1, "partial", "active")
 	for cseq := uint32(2); cseq <= 6; cseq++ { // five refreshes of c2 while v1 is held
 		c2.CSeq = cseq
@@ -192,7 +192,7 @@ func TestCoalescing(t *testing.T) {
 	p.None(100 * time.Millisecond) // one NOTIFY in flight per dialog
 	close(release)
 
-	n := p.Next()
+	n := next(t, p)
 	p.Check(n, 2, "partial", "active")
 	cs := n.Doc.Registrations[0].Contacts
 	if len(cs) != 2 || cs[0].URI != c2.URI || cs[0].Event != "refreshed" || cs[1].URI != c3.URI || cs[1].Event != "registered" {
@@ -204,17 +204,17 @@ func TestCoalescing(t *testing.T) {
 // TestShutdownDeactivates: stopping the notifier ends every subscription
 // with terminated;reason=deactivated before Run returns (RFC-NOTES E.25).
 func TestShutdownDeactivates(t *testing.T) {
-	h := newHarness(t, Config{}, tAlice)
+	h := newHarness(t, Config{Drain: 5 * time.Second}, tAlice)
 	var peers []*siptest.Peer
 	for _, network := range []string{"udp", "tcp", "udp"} {
 		p := siptest.New(t, network, h.addr(network))
 		p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
-		p.Check(p.Next(), 0, "full", "active")
+		p.Check(next(t, p), 0, "full", "active")
 		peers = append(peers, p)
 	}
 	h.stop(t)
 	for _, p := range peers {
-		n := p.Next()
+		n := next(t, p)
 		p.Check(n, 1, "full", "terminated;reason=deactivated")
 	}
 }

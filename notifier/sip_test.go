@@ -5,10 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
@@ -49,7 +51,9 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 		cfg.Listen = ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}}
 	}
 	if cfg.Drain == 0 {
-		cfg.Drain = 2 * time.Second
+		// Short: peers close before the harness stops (t.Cleanup order),
+		// so final NOTIFYs to them go unanswered and would wait it out.
+		cfg.Drain = 300 * time.Millisecond
 	}
 	br := bridge.New(testLog())
 	n, err := New(cfg, br, testLog())
@@ -66,6 +70,10 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
+	// The bridge's expiry clock, so that bindings lapse (E.32).
+	clockCtx, stopClock := context.WithCancel(context.Background())
+	clock := make(chan struct{})
+	go func() { defer close(clock); br.Run(clockCtx) }()
 	var once sync.Once
 	stop := func(t *testing.T) {
 		once.Do(func() {
@@ -73,6 +81,8 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 			if err := <-done; err != nil {
 				t.Errorf("notifier Run: %v", err)
 			}
+			stopClock()
+			<-clock
 		})
 	}
 	t.Cleanup(func() { stop(t) })
@@ -86,6 +96,69 @@ func (h *harness) addr(network string) string {
 		}
 	}
 	panic("no " + network + " listener")
+}
+
+// next returns the peer's next NOTIFY after validating its body against
+// the RFC schema of its Content-Type with xmllint (DESIGN.md invariant 2).
+func next(t *testing.T, p *siptest.Peer) siptest.Notify {
+	t.Helper()
+	n := p.Next()
+	validateNotify(t, n)
+	return n
+}
+
+// validateNotify validates a NOTIFY's body, if any, against its schema.
+func validateNotify(t *testing.T, n siptest.Notify) {
+	t.Helper()
+	body := n.Req.Body()
+	if len(body) == 0 {
+		return
+	}
+	ct := n.Req.ContentType()
+	switch {
+	case ct == nil:
+		t.Errorf("NOTIFY with a body and no Content-Type")
+	case ct.Value() == ContentTypeReginfo:
+		validateXML(t, schemaReginfo, body)
+	case ct.Value() == ContentTypePIDF:
+		validateXML(t, schemaPIDF, body)
+	default:
+		t.Errorf("NOTIFY Content-Type %q", ct.Value())
+	}
+}
+
+// rawClient sends single requests with a plain sipgo client, for methods
+// siptest.Peer does not speak.
+type rawClient struct {
+	c       *sipgo.Client
+	network string
+}
+
+func newRawClient(t *testing.T, network string) *rawClient {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("raw-client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close() })
+	c, err := sipgo.NewClient(ua, sipgo.WithClientLogger(siptest.Quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rawClient{c: c, network: network}
+}
+
+func (c *rawClient) do(t *testing.T, req *sip.Request, addr string) *sip.Response {
+	t.Helper()
+	req.SetDestination(addr)
+	req.SetTransport(strings.ToUpper(c.network))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	res, err := c.c.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %v", req.Method, err)
+	}
+	return res
 }
 
 var tAlice = source.Contact{Key: "uloc-1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.10:5060",
@@ -108,7 +181,7 @@ func TestSubscribeLifecycle(t *testing.T) {
 				t.Errorf("Expires %s, want the RFC 3680 default 3761", got)
 			}
 
-			n0 := p.Next()
+			n0 := next(t, p)
 			p.Check(n0, 0, "full", "active;expires=")
 			if len(n0.Doc.Registrations) != 1 || len(n0.Doc.Registrations[0].Contacts) != 1 ||
 				n0.Doc.Registrations[0].State != "active" || n0.Doc.Registrations[0].Contacts[0].Event != "registered" {
@@ -120,7 +193,7 @@ func TestSubscribeLifecycle(t *testing.T) {
 			bob := tAlice
 			bob.Key, bob.URI, bob.CallID = "uloc-2", "sip:alice@192.0.2.11:5060", "c2"
 			h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice, bob}})
-			n1 := p.Next()
+			n1 := next(t, p)
 			p.Check(n1, 1, "partial", "active;expires=")
 			c := n1.Doc.Registrations[0].Contacts
 			if len(c) != 1 || c[0].URI != bob.URI || c[0].Event != "registered" || c[0].State != "active" || n1.Doc.Registrations[0].ID != regID {
@@ -129,7 +202,7 @@ func TestSubscribeLifecycle(t *testing.T) {
 
 			// Both leave: one partial with two unregistered contacts, registration terminated.
 			h.br.Apply(t.Context(), source.Batch{Full: true})
-			n2 := p.Next()
+			n2 := next(t, p)
 			p.Check(n2, 2, "partial", "active;expires=")
 			r := n2.Doc.Registrations[0]
 			if r.State != "terminated" || len(r.Contacts) != 2 || r.Contacts[0].Event != "unregistered" || r.Contacts[1].State != "terminated" {
@@ -141,7 +214,7 @@ func TestSubscribeLifecycle(t *testing.T) {
 			if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "600" {
 				t.Fatalf("refresh: %s", res)
 			}
-			n3 := p.Next()
+			n3 := next(t, p)
 			p.Check(n3, 3, "full", "active;expires=")
 			if r := n3.Doc.Registrations[0]; r.State != "init" || len(r.Contacts) != 0 {
 				t.Fatalf("full state of an AOR without contacts must be init: %s", n3.Req.Body())
@@ -155,7 +228,7 @@ func TestSubscribeLifecycle(t *testing.T) {
 			if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "0" {
 				t.Fatalf("unsubscribe: %s", res)
 			}
-			n4 := p.Next()
+			n4 := next(t, p)
 			p.Check(n4, 4, "full", "terminated;reason=timeout")
 			h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice}})
 			p.None(300 * time.Millisecond)

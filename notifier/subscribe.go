@@ -2,7 +2,6 @@ package notifier
 
 import (
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -12,34 +11,55 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 )
 
-// Package names and header values regbridge serves.
+// Header values regbridge sends.
 const (
-	eventReg    = "reg"
-	allowEvents = "reg"
-	allow       = "SUBSCRIBE, NOTIFY, OPTIONS"
+	allow = "SUBSCRIBE, NOTIFY, OPTIONS, CANCEL"
+	// supported lists the option tags regbridge supports (RFC 3261 20.37):
+	// none, so the header is present and empty. An empty Supported says
+	// exactly that; a Require naming any tag gets 420.
+	supported = ""
+	// acceptBodies is the Accept of a 415: the SUBSCRIBE body types
+	// regbridge understands, none (an empty Accept means no body,
+	// RFC 3261 20.1).
+	acceptBodies = ""
 )
 
 // onSubscribe handles every SUBSCRIBE (RFC 6665 4.2.1). Each branch sends
 // its final response before returning: sipgo ends the transaction then.
 func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	tx = n.track(req, tx)
 	if n.closed.Load() {
 		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
+	if tags := unsupportedRequire(req); tags != "" {
+		n.respond(tx, req, 420, "Bad Extension", sip.NewHeader("Unsupported", tags))
+		return
+	}
+	if unsupportedBody(req) {
+		n.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
+		return
+	}
 	event, ok := eventHeader(req)
-	if !ok || eventPackage(event) != eventReg {
-		n.respond(tx, req, 489, "Bad Event", sip.NewHeader("Allow-Events", allowEvents))
+	var pkg *eventPackage
+	if ok {
+		pkg = n.packageNamed(eventPackageName(event))
+	}
+	if pkg == nil {
+		n.respond(tx, req, 489, "Bad Event", sip.NewHeader("Allow-Events", n.allowEvents))
 		return
 	}
-	if !acceptsReginfo(req) {
-		n.respond(tx, req, 406, "Not Acceptable", sip.NewHeader("Accept", ContentTypeReginfo))
+	if !accepts(req, pkg.contentType) {
+		n.respond(tx, req, 406, "Not Acceptable", sip.NewHeader("Accept", pkg.contentType))
 		return
 	}
-	expires, ok := n.requestedExpires(req)
+	expires, ok := requestedExpires(req, pkg.defExpires)
 	if !ok {
 		n.respond(tx, req, 400, "Bad Expires")
 		return
 	}
+	// RFC 6665 4.2.1.1: 423 only when 0 < Expires < 3600 and below the
+	// minimum; a request of an hour or more is always acceptable.
 	if expires > 0 && expires < n.cfg.MinExpires && expires < time.Hour {
 		n.respond(tx, req, 423, "Interval Too Brief",
 			sip.NewHeader("Min-Expires", strconv.Itoa(int(n.cfg.MinExpires/time.Second))))
@@ -51,14 +71,14 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if _, ok := req.To().Params.Get("tag"); ok {
-		n.refresh(req, tx, event, expires)
+		n.refresh(req, tx, pkg, event, expires)
 		return
 	}
-	n.subscribe(req, tx, event, expires)
+	n.subscribe(req, tx, pkg, event, expires)
 }
 
 // subscribe creates a subscription from an initial SUBSCRIBE.
-func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event string, expires time.Duration) {
+func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *eventPackage, event string, expires time.Duration) {
 	contact := req.Contact()
 	if contact == nil || contact.Address.Host == "" {
 		n.respond(tx, req, 400, "Missing Contact")
@@ -76,6 +96,12 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 		return
 	}
 	aor := req.Recipient.Addr()
+	if rest, ok := strings.CutPrefix(aor, "sips:"); ok {
+		// sips: asks for TLS on every hop, not for another resource: the
+		// registrar binds the same AOR (RFC 5630 3.1.2), and stores hold
+		// it as sip:.
+		aor = "sip:" + rest
+	}
 	d := dialog{
 		callID:     req.CallID().Value(),
 		remoteTag:  fromTag,
@@ -85,16 +111,14 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 		target:     *contact.Address.Clone(),
 		remoteCSeq: req.CSeq().SeqNo,
 		localCSeq:  rand.Uint32N(1 << 16), // any start below 2^31 (RFC 3261 8.1.1.5)
-		transport:  req.Transport(),
+		transport:  sip.NetworkToUpper(req.Transport()),
 		source:     req.Source(),
 	}
-	for _, rr := range req.GetHeaders("Record-Route") {
-		d.routes = append(d.routes, rr.Value())
-	}
-	if via := req.Via(); via != nil && via.Params != nil && sip.IsReliable(d.transport) == false {
+	d.routes = newRouteSet(req)
+	if via := req.Via(); via != nil && via.Params != nil && !sip.IsReliable(d.transport) {
 		d.symmetric = via.Params.Has("rport")
 	}
-	d.contact = n.contactFor(d.transport, d.source)
+	d.contact = n.contactFor(d.transport, d.source, secureRequest(req))
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	d.localTag, _ = res.To().Params.Get("tag")
@@ -106,6 +130,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 		aor:       aor,
 		canonical: canonical,
 		regID:     bridge.RegistrationID(aor),
+		pkg:       pkg,
 		event:     event,
 		d:         d,
 		expiresAt: time.Now().Add(expires),
@@ -114,10 +139,9 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 	}
 	if expires == 0 {
 		// A fetch: one NOTIFY with full state ends it (RFC 6665 4.4.3).
-		reason := ReasonTimeout
-		s.final = &reason
+		s.final = &ending{reason: ReasonTimeout}
 	} else {
-		s.timer = time.AfterFunc(expires, func() { n.end(s, ReasonTimeout) })
+		s.timer = time.AfterFunc(expires, func() { n.end(s, ending{reason: ReasonTimeout}) })
 	}
 	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
@@ -129,11 +153,12 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, event s
 	}
 	n.add(s)
 	n.enqueue(s)
-	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "subscriber", d.remoteURI.Addr(), "expires", int(expires/time.Second))
+	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
+		"subscriber", d.remoteURI.Addr(), "transport", d.transport, "expires", int(expires/time.Second))
 }
 
 // refresh handles an in-dialog SUBSCRIBE: a refresh or an unsubscribe.
-func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, event string, expires time.Duration) {
+func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *eventPackage, event string, expires time.Duration) {
 	toTag, _ := req.To().Params.Get("tag")
 	fromTag, _ := req.From().Params.Get("tag")
 	s := n.lookup(dialogID(req.CallID().Value(), toTag, fromTag))
@@ -147,34 +172,34 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, event str
 		n.respond(tx, req, 481, "Subscription Does Not Exist")
 		return
 	}
-	if event != s.event {
+	if s.pkg != pkg || eventKey(event) != eventKey(s.event) {
+		// Another package or id on this dialog would be a second
+		// subscription sharing it (RFC 6665 4.5.2).
 		s.mu.Unlock()
 		n.respond(tx, req, 403, "Dialog Sharing Not Supported")
 		return
 	}
-	if seq := req.CSeq().SeqNo; seq <= s.d.remoteCSeq {
+	seq := req.CSeq().SeqNo
+	if seq <= s.d.remoteCSeq {
 		s.mu.Unlock()
 		n.respond(tx, req, 500, "CSeq Out Of Order")
 		return
-	} else {
-		s.d.remoteCSeq = seq
 	}
+	s.d.remoteCSeq = seq
 	if c := req.Contact(); c != nil && c.Address.Host != "" {
 		s.d.target = *c.Address.Clone() // target refresh
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	n.decorate(res, s.d.contact, expires)
-	var claimed bool
 	if expires == 0 {
-		reason := ReasonTimeout
-		s.final = &reason
+		s.final = &ending{reason: ReasonTimeout}
 		s.timer.Stop()
 	} else {
 		s.expiresAt = time.Now().Add(expires)
 		s.timer.Reset(expires)
 		s.full = true // RFC 6665 4.2.1.2: a NOTIFY with full state follows
 	}
-	claimed = s.claim()
+	claimed := s.claim()
 	s.mu.Unlock()
 	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
@@ -186,108 +211,42 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, event str
 }
 
 // onOptions answers capability queries (RFC 3261 11.2, RFC 6665 4.4.4).
+// Accept lists the body types regbridge produces for its packages.
 func (n *Notifier) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allow))
-	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
-	res.AppendHeader(sip.NewHeader("Accept", ContentTypeReginfo))
+	res.AppendHeader(sip.NewHeader("Allow-Events", n.allowEvents))
+	accept := ""
+	for i, p := range n.packages {
+		if i > 0 {
+			accept += ", "
+		}
+		accept += p.contentType
+	}
+	res.AppendHeader(sip.NewHeader("Accept", accept))
+	res.AppendHeader(sip.NewHeader("Supported", supported))
 	_ = tx.Respond(res)
 }
 
-// decorate adds the headers every 2xx to SUBSCRIBE carries.
+// onNoRoute answers methods regbridge does not handle: 405 with the
+// Allow header RFC 3261 21.4.6 requires (sipgo's default omits it).
+func (n *Notifier) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return // an ACK is never answered
+	}
+	res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+	res.AppendHeader(sip.NewHeader("Allow", allow))
+	_ = tx.Respond(res)
+}
+
+// decorate adds the headers every 2xx to SUBSCRIBE carries (RFC 3261
+// 12.1.1, RFC 6665 3.1.1 and 4.4.4).
 func (n *Notifier) decorate(res *sip.Response, contact string, expires time.Duration) {
 	res.AppendHeader(sip.NewHeader("Contact", contact))
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
-	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+	res.AppendHeader(sip.NewHeader("Allow-Events", n.allowEvents))
 	res.AppendHeader(sip.NewHeader("Allow", allow))
-}
-
-// eventHeader returns the single Event header's value (long or compact
-// form). Two or more Event headers are an error (RFC 6665 8.2.1).
-func eventHeader(req *sip.Request) (string, bool) {
-	hs := req.GetHeaders("Event")
-	hs = append(hs, req.GetHeaders("o")...)
-	if len(hs) != 1 {
-		return "", false
-	}
-	v := strings.TrimSpace(hs[0].Value())
-	if strings.ContainsRune(v, ',') {
-		return "", false // one event type only
-	}
-	return v, v != ""
-}
-
-// eventPackage returns the package name of an Event value: the token
-// before any parameter, compared byte by byte (RFC 6665 8.2.1).
-func eventPackage(v string) string {
-	name, _, _ := strings.Cut(v, ";")
-	return strings.TrimSpace(name)
-}
-
-// acceptsReginfo reports whether the SUBSCRIBE's Accept headers allow
-// application/reginfo+xml; no Accept means they do (RFC 3680 4.5).
-func acceptsReginfo(req *sip.Request) bool {
-	hs := req.GetHeaders("Accept")
-	if len(hs) == 0 {
-		return true
-	}
-	for _, h := range hs {
-		for item := range strings.SplitSeq(h.Value(), ",") {
-			mt, _, _ := strings.Cut(item, ";")
-			switch strings.ToLower(strings.TrimSpace(mt)) {
-			case ContentTypeReginfo, "application/*", "*/*":
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// requestedExpires reads Expires; absent means the package default.
-func (n *Notifier) requestedExpires(req *sip.Request) (time.Duration, bool) {
-	h := req.GetHeader("Expires")
-	if h == nil {
-		return DefaultExpires, true
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(v) * time.Second, true
-}
-
-// contactFor returns our Contact header value for a subscriber reached
-// over transport from source: the listener of that transport, with the
-// address that routes to the subscriber when the listener is a wildcard.
-func (n *Notifier) contactFor(transport, source string) string {
-	network := strings.ToLower(transport)
-	srcHost, _, _ := net.SplitHostPort(source)
-	srcIP := net.ParseIP(srcHost)
-	var pick string
-	for _, b := range n.bound {
-		if b.Network != network {
-			continue
-		}
-		host, _, _ := net.SplitHostPort(b.Addr)
-		ip := net.ParseIP(host)
-		if pick == "" || (ip != nil && srcIP != nil && (ip.To4() == nil) == (srcIP.To4() == nil)) {
-			pick = b.Addr
-		}
-	}
-	host, port, _ := net.SplitHostPort(pick)
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && srcIP != nil {
-		// A UDP "connect" sends nothing; it only asks the kernel which
-		// local address routes to the subscriber.
-		if c, err := net.Dial("udp", source); err == nil {
-			host, _, _ = net.SplitHostPort(c.LocalAddr().String())
-			c.Close()
-		}
-	}
-	uri := "sip:regbridge@" + net.JoinHostPort(host, port)
-	if network != "udp" {
-		uri += ";transport=" + network
-	}
-	return "<" + uri + ">"
+	res.AppendHeader(sip.NewHeader("Supported", supported))
 }
 
 // dialogID keys subscriptions by the dialog's three identifiers.

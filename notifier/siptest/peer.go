@@ -7,6 +7,7 @@ package siptest
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -25,9 +26,28 @@ import (
 // Notify is one NOTIFY the peer received.
 type Notify struct {
 	Req *sip.Request
-	Doc Reginfo
+	// Doc is the reginfo body, PIDF the presence body (by Content-Type).
+	Doc  Reginfo
+	PIDF Presence
 	// SubscriptionState is the raw Subscription-State header value.
 	SubscriptionState string
+	// Transport is the transport the NOTIFY arrived on (UDP, TCP, TLS,
+	// WS, WSS), Source the address it came from.
+	Transport, Source string
+}
+
+// Presence is the peer's own reading of an application/pidf+xml body.
+type Presence struct {
+	Entity string  `xml:"entity,attr"`
+	Tuples []Tuple `xml:"tuple"`
+}
+
+// Tuple is one PIDF <tuple>.
+type Tuple struct {
+	ID        string `xml:"id,attr"`
+	Basic     string `xml:"status>basic"`
+	Contact   string `xml:"contact"`
+	Timestamp string `xml:"timestamp"`
 }
 
 // Reginfo is the peer's own reading of an application/reginfo+xml body.
@@ -55,33 +75,76 @@ type Contact struct {
 	CallID     string `xml:"callid,attr"`
 	CSeq       string `xml:"cseq,attr"`
 	URI        string `xml:"uri"`
+	// Params are the <unknown-param> children.
+	Params []Param `xml:"unknown-param"`
+	// PubGRUU is the RFC 5628 <gr:pub-gruu> child, if any.
+	PubGRUU  *GRUU `xml:"urn:ietf:params:xml:ns:gruuinfo pub-gruu"`
+	TempGRUU *GRUU `xml:"urn:ietf:params:xml:ns:gruuinfo temp-gruu"`
+}
+
+// Param is one <unknown-param>.
+type Param struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:",chardata"`
+}
+
+// GRUU is a <gr:pub-gruu> or <gr:temp-gruu>.
+type GRUU struct {
+	URI string `xml:"uri,attr"`
 }
 
 // Peer is a subscriber on loopback.
 type Peer struct {
 	t       testing.TB
-	network string
+	network string // udp, tcp, tls, ws or wss
 	client  *sipgo.Client
-	local   string // our UDP listening address; "" for TCP (NOTIFYs reuse the flow)
+	local   string // our UDP listening address; "" for the others (NOTIFYs reuse the flow)
 	server  string
 
-	answerMu sync.Mutex
-	answer   func(i int) int
-	count    int
-	notifies chan Notify
+	answerMu   sync.Mutex
+	answer     func(i int, req *sip.Request) (int, []sip.Header)
+	count      int
+	notifies   chan Notify
+	lastReq    *sip.Request // the last SUBSCRIBE sent, for Cancel
+	lastCSeq   uint32       // of the last NOTIFY checked
+	lastCallID string
 
 	CallID, FromTag, ToTag string
 	CSeq                   uint32
 }
 
+// Option configures a Peer.
+type Option func(*peerOptions)
+
+type peerOptions struct {
+	tls *tls.Config
+	nat bool
+}
+
+// WithNAT makes the peer ask for symmetric response routing: rport in its
+// Via (RFC 3581), as a client behind NAT does.
+func WithNAT() Option { return func(o *peerOptions) { o.nat = true } }
+
+// WithTLS sets the client TLS configuration for tls and wss (typically
+// RootCAs holding the test CA, and a client certificate).
+func WithTLS(c *tls.Config) Option { return func(o *peerOptions) { o.tls = c } }
+
 // Quiet is a logger that drops everything, for sipgo inside tests.
 var Quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // New starts a subscriber that talks to server ("host:port") over network
-// ("udp" or "tcp"). It is closed when the test ends.
-func New(t testing.TB, network, server string) *Peer {
+// ("udp", "tcp", "tls", "ws" or "wss"). It is closed when the test ends.
+func New(t testing.TB, network, server string, opts ...Option) *Peer {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("siptest-subscriber"))
+	var o peerOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("siptest-subscriber")}
+	if o.tls != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(o.tls))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +153,9 @@ func New(t testing.TB, network, server string) *Peer {
 		t.Fatal(err)
 	}
 	p := &Peer{t: t, network: network, server: server, notifies: make(chan Notify, 1000),
-		answer: func(int) int { return 200 },
+		answer: func(int, *sip.Request) (int, []sip.Header) { return 200, nil },
 		CallID: fmt.Sprintf("siptest-%d@127.0.0.1", time.Now().UnixNano()), FromTag: sip.GenerateTagN(10), CSeq: 1}
-	var opts []sipgo.ClientOption
+	var clientOpts []sipgo.ClientOption
 	if network == "udp" {
 		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
@@ -106,9 +169,12 @@ func New(t testing.TB, network, server string) *Peer {
 			c, err := ua.TransportLayer().GetConnection("udp", p.local)
 			return err == nil && c != nil
 		}, "UDP listener registered")
-		opts = append(opts, sipgo.WithClientConnectionAddr(p.local))
+		clientOpts = append(clientOpts, sipgo.WithClientConnectionAddr(p.local))
 	}
-	p.client, err = sipgo.NewClient(ua, append(opts, sipgo.WithClientLogger(Quiet))...)
+	if o.nat {
+		clientOpts = append(clientOpts, sipgo.WithClientNAT())
+	}
+	p.client, err = sipgo.NewClient(ua, append(clientOpts, sipgo.WithClientLogger(Quiet))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,17 +184,33 @@ func New(t testing.TB, network, server string) *Peer {
 		p.count++
 		answer := p.answer
 		p.answerMu.Unlock()
-		var doc Reginfo
-		if err := xml.Unmarshal(req.Body(), &doc); err != nil {
+		n := Notify{Req: req, Transport: req.Transport(), Source: req.Source()}
+		if h := req.GetHeader("Subscription-State"); h != nil {
+			n.SubscriptionState = h.Value()
+		}
+		ct := ""
+		if h := req.ContentType(); h != nil {
+			ct = h.Value()
+		}
+		var err error
+		switch {
+		case len(req.Body()) == 0:
+		case ct == "application/pidf+xml":
+			err = xml.Unmarshal(req.Body(), &n.PIDF)
+		default:
+			err = xml.Unmarshal(req.Body(), &n.Doc)
+		}
+		if err != nil {
 			t.Errorf("NOTIFY body is not XML: %v\n%s", err, req.Body())
 		}
-		st := ""
-		if h := req.GetHeader("Subscription-State"); h != nil {
-			st = h.Value()
-		}
 		// Record first, answer after: a test may hold the answer.
-		p.notifies <- Notify{Req: req, Doc: doc, SubscriptionState: st}
-		tx.Respond(sip.NewResponseFromRequest(req, answer(i), "Test", nil))
+		p.notifies <- n
+		code, hdrs := answer(i, req)
+		res := sip.NewResponseFromRequest(req, code, "Test", nil)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
+		tx.Respond(res)
 	})
 	t.Cleanup(func() { ua.Close() })
 	return p
@@ -137,10 +219,19 @@ func New(t testing.TB, network, server string) *Peer {
 // Answer sets the status code the peer answers its i-th NOTIFY (from 0)
 // with; the function may block to hold the answer.
 func (p *Peer) Answer(f func(i int) int) {
+	p.AnswerWith(func(i int, _ *sip.Request) (int, []sip.Header) { return f(i), nil })
+}
+
+// AnswerWith sets the status code and extra headers the peer answers its
+// i-th NOTIFY (from 0) with; the function may block to hold the answer.
+func (p *Peer) AnswerWith(f func(i int, req *sip.Request) (int, []sip.Header)) {
 	p.answerMu.Lock()
 	defer p.answerMu.Unlock()
 	p.answer = f
 }
+
+// Local is the peer's UDP listening address ("" on other transports).
+func (p *Peer) Local() string { return p.local }
 
 // Header builds a header; an empty value means "leave this header out"
 // (useful to drop the default Contact).
@@ -149,6 +240,12 @@ func Header(name, value string) sip.Header { return sip.NewHeader(name, value) }
 // Subscribe sends a SUBSCRIBE for aor: initial while ToTag is empty,
 // in-dialog after a 2xx gave one. Extra headers are appended.
 func (p *Peer) Subscribe(aor string, hdrs ...sip.Header) *sip.Response {
+	p.t.Helper()
+	return p.SubscribeWith(aor, nil, hdrs...)
+}
+
+// SubscribeWith is Subscribe with a body (give its Content-Type in hdrs).
+func (p *Peer) SubscribeWith(aor string, body []byte, hdrs ...sip.Header) *sip.Response {
 	p.t.Helper()
 	var uri sip.Uri
 	if err := sip.ParseUri(aor, &uri); err != nil {
@@ -167,10 +264,17 @@ func (p *Peer) Subscribe(aor string, hdrs ...sip.Header) *sip.Response {
 	req.AppendHeader(&callID)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.CSeq, MethodName: sip.SUBSCRIBE})
 	p.CSeq++
-	contact := "<sip:watcher@" + p.local + ">"
-	if p.network == "tcp" {
-		// Unreachable on purpose: NOTIFYs must come back on the flow.
-		contact = "<sip:watcher@127.0.0.1:9;transport=tcp>"
+	// Over connection-oriented transports the Contact is unreachable on
+	// purpose: NOTIFYs must come back on the flow. A WebSocket client has
+	// no address at all (RFC 7118 5.2 uses a .invalid host).
+	var contact string
+	switch p.network {
+	case "udp":
+		contact = "<sip:watcher@" + p.local + ">"
+	case "ws", "wss":
+		contact = "<sip:watcher@df7jal23ls0d.invalid;transport=ws>"
+	default:
+		contact = "<sip:watcher@127.0.0.1:9;transport=" + p.network + ">"
 	}
 	hasContact := false
 	for _, h := range hdrs {
@@ -186,6 +290,9 @@ func (p *Peer) Subscribe(aor string, hdrs ...sip.Header) *sip.Response {
 			req.AppendHeader(h)
 		}
 	}
+	if body != nil {
+		req.SetBody(body)
+	}
 	req.SetDestination(p.server)
 	req.SetTransport(strings.ToUpper(p.network))
 	if p.local != "" {
@@ -193,16 +300,57 @@ func (p *Peer) Subscribe(aor string, hdrs ...sip.Header) *sip.Response {
 		pn, _ := strconv.Atoi(port)
 		req.Laddr = sip.Addr{IP: net.ParseIP(host), Port: pn}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := p.client.Do(ctx, req)
-	if err != nil {
-		p.t.Fatalf("SUBSCRIBE: %v", err)
-	}
+	p.lastReq = req
+	res := p.do(req)
 	if res.IsSuccess() && p.ToTag == "" {
 		p.ToTag, _ = res.To().Params.Get("tag")
 	}
 	return res
+}
+
+func (p *Peer) do(req *sip.Request) *sip.Response {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := p.client.Do(ctx, req)
+	if err != nil {
+		p.t.Fatalf("%s: %v", req.Method, err)
+	}
+	return res
+}
+
+// Cancel sends a CANCEL for the last SUBSCRIBE (RFC 3261 9.1: same
+// Request-URI, Call-ID, From, To, CSeq number and top Via) and returns the
+// response to the CANCEL.
+func (p *Peer) Cancel() *sip.Response {
+	p.t.Helper()
+	return p.CancelBranch("")
+}
+
+// CancelBranch is Cancel with the top Via's branch replaced (when not
+// empty), so that the CANCEL matches no transaction.
+func (p *Peer) CancelBranch(branch string) *sip.Response {
+	p.t.Helper()
+	orig := p.lastReq
+	if orig == nil || orig.Via() == nil {
+		p.t.Fatal("Cancel before any SUBSCRIBE")
+	}
+	req := sip.NewRequest(sip.CANCEL, orig.Recipient)
+	via := orig.Via().Clone()
+	if branch != "" {
+		via.Params.Add("branch", branch)
+	}
+	req.AppendHeader(via)
+	for _, name := range []string{"From", "To", "Call-ID"} {
+		req.AppendHeader(orig.GetHeader(name))
+	}
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: orig.CSeq().SeqNo, MethodName: sip.CANCEL})
+	maxFwd := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&maxFwd)
+	req.SetDestination(p.server)
+	req.SetTransport(orig.Transport())
+	req.Laddr = orig.Laddr
+	return p.do(req)
 }
 
 // Next returns the next NOTIFY, failing the test after 5 s.
@@ -250,8 +398,47 @@ func (p *Peer) Check(n Notify, version uint32, state, subsPrefix string) {
 	if ct := req.ContentType(); ct == nil || ct.Value() != "application/reginfo+xml" {
 		p.t.Errorf("Content-Type %v", ct)
 	}
+	p.checkDialog(n)
+}
+
+// CheckPresence verifies the NOTIFY headers of a presence subscription
+// (RFC 3856 6.7: a complete PIDF document or none).
+func (p *Peer) CheckPresence(n Notify, subsPrefix string) {
+	p.t.Helper()
+	req := n.Req
+	if !strings.HasPrefix(n.SubscriptionState, subsPrefix) {
+		p.t.Errorf("Subscription-State %q, want prefix %q", n.SubscriptionState, subsPrefix)
+	}
+	if ev := req.GetHeader("Event"); ev == nil || !strings.HasPrefix(ev.Value(), "presence") {
+		p.t.Errorf("Event header %v", ev)
+	}
+	if len(req.Body()) > 0 {
+		if ct := req.ContentType(); ct == nil || ct.Value() != "application/pidf+xml" {
+			p.t.Errorf("Content-Type %v", ct)
+		}
+	}
+	p.checkDialog(n)
+}
+
+// checkDialog verifies the dialog headers every NOTIFY carries and that
+// CSeq grows strictly from one checked NOTIFY to the next.
+func (p *Peer) checkDialog(n Notify) {
+	p.t.Helper()
+	req := n.Req
 	if req.Contact() == nil {
 		p.t.Errorf("NOTIFY without Contact")
+	}
+	if cseq := req.CSeq(); cseq == nil || cseq.MethodName != sip.NOTIFY {
+		p.t.Errorf("CSeq %v", cseq)
+	} else {
+		callID := req.CallID().Value()
+		if p.lastCSeq != 0 && callID == p.lastCallID && cseq.SeqNo <= p.lastCSeq {
+			p.t.Errorf("CSeq %d after %d: not strictly increasing", cseq.SeqNo, p.lastCSeq)
+		}
+		p.lastCSeq, p.lastCallID = cseq.SeqNo, callID
+	}
+	if mf := req.MaxForwards(); mf == nil {
+		p.t.Errorf("NOTIFY without Max-Forwards")
 	}
 	if tag, _ := req.To().Params.Get("tag"); tag != p.FromTag {
 		p.t.Errorf("To tag %q, want the SUBSCRIBE From tag %q", tag, p.FromTag)

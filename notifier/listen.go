@@ -1,0 +1,126 @@
+package notifier
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+)
+
+// listener is an opened listener of any transport.
+type listener struct {
+	network string // udp, tcp, tls, ws, wss
+	packet  net.PacketConn
+	stream  net.Listener // for tls and wss already wrapped in TLS
+}
+
+// loadTLS builds the server and client TLS configurations from the
+// configured PEM files: nil, nil when none are configured. The client side
+// is used when a NOTIFY needs a new TLS connection (to a Record-Route hop):
+// it presents the same certificate and trusts the client CA as well as the
+// system roots.
+func loadTLS(cfg *Config) (server, client *tls.Config, err error) {
+	if cfg.TLSCert == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REGBRIDGE_TLS_CERT/REGBRIDGE_TLS_KEY: %w", err)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REGBRIDGE_TLS_CLIENT_CA: %w", err)
+		}
+		cas := x509.NewCertPool()
+		if !cas.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("REGBRIDGE_TLS_CLIENT_CA: %s holds no PEM certificate", cfg.TLSClientCA)
+		}
+		server.ClientCAs = cas
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		roots.AppendCertsFromPEM(pem)
+		client.RootCAs = roots
+	}
+	return server, client, nil
+}
+
+// Listen opens every configured listener, so that a port already in use
+// stops start-up with a clear error before anything runs.
+func (n *Notifier) Listen() error {
+	for _, l := range n.cfg.Listen {
+		opened, err := n.listen(l)
+		if err != nil {
+			n.closeListeners()
+			return fmt.Errorf("listening on %s: %w", l, err)
+		}
+		n.listeners = append(n.listeners, opened)
+		addr := ""
+		if opened.packet != nil {
+			addr = opened.packet.LocalAddr().String()
+		} else {
+			addr = opened.stream.Addr().String()
+		}
+		n.bound = append(n.bound, ListenAddr{l.Network, addr})
+	}
+	return nil
+}
+
+func (n *Notifier) listen(l ListenAddr) (listener, error) {
+	switch l.Network {
+	case "udp":
+		pc, err := net.ListenPacket("udp", l.Addr)
+		return listener{network: l.Network, packet: pc}, err
+	case "tcp", "ws":
+		ln, err := net.Listen("tcp", l.Addr)
+		return listener{network: l.Network, stream: ln}, err
+	case "tls", "wss":
+		if n.tlsServer == nil {
+			return listener{}, errors.New("REGBRIDGE_TLS_CERT and REGBRIDGE_TLS_KEY are required")
+		}
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return listener{}, err
+		}
+		return listener{network: l.Network, stream: tls.NewListener(ln, n.tlsServer)}, nil
+	}
+	return listener{}, fmt.Errorf("unknown transport %q", l.Network)
+}
+
+// serve runs sipgo on one opened listener until it is closed.
+func (n *Notifier) serve(l listener) error {
+	switch l.network {
+	case "udp":
+		return n.srv.ServeUDP(l.packet)
+	case "tcp":
+		return n.srv.ServeTCP(l.stream)
+	case "tls":
+		return n.srv.ServeTLS(l.stream)
+	case "ws":
+		return n.srv.ServeWS(l.stream)
+	case "wss":
+		return n.srv.ServeWSS(l.stream)
+	}
+	return fmt.Errorf("unknown transport %q", l.network)
+}
+
+func (n *Notifier) closeListeners() {
+	for _, l := range n.listeners {
+		if l.packet != nil {
+			l.packet.Close()
+		}
+		if l.stream != nil {
+			l.stream.Close()
+		}
+	}
+}
+
+// Addrs returns the bound listener addresses (after Listen).
+func (n *Notifier) Addrs() []ListenAddr { return n.bound }

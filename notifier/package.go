@@ -1,0 +1,47 @@
+package notifier
+
+import "time"
+
+// eventPackage is one SIP event package the notifier serves: reg (RFC
+// 3680) or presence derived from registrations (RFC 3680 3.2, RFC 3856).
+// Both run on the same subscription machinery; they differ in the body
+// they render and in when a change is worth a NOTIFY.
+type eventPackage struct {
+	name        string        // the Event token, compared byte by byte
+	contentType string        // the one body type produced
+	defExpires  time.Duration // duration when SUBSCRIBE has no Expires
+	presence    bool          // full PIDF documents instead of reginfo
+}
+
+var (
+	pkgReg = &eventPackage{
+		name:        "reg",
+		contentType: ContentTypeReginfo,
+		defExpires:  DefaultExpires,
+	}
+	pkgPresence = &eventPackage{
+		name:        "presence",
+		contentType: ContentTypePIDF,
+		defExpires:  DefaultPresenceExpires,
+		presence:    true,
+	}
+)
+
+// packages lists the enabled packages and the Allow-Events value naming
+// them (RFC 6665 8.2.2: every package the notifier can notify for).
+func packages(cfg *Config) ([]*eventPackage, string) {
+	if cfg.Presence {
+		return []*eventPackage{pkgReg, pkgPresence}, "reg, presence"
+	}
+	return []*eventPackage{pkgReg}, "reg"
+}
+
+// packageNamed returns the enabled package called name, or nil.
+func (n *Notifier) packageNamed(name string) *eventPackage {
+	for _, p := range n.packages {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
