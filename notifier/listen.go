@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 )
 
 // listener is an opened listener of any transport.
@@ -77,7 +78,11 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 	switch l.Network {
 	case "udp":
 		pc, err := net.ListenPacket("udp", l.Addr)
-		return listener{network: l.Network, packet: pc}, err
+		if err != nil {
+			return listener{}, err
+		}
+		n.sizeUDPBuffers(pc)
+		return listener{network: l.Network, packet: pc}, nil
 	case "tcp", "ws":
 		ln, err := net.Listen("tcp", l.Addr)
 		return listener{network: l.Network, stream: ln}, err
@@ -124,3 +129,34 @@ func (n *Notifier) closeListeners() {
 
 // Addrs returns the bound listener addresses (after Listen).
 func (n *Notifier) Addrs() []ListenAddr { return n.bound }
+
+// udpBufferBytes is the socket buffer regbridge asks for on UDP listeners.
+// The kernel default (about 208 KiB) overflows when thousands of
+// subscribers answer NOTIFYs at once, and every dropped 200 OK costs a
+// retransmission; the kernel caps the request at net.core.rmem_max.
+const udpBufferBytes = 8 << 20
+
+// sizeUDPBuffers raises a UDP listener's socket buffers and logs what the
+// kernel granted.
+func (n *Notifier) sizeUDPBuffers(pc net.PacketConn) {
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return
+	}
+	if err := uc.SetReadBuffer(udpBufferBytes); err != nil {
+		n.log.Warn("cannot raise UDP receive buffer", "err", err)
+	}
+	if err := uc.SetWriteBuffer(udpBufferBytes); err != nil {
+		n.log.Warn("cannot raise UDP send buffer", "err", err)
+	}
+	if raw, err := uc.SyscallConn(); err == nil {
+		var got int
+		_ = raw.Control(func(fd uintptr) {
+			got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+		})
+		if got > 0 && got < udpBufferBytes {
+			n.log.Info("UDP receive buffer smaller than asked; raise net.core.rmem_max for large fan-outs",
+				"addr", pc.LocalAddr().String(), "granted_bytes", got, "asked_bytes", udpBufferBytes)
+		}
+	}
+}
