@@ -139,7 +139,7 @@ func (n *Notifier) next(s *subscription) (job, bool) {
 	if needFull && withState {
 		// Read the bridge without holding s.mu: the bridge calls offer
 		// (which takes s.mu) with its own lock held.
-		reg, seq = n.states.Lookup(s.aor)
+		reg, seq = n.lookupFor(s)
 	}
 
 	s.mu.Lock()

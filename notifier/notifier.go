@@ -76,12 +76,20 @@ type Notifier struct {
 	deliveries sync.WaitGroup
 	stats      Stats
 	obs        Observer
+	guards     Guards
+	leases     leases
+	neutral    sync.Map // ids of politely blocked subscriptions
 }
 
 // Stats counts what the notifier did (exported for metrics and tests).
 type Stats struct {
 	Sent, Failed, Removed atomic.Uint64
+	// Refused counts SUBSCRIBEs refused by the guards (limits,
+	// authentication, policy).
+	Refused atomic.Uint64
 }
+
+func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
 
 // New builds a notifier reading registrations from states. It reads the
 // TLS files when configured but opens no socket; call Listen, then Run.
@@ -257,6 +265,9 @@ func (n *Notifier) add(s *subscription) {
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
 	n.subs[s.id] = s
+	if _, neutral := n.neutral.Load(s.id); neutral {
+		return // never notified of changes: see admission.neutral
+	}
 	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
 }
 
@@ -268,6 +279,8 @@ func (n *Notifier) lookup(id string) *subscription {
 
 // remove forgets a subscription; nothing more is sent on it.
 func (n *Notifier) remove(s *subscription) {
+	n.leases.release(s.id)
+	n.neutral.Delete(s.id)
 	s.mu.Lock()
 	s.done = true
 	if s.timer != nil {

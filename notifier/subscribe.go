@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/limit"
 )
 
 // Header values regbridge sends.
@@ -32,6 +34,10 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
+	src, ok := n.admitRequest(req, tx)
+	if !ok {
+		return
+	}
 	if tags := unsupportedRequire(req); tags != "" {
 		n.respond(tx, req, 420, "Bad Extension", sip.NewHeader("Unsupported", tags))
 		return
@@ -48,6 +54,16 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if pkg == nil {
 		n.respond(tx, req, 489, "Bad Event", sip.NewHeader("Allow-Events", n.allowEvents))
 		return
+	}
+	// Authentication and authorization come right after the package is
+	// known (RFC 6665 4.2.1.1-4.2.1.3), before anything that would let a
+	// stranger probe further. A refresh is bound to a dialog that was
+	// admitted already (its To tag is ours and unguessable).
+	var adm admission
+	if to := req.To(); to != nil && !to.Params.Has("tag") {
+		if adm, ok = n.admitSubscriber(context.Background(), req, tx, src, subscribedAOR(req)); !ok {
+			return
+		}
 	}
 	if !accepts(req, pkg.contentType) {
 		n.respond(tx, req, 406, "Not Acceptable", sip.NewHeader("Accept", pkg.contentType))
@@ -74,11 +90,11 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		n.refresh(req, tx, pkg, event, expires)
 		return
 	}
-	n.subscribe(req, tx, pkg, event, expires)
+	n.subscribe(req, tx, pkg, event, expires, adm)
 }
 
 // subscribe creates a subscription from an initial SUBSCRIBE.
-func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *eventPackage, event string, expires time.Duration) {
+func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *eventPackage, event string, expires time.Duration, adm admission) {
 	contact := req.Contact()
 	if contact == nil || contact.Address.Host == "" {
 		n.respond(tx, req, 400, "Missing Contact")
@@ -95,12 +111,13 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		n.respond(tx, req, 503, "Registrations Not Loaded Yet", sip.NewHeader("Retry-After", "1"))
 		return
 	}
-	aor := req.Recipient.Addr()
-	if rest, ok := strings.CutPrefix(aor, "sips:"); ok {
-		// sips: asks for TLS on every hop, not for another resource: the
-		// registrar binds the same AOR (RFC 5630 3.1.2), and stores hold
-		// it as sip:.
-		aor = "sip:" + rest
+	aor := subscribedAOR(req)
+	var lease *limit.Lease
+	if expires > 0 { // a fetch holds no place under the caps
+		var ok bool
+		if lease, ok = n.acquire(req, tx, adm, aor); !ok {
+			return
+		}
 	}
 	d := dialog{
 		callID:     req.CallID().Value(),
@@ -149,7 +166,12 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		if s.timer != nil {
 			s.timer.Stop()
 		}
+		lease.Release()
 		return
+	}
+	n.leases.hold(s.id, lease)
+	if adm.neutral {
+		n.neutral.Store(s.id, struct{}{})
 	}
 	n.add(s)
 	n.enqueue(s)
@@ -252,4 +274,16 @@ func (n *Notifier) decorate(res *sip.Response, contact string, expires time.Dura
 // dialogID keys subscriptions by the dialog's three identifiers.
 func dialogID(callID, localTag, remoteTag string) string {
 	return callID + "\x00" + localTag + "\x00" + remoteTag
+}
+
+// subscribedAOR is the resource a SUBSCRIBE asks for: its Request-URI
+// without parameters. sips: asks for TLS on every hop, not for another
+// resource: the registrar binds the same AOR (RFC 5630 3.1.2), and stores
+// hold it as sip:.
+func subscribedAOR(req *sip.Request) string {
+	aor := req.Recipient.Addr()
+	if rest, ok := strings.CutPrefix(aor, "sips:"); ok {
+		aor = "sip:" + rest
+	}
+	return aor
 }

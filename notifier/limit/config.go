@@ -22,8 +22,8 @@ const (
 	// DefaultTotalRate and DefaultTotalBurst protect the process and the
 	// credential store: each SUBSCRIBE may cost a store lookup and a full
 	// NOTIFY.
-	DefaultTotalRate  = 500.0
-	DefaultTotalBurst = 1000
+	DefaultTotalRate  = 5000.0
+	DefaultTotalBurst = 10000
 	// DefaultSourceSubscriptions: many users behind one NAT or SBC.
 	DefaultSourceSubscriptions = 200
 	// DefaultIdentitySubscriptions: a user watching its own AOR from each
@@ -50,11 +50,11 @@ type Config struct {
 	SourceBurst           int     `env:"LIMIT_SOURCE_BURST, default=20" desc:"SUBSCRIBEs one source may send at once before REGBRIDGE_LIMIT_SOURCE_RATE applies"`
 	IdentityRate          float64 `env:"LIMIT_IDENTITY_RATE, default=2" desc:"SUBSCRIBEs per second under one authenticated identity; 0: no limit; configured watchers are exempt"`
 	IdentityBurst         int     `env:"LIMIT_IDENTITY_BURST, default=10" desc:"SUBSCRIBEs one identity may send at once before REGBRIDGE_LIMIT_IDENTITY_RATE applies"`
-	TotalRate             float64 `env:"LIMIT_TOTAL_RATE, default=500" desc:"SUBSCRIBEs per second from everyone together; 0: no limit"`
-	TotalBurst            int     `env:"LIMIT_TOTAL_BURST, default=1000" desc:"SUBSCRIBEs accepted at once before REGBRIDGE_LIMIT_TOTAL_RATE applies"`
+	TotalRate             float64 `env:"LIMIT_TOTAL_RATE, default=5000" desc:"SUBSCRIBEs per second from everyone together; 0: no limit"`
+	TotalBurst            int     `env:"LIMIT_TOTAL_BURST, default=10000" desc:"SUBSCRIBEs accepted at once before REGBRIDGE_LIMIT_TOTAL_RATE applies"`
 	SourceSubscriptions   int     `env:"LIMIT_SOURCE_SUBSCRIPTIONS, default=200" desc:"concurrent subscriptions from one source address (IPv6: one /64); 0: no limit; open and trusted networks are exempt"`
 	IdentitySubscriptions int     `env:"LIMIT_IDENTITY_SUBSCRIPTIONS, default=50" desc:"concurrent subscriptions of one authenticated identity; 0: no limit; configured watchers are exempt"`
-	AORSubscriptions      int     `env:"LIMIT_AOR_SUBSCRIPTIONS, default=20" desc:"concurrent subscriptions to one AOR; 0: no limit"`
+	AORSubscriptions      int     `env:"LIMIT_AOR_SUBSCRIPTIONS, default=20" desc:"concurrent subscriptions to one AOR from unprivileged watchers; 0: no limit"`
 	TotalSubscriptions    int     `env:"LIMIT_TOTAL_SUBSCRIPTIONS, default=100000" desc:"concurrent subscriptions in total; beyond it SUBSCRIBE gets 503; 0: no limit"`
 	Tracked               int     `env:"LIMIT_TRACKED, default=65536" desc:"sources and identities whose rates are tracked individually (bounded memory; beyond it new ones share one bucket)"`
 }

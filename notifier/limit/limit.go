@@ -142,7 +142,8 @@ type Keys struct {
 	Identity string // "" when none (open network)
 	AOR      string // canonical AOR
 	// Privileged subscriptions (open and trusted networks, configured
-	// watchers) are not held to the per-source and per-identity caps.
+	// watchers) are not held to the per-source, per-identity and per-AOR
+	// caps.
 	Privileged bool
 }
 
@@ -165,7 +166,9 @@ func (l *Limiter) Acquire(k Keys) (*Lease, Verdict) {
 	if c := l.cfg.TotalSubscriptions; c > 0 && l.active >= c {
 		return nil, Verdict{Reason: TotalSubscriptions, Code: 503, Phrase: "Subscription Capacity Reached", RetryAfter: fullRetryAfter}
 	}
-	if c := l.cfg.AORSubscriptions; c > 0 && l.byAOR[lease.aor] >= c {
+	// The operator's own sources and watchers may fan out to any number
+	// of subscriptions per AOR; the cap protects against strangers.
+	if c := l.cfg.AORSubscriptions; c > 0 && !k.Privileged && l.byAOR[lease.aor] >= c {
 		return nil, capVerdict(AORSubscriptions)
 	}
 	if !k.Privileged {

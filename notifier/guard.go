@@ -1,0 +1,160 @@
+package notifier
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/digest"
+	"github.com/regbridge/regbridge/notifier/limit"
+	"github.com/regbridge/regbridge/notifier/policy"
+)
+
+// Guards decide who may subscribe, before any 200 OK (RFC 3680 4.6 and 7,
+// RFC 6665 4.2.1.3; DESIGN.md invariant 6). A nil part is not checked:
+// without Policy everyone may watch every AOR (tests and embedding).
+type Guards struct {
+	Auth   *digest.Authenticator // nil: no digest authentication
+	Policy *policy.Policy
+	Limits *limit.Limiter
+}
+
+// SetGuards installs the checks; call it before Run.
+func (n *Notifier) SetGuards(g Guards) { n.guards = g }
+
+// admission is what the guards decided for one initial SUBSCRIBE.
+type admission struct {
+	source     netip.Addr
+	identity   string
+	privileged bool
+	// neutral marks a politely blocked subscription: it gets 200 and
+	// documents that reveal nothing (registration state init, no
+	// contacts), and no NOTIFY driven by changes, whose timing would leak
+	// state (RFC 6665 4.2.1.3, 6.2).
+	neutral bool
+}
+
+// admitRequest applies the per-request rate limits to every SUBSCRIBE,
+// refreshes included, before any other work. It answers and returns false
+// when the request is refused.
+func (n *Notifier) admitRequest(req *sip.Request, tx sip.ServerTransaction) (netip.Addr, bool) {
+	src := policy.SourceAddr(req)
+	if n.guards.Limits == nil {
+		return src, true
+	}
+	privileged := n.guards.Policy != nil && n.guards.Policy.Privileged(src)
+	if v := n.guards.Limits.AllowRequest(src, privileged); !v.OK() {
+		n.refuse(tx, req, v.Response(req), string(v.Reason))
+		return src, false
+	}
+	return src, true
+}
+
+// admitSubscriber authenticates and authorizes an initial SUBSCRIBE for
+// aor. It answers (401, 403, 400, 503...) and returns false when the
+// subscription must not be created.
+func (n *Notifier) admitSubscriber(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, src netip.Addr, aor string) (admission, bool) {
+	adm := admission{source: src}
+	p := n.guards.Policy
+	if p == nil {
+		return adm, true
+	}
+	in := policy.Input{
+		AssertedIdentity: policy.AssertedIdentity(req),
+		Source:           src,
+		AOR:              aor,
+		CanChallenge:     n.guards.Auth != nil,
+	}
+	d := p.Decide(in)
+	if d.Verdict == policy.Challenge {
+		r, res := n.guards.Auth.Check(ctx, req)
+		if res != nil {
+			if r.Err != nil {
+				n.log.Debug("SUBSCRIBE not authenticated", "aor", aor, "outcome", string(r.Outcome), "err", r.Err)
+			}
+			n.refuse(tx, req, res, "auth_"+string(r.Outcome))
+			return adm, false
+		}
+		in.Identity = r.Identity
+		d = p.Decide(in)
+	}
+	switch d.Verdict {
+	case policy.Allow:
+	case policy.PoliteBlock:
+		adm.neutral = true
+	default:
+		n.log.Info("SUBSCRIBE refused by policy", "aor", aor, "subscriber", d.Identity, "source", src.String(), "rule", string(d.Rule))
+		n.refuse(tx, req, sip.NewResponseFromRequest(req, 403, "Forbidden", nil), "policy_"+string(d.Rule))
+		return adm, false
+	}
+	adm.identity, adm.privileged = d.Identity, d.Privileged
+	if l := n.guards.Limits; l != nil {
+		if v := l.AllowIdentity(d.Identity, d.Privileged); !v.OK() {
+			n.refuse(tx, req, v.Response(req), string(v.Reason))
+			return adm, false
+		}
+	}
+	return adm, true
+}
+
+// acquire takes the subscription's place under the concurrency caps, just
+// before the 200 OK. It answers and returns false when a cap is reached.
+func (n *Notifier) acquire(req *sip.Request, tx sip.ServerTransaction, adm admission, aor string) (*limit.Lease, bool) {
+	l := n.guards.Limits
+	if l == nil {
+		return nil, true
+	}
+	lease, v := l.Acquire(limit.Keys{Source: adm.source, Identity: adm.identity, AOR: bridge.CanonicalAOR(aor), Privileged: adm.privileged})
+	if !v.OK() {
+		n.refuse(tx, req, v.Response(req), string(v.Reason))
+		return nil, false
+	}
+	return lease, true
+}
+
+// refuse sends a guard's response and counts it.
+func (n *Notifier) refuse(tx sip.ServerTransaction, req *sip.Request, res *sip.Response, reason string) {
+	_ = tx.Respond(res)
+	n.obs.SubscribeAnswered(res.StatusCode)
+	n.stats.countRefusal(reason)
+}
+
+// leases holds each live subscription's place under the caps, released
+// when the subscription is removed, whatever removes it.
+type leases struct {
+	mu sync.Mutex
+	m  map[string]*limit.Lease // by subscription id
+}
+
+func (ls *leases) hold(id string, l *limit.Lease) {
+	if l == nil {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.m == nil {
+		ls.m = make(map[string]*limit.Lease)
+	}
+	ls.m[id] = l
+}
+
+func (ls *leases) release(id string) {
+	ls.mu.Lock()
+	l := ls.m[id]
+	delete(ls.m, id)
+	ls.mu.Unlock()
+	l.Release()
+}
+
+// lookupFor reads the state a full document of s shows: the AOR's real
+// registration, or for a politely blocked subscription a registration
+// with no contacts (state init), which reveals nothing.
+func (n *Notifier) lookupFor(s *subscription) (bridge.Registration, uint64) {
+	if _, neutral := n.neutral.Load(s.id); neutral {
+		return bridge.Registration{AOR: s.aor, ID: s.regID, State: bridge.RegInit}, 0
+	}
+	return n.states.Lookup(s.aor)
+}
