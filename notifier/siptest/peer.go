@@ -382,6 +382,19 @@ func (p *Peer) None(d time.Duration) {
 }
 
 // Check verifies the NOTIFY headers of RFC 6665 3.2 and RFC 3261 12.2.1.1
+// Drain returns the NOTIFYs received and not yet taken, without waiting.
+func (p *Peer) Drain() []Notify {
+	var out []Notify
+	for {
+		select {
+		case n := <-p.notifies:
+			out = append(out, n)
+		default:
+			return out
+		}
+	}
+}
+
 // for this peer's dialog, and the document's version and state.
 func (p *Peer) Check(n Notify, version uint32, state, subsPrefix string) {
 	p.t.Helper()
