@@ -4,15 +4,23 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/asterisk"
 	"github.com/regbridge/regbridge/source/kamailio"
+	"github.com/regbridge/regbridge/source/opensips"
+	redissrc "github.com/regbridge/regbridge/source/redis"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // supportedSources lists the REGBRIDGE_SOURCE schemes, for error messages.
-var supportedSources = []string{"kamailio+sqlite"}
+var supportedSources = []string{"kamailio+sqlite", "kamailio+mysql", "kamailio+postgres",
+	"opensips+sqlite", "opensips+mysql", "opensips+postgres", redissrc.SchemeKamailio, redissrc.SchemeRedis,
+	asterisk.SchemeAstDB, asterisk.SchemeMySQL, asterisk.SchemePostgres}
 
 // sourceURL is a parsed REGBRIDGE_SOURCE.
 type sourceURL struct {
@@ -31,7 +39,7 @@ func parseSourceURL(raw string) (*sourceURL, error) {
 	}
 	s := &sourceURL{scheme: strings.ToLower(u.Scheme), query: u.Query()}
 	switch s.scheme {
-	case "kamailio+sqlite":
+	case "kamailio+sqlite", "opensips+sqlite":
 		switch {
 		case u.Opaque != "":
 			s.path = u.Opaque
@@ -41,19 +49,44 @@ func parseSourceURL(raw string) (*sourceURL, error) {
 			s.path = u.Path
 		}
 		if s.path == "" {
-			return nil, fmt.Errorf("%q names no file (kamailio+sqlite:///abs/path.db or kamailio+sqlite:rel/path.db)", raw)
+			return nil, fmt.Errorf("%q names no file (%s:///abs/path.db or %s:rel/path.db)", raw, s.scheme, s.scheme)
+		}
+		known := []string{"table", "create"}
+		if s.scheme == "opensips+sqlite" {
+			known = []string{"table", "tz"}
 		}
 		for k := range s.query {
-			switch k {
-			case "table", "create":
-			default:
-				return nil, fmt.Errorf("unknown parameter %q for %s (table, create)", k, s.scheme)
+			if !slices.Contains(known, k) {
+				return nil, fmt.Errorf("unknown parameter %q for %s (%s)", k, s.scheme, strings.Join(known, ", "))
 			}
+		}
+		if err := checkTZ(s.query); err != nil {
+			return nil, err
 		}
 		if v := s.query.Get("create"); v != "" {
 			if _, err := strconv.ParseBool(v); err != nil {
 				return nil, fmt.Errorf("create=%q is not a boolean", v)
 			}
+		}
+	case "kamailio+mysql", "kamailio+postgres", "opensips+mysql", "opensips+postgres":
+		// Errors never repeat the URL (it may hold a password).
+		if _, _, err := dbEndpoint(u); err != nil {
+			return nil, err
+		}
+	case redissrc.SchemeKamailio, redissrc.SchemeRedis:
+		// The whole URL is the adapter's (host, credentials, db, layout);
+		// its errors never repeat the URL, which may hold a password.
+		if _, err := redissrc.ParseURL(raw); err != nil {
+			return nil, err
+		}
+	case asterisk.SchemeAstDB:
+		if _, err := asterisk.ParseAstDBURL(raw); err != nil {
+			return nil, err
+		}
+	case asterisk.SchemeMySQL, asterisk.SchemePostgres:
+		// Errors never repeat the URL (it may hold a password).
+		if _, err := asterisk.ParseRealtimeURL(raw); err != nil {
+			return nil, err
 		}
 	case "":
 		return nil, fmt.Errorf("%q has no scheme; supported: %s", raw, strings.Join(supportedSources, ", "))
@@ -81,6 +114,82 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 			Create:       create,
 			PollInterval: cfg.PollInterval,
 		}, log)
+	case "opensips+sqlite":
+		return opensips.NewSQLite(opensips.SQLiteConfig{
+			Path:         s.path,
+			Table:        s.query.Get("table"),
+			Domain:       cfg.Domain,
+			TZ:           s.query.Get("tz"),
+			PollInterval: cfg.PollInterval,
+		}, log)
+	case "kamailio+mysql", "kamailio+postgres":
+		u, _ := url.Parse(cfg.Source) // parsed above
+		ep, own, err := dbEndpoint(u)
+		if err != nil {
+			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
+		}
+		kc := kamailio.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
+		if s.scheme == "kamailio+mysql" {
+			return kamailio.NewMySQL(kc, log)
+		}
+		return kamailio.NewPostgres(kc, log)
+	case "opensips+mysql", "opensips+postgres":
+		u, _ := url.Parse(cfg.Source) // parsed above
+		ep, own, err := dbEndpoint(u)
+		if err != nil {
+			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
+		}
+		oc := opensips.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
+		if s.scheme == "opensips+mysql" {
+			return opensips.NewMySQL(oc, log)
+		}
+		return opensips.NewPostgres(oc, log)
+	case redissrc.SchemeKamailio, redissrc.SchemeRedis:
+		rc, err := redissrc.ParseURL(cfg.Source)
+		if err != nil {
+			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
+		}
+		rc.Domain, rc.PollInterval = cfg.Domain, cfg.PollInterval
+		return redissrc.New(rc, log)
+	case asterisk.SchemeAstDB:
+		ac, err := asterisk.ParseAstDBURL(cfg.Source)
+		if err != nil {
+			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
+		}
+		ac.Domain, ac.Watch.PollInterval = cfg.Domain, cfg.PollInterval
+		return asterisk.NewAstDB(ac, log)
+	case asterisk.SchemeMySQL, asterisk.SchemePostgres:
+		ac, err := asterisk.ParseRealtimeURL(cfg.Source)
+		if err != nil {
+			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
+		}
+		ac.Domain, ac.Watch = cfg.Domain, sqlwatch.Config{PollInterval: cfg.PollInterval}
+		return asterisk.NewRealtime(ac, log)
 	}
 	return nil, fmt.Errorf("REGBRIDGE_SOURCE: unsupported scheme %q", s.scheme)
+}
+
+// dbEndpoint reads a kamailio+mysql, kamailio+postgres, opensips+mysql or
+// opensips+postgres URL: the server, plus the table and tz parameters
+// (the registrar's time zone, an IANA name; default UTC).
+func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
+	driver := sqlwatch.DriverPostgres
+	if strings.HasSuffix(strings.ToLower(u.Scheme), "+mysql") {
+		driver = sqlwatch.DriverMySQL
+	}
+	ep, own, err := sqlwatch.ParseURL(u, driver, "table", "tz")
+	if err != nil {
+		return ep, nil, err
+	}
+	return ep, own, checkTZ(own)
+}
+
+// checkTZ rejects a tz parameter that names no IANA time zone.
+func checkTZ(q url.Values) error {
+	if tz := q.Get("tz"); tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			return fmt.Errorf("tz=%q is not an IANA time zone name (such as Europe/Berlin)", tz)
+		}
+	}
+	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // pick turns a fuzzed selector into one of the value kinds the driver can
@@ -51,22 +53,39 @@ func FuzzDecode(f *testing.F) {
 			colInstance:     pick(k(13), instance, real, integer),
 			colRegID:        pick(k(14), text, real, integer),
 		}
-		_ = rowKey(&r)
 		var c source.Contact
+		// The server layouts (db_mysql/db_postgres wall clock in a DST
+		// zone, expires_type=1 epochs) must hold the same promises.
+		for _, typ := range []string{"DATETIME", "BIGINT"} {
+			types := make([]string, numCols)
+			types[colExpires], types[colLastModified] = typ, typ
+			var sc source.Contact
+			if decodeRowAs(&r, cfgDomain, berlin, types, &sc) == nil {
+				checkUsable(t, sc)
+			}
+		}
 		if err := decodeRow(&r, cfgDomain, &c); err != nil {
 			return
 		}
-		if c.Key == "" || c.AOR == "" || c.URI == "" {
-			t.Fatalf("accepted contact with empty Key/AOR/URI: %+v", c)
-		}
-		if !strings.HasPrefix(c.AOR, "sip:") || !validURI(c.URI) || !printable(c.Key) {
-			t.Fatalf("accepted unusable contact: %+v", c)
-		}
-		if c.Q != -1 && (c.Q < 0 || c.Q > 1) {
-			t.Fatalf("q out of range: %v", c.Q)
-		}
-		if y := c.Expires.Year(); !c.Expires.IsZero() && (y < 1 || y > 9999) {
-			t.Fatalf("expires out of range: %v", c.Expires)
-		}
+		checkUsable(t, c)
 	})
+}
+
+var berlin, _ = time.LoadLocation("Europe/Berlin")
+
+// checkUsable fails unless an accepted contact can be reported as is.
+func checkUsable(t *testing.T, c source.Contact) {
+	t.Helper()
+	if c.Key == "" || c.AOR == "" || c.URI == "" {
+		t.Fatalf("accepted contact with empty Key/AOR/URI: %+v", c)
+	}
+	if !strings.HasPrefix(c.AOR, "sip:") || !sqlwatch.ValidContact([]byte(c.URI)) || !sqlwatch.Printable([]byte(c.Key)) {
+		t.Fatalf("accepted unusable contact: %+v", c)
+	}
+	if c.Q != -1 && (c.Q < 0 || c.Q > 1) {
+		t.Fatalf("q out of range: %v", c.Q)
+	}
+	if y := c.Expires.Year(); !c.Expires.IsZero() && (y < 1 || y > 9999) {
+		t.Fatalf("expires out of range: %v", c.Expires)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // t0 is a fixed registration time for rows made by tests.
@@ -169,7 +170,7 @@ func openWriter(t *testing.T, path string) *sql.DB { return openWriterTB(t, path
 
 func openWriterTB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open(driverName, fileDSN(path, "rwc")+"&_pragma=busy_timeout(10000)")
+	db, err := sql.Open(sqlwatch.SQLiteDriver, sqlwatch.FileDSN(path, "rwc")+"&_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +270,9 @@ func newWatcher(t *testing.T, cfg SQLiteConfig, log *slog.Logger) *SQLite {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 10 * time.Millisecond
 	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 200 * time.Millisecond
+	}
 	w, err := NewSQLite(cfg, log)
 	if err != nil {
 		t.Fatalf("NewSQLite: %v", err)
@@ -276,23 +280,50 @@ func newWatcher(t *testing.T, cfg SQLiteConfig, log *slog.Logger) *SQLite {
 	return w
 }
 
-// readOnce runs one snapshot outside Run, as watch does.
+// readOnce runs one snapshot outside Run.
 func readOnce(t testing.TB, w *SQLite) []source.Contact {
 	t.Helper()
-	db, err := sql.Open(driverName, w.dsn)
+	got, err := w.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	stmt, err := db.Prepare(w.query)
-	if err != nil {
-		t.Fatal(err)
+	return got
+}
+
+// rawRow is one location row as a driver may return it, in column order.
+type rawRow [numCols]any
+
+// decodeRow decodes r as the SQLite watcher does.
+func decodeRow(r *rawRow, domain string, c *source.Contact) error {
+	return decodeRowAs(r, domain, nil, nil, c)
+}
+
+// decodeRowAs decodes r with a server layout when types is set (column
+// type names as a server reports them), else as SQLite.
+func decodeRowAs(r *rawRow, domain string, loc *time.Location, types []string, c *source.Contact) error {
+	row := make([]sqlwatch.Value, numCols)
+	for i := range r {
+		if err := row[i].Scan(r[i]); err != nil {
+			return err
+		}
 	}
-	defer stmt.Close()
-	if err := w.snapshot(context.Background(), stmt); err != nil {
-		t.Fatal(err)
+	if loc == nil {
+		loc = time.UTC
 	}
-	return w.contacts
+	l := newLayout(DefaultTable, domain, loc, types != nil)
+	if err := l.Bind(types); err != nil {
+		return err
+	}
+	return l.Decode(row, nil, c)
+}
+
+// storedTime decodes a db_sqlite time value as the SQLite watcher does.
+func storedTime(v any) (time.Time, bool) {
+	var x sqlwatch.Value
+	if err := x.Scan(v); err != nil {
+		return time.Time{}, false
+	}
+	return decodeTime(&x, timeSQLite, time.UTC)
 }
 
 func describe(c source.Contact) string { return fmt.Sprintf("%+v", c) }

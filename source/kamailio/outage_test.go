@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // TestOutage breaks the file under a running watcher, restores it, and
@@ -119,7 +120,7 @@ func TestOutage(t *testing.T) {
 			rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
 
 			tt.breakIt(t, e)
-			eventually(t, "outage noticed", func() bool { return logs.count("location table unreadable") == 1 })
+			eventually(t, "outage noticed", func() bool { return logs.count("table unreadable") == 1 })
 			_, n := rec.last()
 			tt.restore(t, e)
 			b := rec.waitFor(t, n, "Full batch after recovery", func(b source.Batch) bool {
@@ -128,9 +129,9 @@ func TestOutage(t *testing.T) {
 			if b.SeenAt.IsZero() {
 				t.Errorf("batch without SeenAt")
 			}
-			eventually(t, "recovery logged", func() bool { return logs.count("location table readable again") == 1 })
+			eventually(t, "recovery logged", func() bool { return logs.count("table readable again") == 1 })
 			stop() // fails the test unless Run returns nil
-			if n := logs.count("location table unreadable"); n != 1 {
+			if n := logs.count("table unreadable"); n != 1 {
 				t.Errorf("outage logged %d times at warn level, want once", n)
 			}
 		})
@@ -208,7 +209,7 @@ func TestReadOnlyWAL(t *testing.T) {
 		t.Fatalf("got %d contacts from an empty table", len(got))
 	}
 
-	ro, err := sql.Open(driverName, w.dsn)
+	ro, err := sql.Open(sqlwatch.SQLiteDriver, w.dialect.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // locationTableVersion is the `version` row Kamailio's usrloc checks at
@@ -23,7 +25,7 @@ const locationTableVersion = 9
 // values come back (TIMESTAMP WITHOUT TIME ZONE has NUMERIC affinity).
 // table must already be a validated identifier.
 func schemaStatements(table string) []string {
-	q := quoteIdent
+	q := sqlwatch.QuoteSQLite
 	return []string{
 		`CREATE TABLE version (
     id INTEGER PRIMARY KEY NOT NULL,
@@ -121,7 +123,7 @@ func createDatabase(ctx context.Context, path, table string) (created bool, err 
 
 // initSchema writes the schema into the empty database file at path.
 func initSchema(ctx context.Context, path, table string) error {
-	db, err := sql.Open(driverName, fileDSN(path, "rw"))
+	db, err := sql.Open(sqlwatch.SQLiteDriver, sqlwatch.FileDSN(path, "rw"))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,134 @@
+package kamailio
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sqlwatch"
+)
+
+// layout is the Kamailio location table for sqlwatch: which columns, and
+// how a row becomes a Contact. One watcher owns it; Decode runs on one
+// goroutine at a time.
+type layout struct {
+	table  string
+	domain string
+	loc    *time.Location
+	// server: times are typed columns of MySQL/PostgreSQL (Bind picks the
+	// codec from the type); otherwise db_sqlite's encodings.
+	server            bool
+	expires, modified timeCodec
+	aorBuf            []byte
+}
+
+var _ sqlwatch.Layout = (*layout)(nil)
+
+func newLayout(table, domain string, loc *time.Location, server bool) *layout {
+	return &layout{table: table, domain: domain, loc: loc, server: server}
+}
+
+func (l *layout) Table() sqlwatch.Table {
+	return sqlwatch.Table{
+		Name:    l.table,
+		Columns: columns[:],
+		Key:     colRUID,
+		Watch:   watchColumns,
+		LogKey:  []int{colRUID, colID},
+	}
+}
+
+// Bind picks each time column's codec from its type: DATETIME / TIMESTAMP
+// (db_mysql, db_postgres: wall clock in the registrar's zone) or an integer
+// type (usrloc expires_type=1, where the admin altered the columns to
+// BIGINT). SQLite declares no usable type; its values say what they are.
+func (l *layout) Bind(types []string) error {
+	if !l.server {
+		l.expires, l.modified = timeSQLite, timeSQLite
+		return nil
+	}
+	if len(types) != numCols {
+		return fmt.Errorf("got %d column types, want %d", len(types), numCols)
+	}
+	var err error
+	if l.expires, err = serverCodec("expires", types[colExpires]); err != nil {
+		return err
+	}
+	l.modified, err = serverCodec("last_modified", types[colLastModified])
+	return err
+}
+
+func serverCodec(col, typ string) (timeCodec, error) {
+	switch {
+	case strings.Contains(typ, "INT"): // BIGINT, INT8, UNSIGNED BIGINT, ...
+		return timeEpoch, nil
+	case typ == "DATETIME", typ == "TIMESTAMP":
+		return timeWall, nil
+	}
+	return 0, fmt.Errorf("column %s has type %s; want DATETIME or TIMESTAMP (without time zone), or BIGINT (usrloc expires_type=1)", col, typ)
+}
+
+// Decode turns one location row into c, reusing prev's strings where the
+// text is unchanged. On error c is left partly written and must be
+// discarded.
+func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
+	var old source.Contact
+	if prev != nil {
+		old = *prev
+	}
+	key, ok := row[colRUID].TextOrNull()
+	if !ok || len(key) == 0 || !sqlwatch.Printable(key) {
+		return badRow("ruid is not a non-empty printable string")
+	}
+	c.Key = row[colRUID].String(old.Key)
+	user, ok := row[colUsername].TextOrNull()
+	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
+		return badRow("username is not a non-empty printable string")
+	}
+	dom, ok := row[colDomain].TextOrNull()
+	if !ok || !sqlwatch.Printable(dom) {
+		return badRow("domain is not a printable string")
+	}
+	l.aorBuf = sqlwatch.AppendAOR(l.aorBuf[:0], user, dom, l.domain)
+	c.AOR = sqlwatch.Intern(l.aorBuf, old.AOR)
+	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
+		return badRow("contact is not a sip:, sips: or tel: URI")
+	}
+	c.URI = row[colContact].String(old.URI)
+	if row[colExpires].Kind == sqlwatch.Null {
+		return badRow("expires is NULL")
+	}
+	if c.Expires, ok = decodeTime(&row[colExpires], l.expires, l.loc); !ok {
+		return badRow("expires is not a valid time")
+	}
+	if c.Modified, ok = decodeTime(&row[colLastModified], l.modified, l.loc); !ok {
+		return badRow("last_modified is not a valid time")
+	}
+	if c.Q, ok = row[colQ].QValue(); !ok {
+		return badRow("q is not -1 or between 0 and 1")
+	}
+	if c.CSeq, ok = row[colCSeq].Uint32(); !ok {
+		return badRow("cseq is not an integer between 0 and 2^32-1")
+	}
+	if c.RegID, ok = row[colRegID].Uint32(); !ok {
+		return badRow("reg_id is not an integer between 0 and 2^32-1")
+	}
+	if c.CallID, ok = row[colCallID].StringOrNull(old.CallID); !ok {
+		return badRow("callid is not a string")
+	}
+	if c.UserAgent, ok = row[colUserAgent].StringOrNull(old.UserAgent); !ok {
+		return badRow("user_agent is not a string")
+	}
+	if c.Instance, ok = row[colInstance].StringOrNull(old.Instance); !ok {
+		return badRow("instance is not a string")
+	}
+	if c.Received, ok = row[colReceived].StringOrNull(old.Received); !ok {
+		return badRow("received is not a string")
+	}
+	if c.Path, ok = row[colPath].StringOrNull(old.Path); !ok {
+		return badRow("path is not a string")
+	}
+	c.Administrative = strings.HasPrefix(c.Key, administrativePrefix)
+	return nil
+}

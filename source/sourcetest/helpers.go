@@ -1,0 +1,41 @@
+package sourcetest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// WaitTimeout bounds every Eventually. Generous on purpose: the suite runs
+// under -race on shared, busy machines; a passing wait returns at once.
+const WaitTimeout = 20 * time.Second
+
+// Eventually polls cond every few milliseconds until it holds, and fails
+// the test naming what it waited for when WaitTimeout passes first.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Unavailable ends a test that needs a service it cannot reach. Under
+// CI=true (where every service runs) that is a failure; elsewhere the test
+// is skipped. hint says how to start the service.
+func Unavailable(t testing.TB, service string, err error, hint string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s unreachable: %v (start it: %s)", service, err, hint)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; required when CI=true")
+	}
+	t.Skip(msg)
+}
+
+// errNotReporter is the failure for an adapter without Stats.
+var errNotReporter = errors.New("adapter does not implement source.Reporter (Stats)")

@@ -1,0 +1,151 @@
+package sqlwatch
+
+import (
+	"bytes"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// Helpers for Layout.Decode: the column rules SIP registrars' location
+// tables share (Kamailio and OpenSIPS usrloc descend from one design).
+
+// TextOrNull returns a string column's bytes; NULL is empty (nullable
+// columns). A number in a string column is not text: only a broken tool
+// writes one.
+func (v *Value) TextOrNull() ([]byte, bool) {
+	switch v.Kind {
+	case Null:
+		return nil, true
+	case Text:
+		return v.Bytes, true
+	}
+	return nil, false
+}
+
+// StringOrNull is TextOrNull as a string, reusing old when unchanged.
+func (v *Value) StringOrNull(old string) (string, bool) {
+	switch v.Kind {
+	case Null:
+		return "", true
+	case Text:
+		return v.String(old), true
+	}
+	return "", false
+}
+
+// Uint32 decodes a CSeq or reg-id column; NULL is 0 (absent).
+func (v *Value) Uint32() (uint32, bool) {
+	if v.Kind == Null {
+		return 0, true
+	}
+	n, ok := v.Int64()
+	if !ok || n < 0 || n > math.MaxUint32 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// QValue decodes a q column: -1 is "not specified", otherwise q in [0, 1].
+// NULL is unspecified too.
+func (v *Value) QValue() (float32, bool) {
+	if v.Kind == Null {
+		return -1, true
+	}
+	f, ok := v.Float64()
+	if ok && (f == -1 || (f >= 0 && f <= 1)) {
+		return float32(f), true
+	}
+	return 0, false
+}
+
+// Range of instants time.Time formats as a four-digit year; anything
+// outside is garbage, not a registration time.
+const (
+	MinUnix = -62135596800 // 0001-01-01T00:00:00Z
+	MaxUnix = 253402300799 // 9999-12-31T23:59:59Z
+)
+
+// Epoch decodes Unix seconds (an integer column, or its text). Epoch 0 is
+// the zero Time: a permanent binding's expires in every registrar.
+func (v *Value) Epoch() (time.Time, bool) {
+	sec, ok := v.Int64()
+	if !ok || sec < 0 || sec > MaxUnix {
+		return time.Time{}, false
+	}
+	if sec == 0 {
+		return time.Time{}, true
+	}
+	return time.Unix(sec, 0).UTC(), true
+}
+
+// WallInstant is WallClock for a registrar's time column: the instant in
+// UTC, epoch 0 (a permanent binding written as local text, such as
+// "1970-01-01 01:00:00" in CET) as the zero Time, and only years 1 to 9999.
+// Only exactly epoch 0 is permanent, as in the registrars' own checks:
+// epoch 10 is Kamailio's "un-registered" marker and must stay in the past.
+func (v *Value) WallInstant(loc *time.Location) (time.Time, bool) {
+	t, ok := v.WallClock(loc)
+	if !ok || t.Unix() < MinUnix || t.Unix() > MaxUnix {
+		return time.Time{}, false
+	}
+	if t.Unix() == 0 && t.Nanosecond() == 0 {
+		return time.Time{}, true
+	}
+	return t.UTC(), true
+}
+
+// Printable reports whether b is valid UTF-8 without whitespace or control
+// characters: keys, user names and domains end up in URIs and XML.
+func Printable(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// ValidContact accepts what a registrar stores as a contact: a sip:, sips:
+// or tel: URI (scheme case-insensitive) with something after the scheme
+// and no whitespace or control characters.
+func ValidContact(b []byte) bool {
+	i := bytes.IndexByte(b, ':')
+	if i < 0 || i == len(b)-1 {
+		return false
+	}
+	switch scheme := b[:i]; {
+	case bytes.EqualFold(scheme, []byte("sip")), bytes.EqualFold(scheme, []byte("sips")), bytes.EqualFold(scheme, []byte("tel")):
+	default:
+		return false
+	}
+	return Printable(b)
+}
+
+// AppendAOR builds the address-of-record from usrloc's username and domain
+// columns. With use_domain=1 the registrar splits the AOR at the first '@'
+// into username and domain; with use_domain=0 (the default in Kamailio and
+// OpenSIPS) username holds the whole AOR, normally only the user part, and
+// domain is NULL, so the configured fallback domain completes it. A
+// username that already holds user@host is used as it is.
+func AppendAOR(b, user, dom []byte, fallback string) []byte {
+	b = append(b, "sip:"...)
+	b = append(b, user...)
+	switch {
+	case len(dom) > 0:
+		b = append(b, '@')
+		b = append(b, dom...)
+	case fallback != "" && bytes.IndexByte(user, '@') < 0:
+		b = append(b, '@')
+		b = append(b, fallback...)
+	}
+	return b
+}
+
+// Intern returns b as a string, reusing old when it holds the same text.
+func Intern(b []byte, old string) string {
+	if string(b) == old { // compiled without a copy
+		return old
+	}
+	return string(b)
+}

@@ -1,0 +1,27 @@
+// Package sqlwatch is the polling machinery every SQL contact store shares
+// (STYLE.md 2): it connects, asks a cheap "did anything change" question
+// every poll, reads the whole table only when the answer moved (and every
+// reconcile interval regardless), decodes rows through a registrar's
+// Layout, and hands Full source batches to the sink. Outages are retried
+// with capped exponential backoff, logged once per state change and
+// reported through Stats; after every recovery a fresh Full batch lets the
+// bridge reconcile (DESIGN.md invariant 1). Bad rows are skipped, counted
+// and logged once per key (invariant 5).
+//
+// What differs per store is small and pluggable:
+//
+//   - a Dialect (MySQL, Postgres, SQLite here) connects, quotes
+//     identifiers, probes column types and implements the change check:
+//     COUNT(*) plus a sum of per-row hashes of the watched columns on a
+//     server (STORES.md 1.5: deletes are invisible to last_modified), PRAGMA
+//     data_version on a dedicated connection for SQLite;
+//   - a Layout (in the registrar's package: source/kamailio,
+//     source/opensips) names the table and columns and decodes one row
+//     into a source.Contact, choosing its time decoding from the column
+//     types the dialect reports.
+//
+// Rows reach the Layout as Values that point into the driver's buffers
+// (MySQL's text protocol, PostgreSQL's simple protocol, SQLite's values),
+// and decoders reuse the previous snapshot's strings for unchanged rows, so
+// a steady-state snapshot allocates next to nothing per contact.
+package sqlwatch

@@ -1,0 +1,196 @@
+package sqlwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+// Run reports the table until ctx ends. Every failure (connect, query,
+// layout) is an outage: logged once, retried with capped exponential
+// backoff, and followed by a Full batch once the table reads again. Run
+// returns nil when ctx ends.
+func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("sqlwatch: Run called while already running")
+	}
+	defer w.running.Store(false)
+	defer w.up.Store(false) // nobody is watching the store any more
+	backoff := w.cfg.MinBackoff
+	down := false
+	recovered := func() {
+		backoff = w.cfg.MinBackoff
+		if down {
+			down = false
+			w.log.Info("table readable again")
+		}
+	}
+	for {
+		err := w.session(ctx, sink, recovered)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrReopen) {
+			w.log.Info("reopening store", "err", err)
+			continue
+		}
+		w.up.Store(false)
+		w.errors.Add(1)
+		if !down {
+			down = true
+			w.log.Warn("table unreadable, retrying", "err", err)
+		} else {
+			w.log.Debug("table still unreadable", "err", err)
+		}
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	}
+}
+
+// session connects, sends a Full batch, then polls the fingerprint and
+// sends a Full batch after each change (or reconcile interval) until ctx
+// ends or the store fails. recovered is called after the first batch.
+func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func()) error {
+	s, err := w.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	// The fingerprint is read before each snapshot, so a change landing
+	// between the two shows up as a change at the next poll.
+	fp, err := w.fingerprint(ctx, s)
+	if err != nil {
+		return err
+	}
+	seenAt := time.Now()
+	if err := w.read(ctx, s); err != nil {
+		return err
+	}
+	w.up.Store(true)
+	lastRead := seenAt
+	sinkOK := w.deliver(ctx, sink, seenAt, true)
+	recovered()
+
+	tick := time.NewTicker(w.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		now, err := w.fingerprint(ctx, s)
+		if err != nil {
+			return err
+		}
+		reconcile := w.cfg.ReconcileInterval != Never && time.Since(lastRead) >= w.cfg.ReconcileInterval
+		if now == fp && sinkOK && !reconcile {
+			continue
+		}
+		seenAt := time.Now()
+		if err := w.read(ctx, s); err != nil {
+			return err
+		}
+		fp, lastRead = now, seenAt
+		sinkOK = w.deliver(ctx, sink, seenAt, sinkOK)
+	}
+}
+
+// open connects and lets the layout bind to the column types.
+func (w *Watcher) open(ctx context.Context) (Session, error) {
+	qctx, cancel := w.queryContext(ctx)
+	defer cancel()
+	s, err := w.dialect.Open(qctx, &w.table)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", w.table.Name, err)
+	}
+	if err := w.layout.Bind(s.Types()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("table %s: %w", w.table.Name, err)
+	}
+	return s, nil
+}
+
+func (w *Watcher) queryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, w.cfg.QueryTimeout)
+}
+
+func (w *Watcher) fingerprint(ctx context.Context, s Session) (string, error) {
+	qctx, cancel := w.queryContext(ctx)
+	defer cancel()
+	w.polls.Add(1)
+	fp, err := s.Fingerprint(qctx)
+	if err != nil {
+		return "", fmt.Errorf("checking %s for changes: %w", w.table.Name, err)
+	}
+	return fp, nil
+}
+
+// read takes one snapshot into w.snap.
+func (w *Watcher) read(ctx context.Context, s Session) error {
+	qctx, cancel := w.queryContext(ctx)
+	defer cancel()
+	w.polls.Add(1)
+	if err := w.snap.read(qctx, s, w); err != nil {
+		return fmt.Errorf("reading %s: %w", w.table.Name, err)
+	}
+	return nil
+}
+
+// deliver hands the current snapshot to sink. A failing sink is not a
+// store outage: the snapshot is read and offered again at the next poll.
+// wasOK is the previous outcome, so a failure is logged once.
+func (w *Watcher) deliver(ctx context.Context, sink source.Sink, seenAt time.Time, wasOK bool) bool {
+	err := sink.Apply(ctx, source.Batch{Full: true, Contacts: w.snap.cur, SeenAt: seenAt})
+	switch {
+	case err == nil:
+		w.lastFull.Store(time.Now().UnixNano())
+		if !wasOK {
+			w.log.Info("sink accepts batches again")
+		}
+		return true
+	case ctx.Err() != nil:
+		return false
+	default:
+		if wasOK {
+			w.log.Warn("sink rejected snapshot, offering it again at next poll", "err", err)
+		}
+		return false
+	}
+}
+
+// Snapshot reads the table once, outside Run (tools, tests, benchmarks).
+// The returned slice is reused by the next Snapshot or Run.
+func (w *Watcher) Snapshot(ctx context.Context) ([]source.Contact, error) {
+	if !w.running.CompareAndSwap(false, true) {
+		return nil, errors.New("sqlwatch: Snapshot called while running")
+	}
+	defer w.running.Store(false)
+	s, err := w.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if err := w.read(ctx, s); err != nil {
+		return nil, err
+	}
+	return w.snap.cur, nil
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,169 @@
+package sqlwatch
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	// pgConnectTimeout is the connect_timeout (seconds) used unless the
+	// URL sets one.
+	pgConnectTimeout = 10
+	// pgCloseTimeout bounds the goodbye to a server that may be gone.
+	pgCloseTimeout = 2 * time.Second
+)
+
+// Postgres reads PostgreSQL with pgx's simple query protocol, so every
+// column arrives as the server's text (a TIMESTAMP WITHOUT TIME ZONE is the
+// registrar's wall clock, unconverted) and rows are decoded straight from
+// pgx's buffers. Native pgx rather than database/sql leaves room for
+// LISTEN/NOTIFY on the same kind of connection later.
+type Postgres struct {
+	cfg *pgx.ConnConfig
+}
+
+// NewPostgres checks e and returns a dialect; it does no I/O.
+func NewPostgres(e Endpoint) (*Postgres, error) {
+	u := url.URL{Scheme: "postgres", Host: e.Addr, Path: "/" + e.Database}
+	if e.User != "" {
+		u.User = url.UserPassword(e.User, e.Password)
+		if e.Password == "" {
+			u.User = url.User(e.User)
+		}
+	}
+	q := url.Values{}
+	for k, v := range e.Params {
+		q.Set(k, v)
+	}
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", strconv.Itoa(pgConnectTimeout))
+	}
+	u.RawQuery = q.Encode()
+	cfg, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		// pgx's error may quote the connection string: keep the password out.
+		return nil, fmt.Errorf("postgres: bad connection settings for %s/%s", e.Addr, e.Database)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	return &Postgres{cfg: cfg}, nil
+}
+
+// QuotePostgres quotes an identifier with double quotes.
+func QuotePostgres(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// Open connects and probes the table's column types.
+func (d *Postgres) Open(ctx context.Context, t *Table) (Session, error) {
+	conn, err := pgx.ConnectConfig(ctx, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &pgSession{
+		conn:        conn,
+		snapshot:    SnapshotQuery(t, QuotePostgres),
+		fingerprint: pgFingerprint(t),
+		row:         make([]Value, len(t.Columns)),
+	}
+	if err := s.probe(ctx, ProbeQuery(t, QuotePostgres)); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pgFingerprint counts the rows and sums hashtext() of each row's watched
+// columns (concat_ws renders each in its text form): one pass in the
+// server, one short row back.
+func pgFingerprint(t *Table) string {
+	return fmt.Sprintf("SELECT count(*), coalesce(sum(hashtext(concat_ws('|', %s))), 0) FROM %s",
+		selectList(t.Watch, QuotePostgres), QuotePostgres(t.Name))
+}
+
+type pgSession struct {
+	conn        *pgx.Conn
+	snapshot    string
+	fingerprint string
+	types       []string
+	row         []Value
+	fpBuf       []byte
+}
+
+func (s *pgSession) probe(ctx context.Context, query string) error {
+	rows, err := s.conn.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	fds := rows.FieldDescriptions()
+	s.types = make([]string, len(fds))
+	for i, fd := range fds {
+		name := fmt.Sprintf("OID%d", fd.DataTypeOID)
+		if typ, ok := s.conn.TypeMap().TypeForOID(fd.DataTypeOID); ok {
+			name = typ.Name
+		}
+		s.types[i] = strings.ToUpper(name)
+	}
+	return nil
+}
+
+func (s *pgSession) Types() []string { return s.types }
+
+func (s *pgSession) Fingerprint(ctx context.Context) (string, error) {
+	rows, err := s.conn.Query(ctx, s.fingerprint)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	b := s.fpBuf[:0]
+	n := 0
+	for rows.Next() {
+		n++
+		for _, raw := range rows.RawValues() {
+			b = append(b, raw...)
+			b = append(b, ',')
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	if n != 1 {
+		return "", fmt.Errorf("fingerprint query returned %d rows", n)
+	}
+	s.fpBuf = b
+	return string(b), nil
+}
+
+func (s *pgSession) Snapshot(ctx context.Context, fn func(row []Value)) error {
+	rows, err := s.conn.Query(ctx, s.snapshot)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		raw := rows.RawValues()
+		if len(raw) != len(s.row) {
+			return fmt.Errorf("snapshot returned %d columns, want %d", len(raw), len(s.row))
+		}
+		for i, b := range raw {
+			s.row[i].SetText(b)
+		}
+		fn(s.row)
+	}
+	return rows.Err()
+}
+
+func (s *pgSession) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), pgCloseTimeout)
+	defer cancel()
+	return s.conn.Close(ctx)
+}

@@ -1,0 +1,249 @@
+package sqlwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+// Defaults; each is what Config's zero value means.
+const (
+	// DefaultPollInterval bounds the change-to-batch latency. The change
+	// check is one aggregate query (or one PRAGMA), cheap enough to ask
+	// every second.
+	DefaultPollInterval = time.Second
+	// DefaultReconcileInterval forces a full read even when the change
+	// check saw nothing, to catch what an aggregate can miss (two changes
+	// that cancel out in the checksum, a clock-skewed last_modified).
+	// Half a minute keeps a missed change shorter than a typical registrar
+	// timer_interval while costing one full read per 30 s.
+	DefaultReconcileInterval = 30 * time.Second
+	// DefaultQueryTimeout bounds one query, so a black-holed connection
+	// becomes an outage instead of a hang.
+	DefaultQueryTimeout = 30 * time.Second
+	// DefaultMinBackoff and DefaultMaxBackoff bound the retry delay while
+	// the store is unreachable: quick recovery from a blip, little load
+	// during a long outage.
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+	// Never disables the forced reconcile (ReconcileInterval), for stores
+	// whose change check is exact (SQLite's data_version).
+	Never time.Duration = -1
+)
+
+const (
+	// minPollInterval rejects intervals that would busy-loop the store.
+	minPollInterval = time.Millisecond
+	// maxLoggedBadRows caps the memory that keeps a bad row from being
+	// logged again at every snapshot.
+	maxLoggedBadRows = 10000
+	// maxLogKeyLen truncates keys in bad-row log lines and the dedup set.
+	maxLogKeyLen = 128
+)
+
+// Config tunes a Watcher; zero values mean the defaults above.
+type Config struct {
+	PollInterval      time.Duration
+	ReconcileInterval time.Duration // Never: only when the change check moves
+	QueryTimeout      time.Duration
+	MinBackoff        time.Duration
+	MaxBackoff        time.Duration
+}
+
+// Validate fills defaults and rejects settings that can never work.
+func (c *Config) Validate() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.PollInterval, DefaultPollInterval)
+	def(&c.ReconcileInterval, DefaultReconcileInterval)
+	def(&c.QueryTimeout, DefaultQueryTimeout)
+	def(&c.MinBackoff, DefaultMinBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	switch {
+	case c.PollInterval < minPollInterval:
+		return fmt.Errorf("PollInterval %v is below %v", c.PollInterval, minPollInterval)
+	case c.ReconcileInterval < 0 && c.ReconcileInterval != Never:
+		return fmt.Errorf("ReconcileInterval %v is negative", c.ReconcileInterval)
+	case c.QueryTimeout < 0 || c.MinBackoff < 0:
+		return errors.New("QueryTimeout and MinBackoff must not be negative")
+	case c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("MaxBackoff %v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
+	}
+	return nil
+}
+
+// Table says what to read. The registrar's Layout fills it.
+type Table struct {
+	// Name is the table, a plain identifier (ValidIdent).
+	Name string
+	// Columns are read in this order; Decode gets them in it.
+	Columns []string
+	// Key is the index in Columns of the binding's identity (Kamailio
+	// ruid, OpenSIPS contact_id).
+	Key int
+	// Watch are the columns the change check covers: those a registrar
+	// rewrites on every create, refresh or in-place change.
+	Watch []string
+	// LogKey are indexes in Columns tried in order to name a bad row in
+	// the log (the key first, then a row id).
+	LogKey []int
+}
+
+// Layout is the registrar-specific part of a Watcher.
+type Layout interface {
+	// Table is what to read; called once, by New.
+	Table() Table
+	// Bind is called after every connect with the store's type name of
+	// each column (upper case: "DATETIME", "BIGINT", "TIMESTAMP", ...),
+	// so the layout can pick how to decode; an error makes the store
+	// unusable until the next reconnect.
+	Bind(types []string) error
+	// Decode turns one row into c. prev is the same key's contact from
+	// the previous snapshot, or nil: decoders reuse its strings when the
+	// text is unchanged (Value.String), keeping steady-state snapshots
+	// free of allocations. An error skips the row.
+	Decode(row []Value, prev, c *source.Contact) error
+}
+
+// Dialect connects to one kind of store.
+type Dialect interface {
+	// Open connects and checks that t can be read.
+	Open(ctx context.Context, t *Table) (Session, error)
+}
+
+// Session is one connection to the store.
+type Session interface {
+	// Types are the store's type names of the table's columns, upper case.
+	Types() []string
+	// Fingerprint is a cheap value that changes whenever the table does
+	// (as far as an aggregate can tell).
+	Fingerprint(ctx context.Context) (string, error)
+	// Snapshot reads the whole table, calling fn for each row; row is
+	// valid only during the call.
+	Snapshot(ctx context.Context, fn func(row []Value)) error
+	Close() error
+}
+
+// ErrReopen is returned by a Session when the store must be reopened at
+// once, without an outage (a database file replaced by a new one).
+var ErrReopen = errors.New("store must be reopened")
+
+// Watcher polls one table and reports it as Full batches: one at start,
+// one after every change the fingerprint shows, one every reconcile
+// interval, and one after every recovery from an outage.
+type Watcher struct {
+	cfg     Config
+	dialect Dialect
+	layout  Layout
+	table   Table
+	log     *slog.Logger
+
+	running  atomic.Bool
+	up       atomic.Bool
+	polls    atomic.Uint64
+	errors   atomic.Uint64
+	skipped  atomic.Uint64
+	lastFull atomic.Int64 // unix nanoseconds
+
+	// The rest is owned by the goroutine in Run (or Snapshot).
+	snap snapshotState
+}
+
+var (
+	_ source.Source   = (*Watcher)(nil)
+	_ source.Reporter = (*Watcher)(nil)
+)
+
+// New checks cfg and the layout's table and returns a watcher; it does no
+// I/O. log gets "component" from the caller.
+func New(cfg Config, d Dialect, l Layout, log *slog.Logger) (*Watcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := l.Table()
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Watcher{cfg: cfg, dialect: d, layout: l, table: t, log: log}
+	w.snap.init(len(t.Columns))
+	return w, nil
+}
+
+func (t *Table) validate() error {
+	if !ValidIdent(t.Name) {
+		return fmt.Errorf("table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", t.Name)
+	}
+	if t.Key < 0 || t.Key >= len(t.Columns) {
+		return fmt.Errorf("table %s: key index %d out of range", t.Name, t.Key)
+	}
+	for _, c := range append(append([]string(nil), t.Columns...), t.Watch...) {
+		if !ValidIdent(c) {
+			return fmt.Errorf("table %s: column %q is not an identifier", t.Name, c)
+		}
+	}
+	for _, i := range t.LogKey {
+		if i < 0 || i >= len(t.Columns) {
+			return fmt.Errorf("table %s: log key index %d out of range", t.Name, i)
+		}
+	}
+	return nil
+}
+
+// ValidIdent reports whether s is a plain SQL identifier. Only such names
+// are accepted for tables, so quoting them is never a security question.
+func ValidIdent(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Stats reports the watcher's health (source.Reporter).
+func (w *Watcher) Stats() source.Stats {
+	st := source.Stats{Up: w.up.Load(), Polls: w.polls.Load(), Errors: w.errors.Load(), Skipped: w.skipped.Load()}
+	if n := w.lastFull.Load(); n != 0 {
+		st.LastFull = time.Unix(0, n)
+	}
+	return st
+}
+
+// selectList is the quoted, comma-separated column list.
+func selectList(cols []string, quote func(string) string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quote(c)
+	}
+	return strings.Join(q, ", ")
+}
+
+// SnapshotQuery is the full read of t.
+func SnapshotQuery(t *Table, quote func(string) string) string {
+	return "SELECT " + selectList(t.Columns, quote) + " FROM " + quote(t.Name)
+}
+
+// ProbeQuery reads no row but reports t's column types (and fails when
+// the table or a column is missing).
+func ProbeQuery(t *Table, quote func(string) string) string {
+	return SnapshotQuery(t, quote) + " WHERE 1 = 0"
+}
