@@ -63,7 +63,7 @@ func (c *AstDBConfig) Validate() error {
 	switch {
 	case strings.IndexByte(c.Path, 0) >= 0:
 		return errors.New("asterisk astdb: Path must name the AstDB file")
-	case !printable(c.Family) || strings.IndexByte(c.Family, '/') >= 0:
+	case !source.Printable(c.Family) || strings.IndexByte(c.Family, '/') >= 0:
 		return fmt.Errorf("asterisk astdb: Family %q is not a sorcery family name", c.Family)
 	case !validDomain(c.Domain):
 		return fmt.Errorf("asterisk astdb: Domain %q is not a host name", c.Domain)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/regbridge/regbridge/source"
 )
@@ -55,7 +54,7 @@ func decodeContact(id string, f *fields, domain string, c *source.Contact) error
 	default:
 		c.AOR = "sip:" + aor + "@" + domain
 	}
-	if c.URI = f.uri; !validURI(c.URI) {
+	if c.URI = f.uri; !source.ValidURI(c.URI) {
 		return badRow("uri is not a sip:, sips: or tel: URI")
 	}
 	if !f.expiresOK || f.expires < 0 || f.expires > maxUnix {
@@ -74,7 +73,7 @@ func decodeContact(id string, f *fields, domain string, c *source.Contact) error
 // aorName returns the AOR part of a dynamic contact id.
 func aorName(id string) (string, bool) {
 	i := strings.Index(id, dynamicSeparator)
-	if i <= 0 || i+len(dynamicSeparator) == len(id) || !printable(id) {
+	if i <= 0 || i+len(dynamicSeparator) == len(id) || !source.Printable(id) {
 		return "", false
 	}
 	return id[:i], true
@@ -83,38 +82,9 @@ func aorName(id string) (string, bool) {
 // maxUnix is 9999-12-31T23:59:59Z: later is garbage, not an expiry.
 const maxUnix = 253402300799
 
-// The checks below are the ones every adapter applies (source/kamailio and
-// source/redis have the same); they belong in package source.
-
-// printable reports whether s is valid UTF-8 without whitespace or control
-// characters: keys and AOR names end up in URIs and XML.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.ValidString(s)
-}
-
-// validURI accepts a sip:, sips: or tel: URI (scheme case-insensitive) with
-// something after the scheme and no whitespace or control characters.
-func validURI(s string) bool {
-	i := strings.IndexByte(s, ':')
-	if i < 0 || i == len(s)-1 {
-		return false
-	}
-	switch strings.ToLower(s[:i]) {
-	case "sip", "sips", "tel":
-	default:
-		return false
-	}
-	return printable(s)
-}
-
 // validDomain is what a configured AOR domain must look like.
 func validDomain(d string) bool {
-	return d == "" || (printable(d) && strings.IndexByte(d, '@') < 0)
+	return d == "" || (source.Printable(d) && strings.IndexByte(d, '@') < 0)
 }
 
 // truncate bounds untrusted text quoted in errors and logs.

@@ -13,10 +13,10 @@ import (
 // XML renderer could not use.
 func checkAccepted(t *testing.T, c *source.Contact) {
 	t.Helper()
-	if c.Key == "" || !printable(c.Key) || !strings.Contains(c.Key, dynamicSeparator) {
+	if c.Key == "" || !source.Printable(c.Key) || !strings.Contains(c.Key, dynamicSeparator) {
 		t.Fatalf("accepted unusable key: %+v", c)
 	}
-	if !strings.HasPrefix(c.AOR, "sip:") || !printable(c.AOR) || !validURI(c.URI) {
+	if !strings.HasPrefix(c.AOR, "sip:") || !source.Printable(c.AOR) || !source.ValidURI(c.URI) {
 		t.Fatalf("accepted unusable AOR or URI: %+v", c)
 	}
 	if y := c.Expires.Year(); !c.Expires.IsZero() && (y < 1970 || y > 9999 || c.Expires.Location() != time.UTC) {

@@ -3,6 +3,7 @@ package redis
 import (
 	"errors"
 	"fmt"
+	"github.com/regbridge/regbridge/source"
 	"net"
 	"net/url"
 	"slices"
@@ -113,7 +114,7 @@ func (c *Config) Validate() error {
 		if c.Prefix != "" {
 			return errors.New("redis: Prefix is for the generic layout; the Kamailio layout derives it from Table")
 		}
-		if !printable(c.Table) {
+		if !source.Printable(c.Table) {
 			return fmt.Errorf("redis: Table %q is not printable", c.Table)
 		}
 	case LayoutGeneric:
@@ -123,7 +124,7 @@ func (c *Config) Validate() error {
 		if c.Table != "" {
 			return errors.New("redis: Table is for the Kamailio layout; the generic layout uses Prefix")
 		}
-		if !printable(c.Prefix) {
+		if !source.Printable(c.Prefix) {
 			return fmt.Errorf("redis: Prefix %q is not printable", c.Prefix)
 		}
 	default:
@@ -137,7 +138,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("redis: DB %d is negative", c.DB)
 	case c.Events != EventsAuto && c.Events != EventsOff:
 		return fmt.Errorf("redis: Events %q is not %s or %s", c.Events, EventsAuto, EventsOff)
-	case c.Domain != "" && (!printable(c.Domain) || strings.IndexByte(c.Domain, '@') >= 0):
+	case c.Domain != "" && (!source.Printable(c.Domain) || strings.IndexByte(c.Domain, '@') >= 0):
 		return fmt.Errorf("redis: Domain %q is not a host name", c.Domain)
 	case c.PollInterval < minInterval:
 		return fmt.Errorf("redis: PollInterval %v is below %v", c.PollInterval, minInterval)

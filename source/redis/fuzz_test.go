@@ -12,10 +12,10 @@ import (
 // XML renderer could not use.
 func checkAccepted(t *testing.T, c *source.Contact) {
 	t.Helper()
-	if c.Key == "" || !printable(c.Key) {
+	if c.Key == "" || !source.Printable(c.Key) {
 		t.Fatalf("accepted unusable key: %+v", c)
 	}
-	if !validURI(c.AOR) || !validURI(c.URI) {
+	if !source.ValidURI(c.AOR) || !source.ValidURI(c.URI) {
 		t.Fatalf("accepted unusable AOR or URI: %+v", c)
 	}
 	if c.Q != -1 && (c.Q < 0 || c.Q > 1) {
@@ -47,7 +47,7 @@ func FuzzDecodeKamailio(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !printable(cfgDomain) || strings.IndexByte(cfgDomain, '@') >= 0 {
+		if !source.Printable(cfgDomain) || strings.IndexByte(cfgDomain, '@') >= 0 {
 			cfgDomain = "" // Config.Validate rejects it
 		}
 		fields := map[string]string{

@@ -32,14 +32,14 @@ const (
 // part of the Redis key after the prefix. On error c is left partly
 // written and must be discarded.
 func decodeGeneric(key string, fields map[string]string, c *source.Contact) error {
-	if key == "" || !printable(key) {
+	if key == "" || !source.Printable(key) {
 		return badEntry("key is empty or not printable")
 	}
 	c.Key = key
-	if c.AOR = fields[fieldAOR]; !validURI(c.AOR) {
+	if c.AOR = fields[fieldAOR]; !source.ValidURI(c.AOR) {
 		return badEntry("aor is not a sip:, sips: or tel: URI")
 	}
-	if c.URI = fields[fieldURI]; !validURI(c.URI) {
+	if c.URI = fields[fieldURI]; !source.ValidURI(c.URI) {
 		return badEntry("uri is not a sip:, sips: or tel: URI")
 	}
 	sec, ok := epochValue(fields[fieldExpires])

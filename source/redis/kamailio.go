@@ -32,20 +32,20 @@ func kamailioPrefix(table string) string { return table + kamailioEntryType }
 // loc is the registrar's time zone, domain the AOR domain for use_domain=0.
 // On error c is left partly written and must be discarded.
 func decodeKamailio(key string, fields map[string]string, loc *time.Location, domain string, c *source.Contact) error {
-	if key == "" || !printable(key) {
+	if key == "" || !source.Printable(key) {
 		return badEntry("key has no printable ruid")
 	}
 	c.Key = key
 	user := fields["username"]
-	if user == "" || !printable(user) {
+	if user == "" || !source.Printable(user) {
 		return badEntry("username is not a non-empty printable string")
 	}
 	dom := fields["domain"]
-	if !printable(dom) {
+	if !source.Printable(dom) {
 		return badEntry("domain is not a printable string")
 	}
-	c.AOR = aor(user, dom, domain)
-	if c.URI = fields["contact"]; !validURI(c.URI) {
+	c.AOR = string(source.AppendAOR(nil, user, dom, domain))
+	if c.URI = fields["contact"]; !source.ValidURI(c.URI) {
 		return badEntry("contact is not a sip:, sips: or tel: URI")
 	}
 	exp, ok := fields["expires"]

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
-	"unicode/utf8"
 )
 
 // The checks below are the same rules source/kamailio applies to its rows
@@ -19,47 +17,6 @@ var errBadEntry = errors.New("bad contact entry")
 
 func badEntry(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errBadEntry}, args...)...)
-}
-
-// printable reports whether s is valid UTF-8 without whitespace or control
-// characters: keys, user names and domains end up in URIs and XML.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.ValidString(s)
-}
-
-// validURI accepts a sip:, sips: or tel: URI (scheme case-insensitive) with
-// something after the scheme and no whitespace or control characters.
-func validURI(s string) bool {
-	i := strings.IndexByte(s, ':')
-	if i < 0 || i == len(s)-1 {
-		return false
-	}
-	switch strings.ToLower(s[:i]) {
-	case "sip", "sips", "tel":
-	default:
-		return false
-	}
-	return printable(s)
-}
-
-// aor builds a Kamailio address-of-record from username and domain. With
-// use_domain=0 usrloc leaves domain out and the configured fallback
-// completes the AOR; a username that already holds user@host stays as it
-// is.
-func aor(user, dom, fallback string) string {
-	switch {
-	case dom != "":
-		return "sip:" + user + "@" + dom
-	case fallback == "" || strings.IndexByte(user, '@') >= 0:
-		return "sip:" + user
-	default:
-		return "sip:" + user + "@" + fallback
-	}
 }
 
 // qValue decodes a q-value written as decimal text ("1.000000" from
