@@ -37,6 +37,7 @@ type Bridge struct {
 	pending    map[*aorState]*Change // changes being built by one step
 	pendingOrd []*aorState
 	tombstones map[string]tombstone // bindings ended by an operator, by key
+	restored   bool                 // Restore loaded a previous state: diff the first snapshot
 
 	ready    atomic.Bool
 	wake     chan struct{} // nudges Run when the earliest expiry moved
@@ -117,7 +118,8 @@ func (b *Bridge) Apply(ctx context.Context, batch source.Batch) error {
 func (b *Bridge) apply(batch source.Batch, now time.Time) {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
-	baseline := batch.Full && !b.ready.Load()
+	first := batch.Full && !b.ready.Load()
+	baseline := first && !b.restored
 	if batch.Full {
 		b.gen++
 	}
@@ -150,9 +152,13 @@ func (b *Bridge) apply(batch source.Batch, now time.Time) {
 		}
 	}
 	b.flush(batch.SeenAt, now)
-	if baseline {
+	if first {
 		b.ready.Store(true)
-		b.log.Info("baseline loaded", "aors", len(b.aors), "contacts", len(b.byKey))
+		b.log.Info("baseline loaded", "aors", len(b.aors), "contacts", len(b.byKey), "restored", b.restored)
+		select {
+		case b.wake <- struct{}{}: // the expiry clock waited for this
+		default:
+		}
 	}
 }
 

@@ -60,11 +60,19 @@ func (b *Bridge) scheduleExpiry(bd *binding) {
 	}
 }
 
+// notReadyPoll is how often the clock looks again before the first
+// snapshot (it is also woken when that snapshot lands).
+const notReadyPoll = 100 * time.Millisecond
+
 // expireDue ends every binding whose expiry is at or before now and returns
 // the next armed expiry (zero when none).
 func (b *Bridge) expireDue(now time.Time) time.Time {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
+	if !b.ready.Load() {
+		// Restored bindings wait for the first snapshot (see Restore).
+		return now.Add(notReadyPoll)
+	}
 	limit := now.UnixNano()
 	for len(b.expiries) > 0 {
 		top := b.expiries[0]

@@ -72,10 +72,15 @@ type job struct {
 // deliver sends NOTIFYs on s until it has nothing left to say; the
 // subscription's inFlight flag makes it the only sender on the dialog.
 func (n *Notifier) deliver(ctx context.Context, s *subscription) {
+	n.delivering.Add(1)
+	defer n.delivering.Add(-1)
 	var body []byte
 	for {
 		j, ok := n.next(s)
 		if !ok {
+			return
+		}
+		if s.stored && !n.fence(ctx, s, &j) {
 			return
 		}
 		body = render(body[:0], &j, time.Now())

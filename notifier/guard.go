@@ -22,8 +22,18 @@ type Guards struct {
 	Limits *limit.Limiter
 }
 
-// SetGuards installs the checks; call it before Run.
-func (n *Notifier) SetGuards(g Guards) { n.guards = g }
+// SetGuards installs the checks. It may be called at any time (a reload):
+// SUBSCRIBEs already being handled finish under the checks they started
+// with.
+func (n *Notifier) SetGuards(g Guards) { n.guards.Store(&g) }
+
+// guardsNow returns the checks in force.
+func (n *Notifier) guardsNow() *Guards {
+	if g := n.guards.Load(); g != nil {
+		return g
+	}
+	return &Guards{}
+}
 
 // admission is what the guards decided for one initial SUBSCRIBE.
 type admission struct {
@@ -42,11 +52,12 @@ type admission struct {
 // when the request is refused.
 func (n *Notifier) admitRequest(req *sip.Request, tx sip.ServerTransaction) (netip.Addr, bool) {
 	src := policy.SourceAddr(req)
-	if n.guards.Limits == nil {
+	g := n.guardsNow()
+	if g.Limits == nil {
 		return src, true
 	}
-	privileged := n.guards.Policy != nil && n.guards.Policy.Privileged(src)
-	if v := n.guards.Limits.AllowRequest(src, privileged); !v.OK() {
+	privileged := g.Policy != nil && g.Policy.Privileged(src)
+	if v := g.Limits.AllowRequest(src, privileged); !v.OK() {
 		n.refuse(tx, req, v.Response(req), string(v.Reason))
 		return src, false
 	}
@@ -58,7 +69,8 @@ func (n *Notifier) admitRequest(req *sip.Request, tx sip.ServerTransaction) (net
 // subscription must not be created.
 func (n *Notifier) admitSubscriber(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, src netip.Addr, aor string) (admission, bool) {
 	adm := admission{source: src}
-	p := n.guards.Policy
+	g := n.guardsNow()
+	p := g.Policy
 	if p == nil {
 		return adm, true
 	}
@@ -66,11 +78,11 @@ func (n *Notifier) admitSubscriber(ctx context.Context, req *sip.Request, tx sip
 		AssertedIdentity: policy.AssertedIdentity(req),
 		Source:           src,
 		AOR:              aor,
-		CanChallenge:     n.guards.Auth != nil,
+		CanChallenge:     g.Auth != nil,
 	}
 	d := p.Decide(in)
 	if d.Verdict == policy.Challenge {
-		r, res := n.guards.Auth.Check(ctx, req)
+		r, res := g.Auth.Check(ctx, req)
 		if res != nil {
 			if r.Err != nil {
 				n.log.Debug("SUBSCRIBE not authenticated", "aor", aor, "outcome", string(r.Outcome), "err", r.Err)
@@ -91,7 +103,7 @@ func (n *Notifier) admitSubscriber(ctx context.Context, req *sip.Request, tx sip
 		return adm, false
 	}
 	adm.identity, adm.privileged = d.Identity, d.Privileged
-	if l := n.guards.Limits; l != nil {
+	if l := g.Limits; l != nil {
 		if v := l.AllowIdentity(d.Identity, d.Privileged); !v.OK() {
 			n.refuse(tx, req, v.Response(req), string(v.Reason))
 			return adm, false
@@ -103,7 +115,7 @@ func (n *Notifier) admitSubscriber(ctx context.Context, req *sip.Request, tx sip
 // acquire takes the subscription's place under the concurrency caps, just
 // before the 200 OK. It answers and returns false when a cap is reached.
 func (n *Notifier) acquire(req *sip.Request, tx sip.ServerTransaction, adm admission, aor string) (*limit.Lease, bool) {
-	l := n.guards.Limits
+	l := n.guardsNow().Limits
 	if l == nil {
 		return nil, true
 	}

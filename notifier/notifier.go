@@ -74,11 +74,21 @@ type Notifier struct {
 	readyC  chan struct{}
 
 	deliveries sync.WaitGroup
+	delivering atomic.Int32 // deliveries running now (pause polls it)
 	stats      Stats
 	obs        Observer
-	guards     Guards
+	guards     atomic.Pointer[Guards]
 	leases     leases
 	neutral    sync.Map // ids of politely blocked subscriptions
+
+	// store keeps subscriptions across restarts and instances (nil: in
+	// memory only); see persist.go.
+	store      Store
+	storeLease time.Duration
+	// deferredMu guards deferred: adopted subscriptions owed a full
+	// NOTIFY once the registrations are known.
+	deferredMu sync.Mutex
+	deferred   []*subscription
 }
 
 // Stats counts what the notifier did (exported for metrics and tests).
@@ -190,6 +200,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	dispatched := make(chan struct{})
 	go func() { defer close(dispatched); n.dispatch(dispatchCtx) }()
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	defer stopLease()
+	leased := make(chan struct{})
+	go func() {
+		defer close(leased)
+		if n.store != nil {
+			n.runLease(leaseCtx)
+		}
+	}()
 
 	var err error
 	select {
@@ -199,9 +218,14 @@ func (n *Notifier) Run(ctx context.Context) error {
 	// Refuse new SUBSCRIBEs (503) from here on: one accepted during the
 	// drain would get no final NOTIFY and hold the drain to its limit.
 	n.closed.Store(true)
+	stopLease()
+	<-leased
 	n.shutdown()
 	stopDispatch()
 	<-dispatched
+	if n.store != nil {
+		n.closeStored()
+	}
 	n.closeListeners()
 	n.ua.Close()
 	serving.Wait()
@@ -211,6 +235,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 // shutdown ends every subscription with deactivated and waits, bounded by
 // the drain time, for the final NOTIFYs.
 func (n *Notifier) shutdown() {
+	if n.store != nil {
+		n.pause()
+		return
+	}
 	n.subsMu.RLock()
 	all := make([]*subscription, 0, len(n.subs))
 	for _, s := range n.subs {
@@ -277,8 +305,21 @@ func (n *Notifier) lookup(id string) *subscription {
 	return n.subs[id]
 }
 
-// remove forgets a subscription; nothing more is sent on it.
+// remove ends a subscription: it is forgotten here and in the store.
 func (n *Notifier) remove(s *subscription) {
+	n.drop(s)
+	if s.stored {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		if err := n.store.Delete(ctx, s.id); err != nil {
+			n.log.Warn("deleting stored subscription failed", "aor", s.aor, "err", err)
+		}
+	}
+}
+
+// drop forgets a subscription here; nothing more is sent on it from this
+// instance.
+func (n *Notifier) drop(s *subscription) {
 	n.leases.release(s.id)
 	n.neutral.Delete(s.id)
 	s.mu.Lock()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/limit"
+	"github.com/regbridge/regbridge/notifier/substore"
 )
 
 // Header values regbridge sends.
@@ -160,6 +161,20 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 	} else {
 		s.timer = time.AfterFunc(expires, func() { n.end(s, ending{reason: ReasonTimeout}) })
 	}
+	if n.store != nil && expires > 0 {
+		if adm.neutral {
+			n.neutral.Store(s.id, struct{}{})
+		}
+		s.stored = true
+		if err := n.save(n.recordOf(s), true); err != nil {
+			n.log.Warn("storing subscription failed", "aor", aor, "call_id", d.callID, "err", err)
+			n.neutral.Delete(s.id)
+			s.timer.Stop()
+			lease.Release()
+			n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+	}
 	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
@@ -184,6 +199,14 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	toTag, _ := req.To().Params.Get("tag")
 	fromTag, _ := req.From().Params.Get("tag")
 	s := n.lookup(dialogID(req.CallID().Value(), toTag, fromTag))
+	if n.store != nil {
+		var err error
+		if s, err = n.takeOver(dialogID(req.CallID().Value(), toTag, fromTag), s); err != nil && s == nil {
+			n.log.Warn("loading subscription failed", "call_id", req.CallID().Value(), "err", err)
+			n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+	}
 	if s == nil {
 		n.respond(tx, req, 481, "Subscription Does Not Exist")
 		return
@@ -222,7 +245,16 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 		s.full = true // RFC 6665 4.2.1.2: a NOTIFY with full state follows
 	}
 	claimed := s.claim()
+	var rec *substore.Record
+	if s.stored && expires > 0 {
+		rec = n.recordOf(s)
+	}
 	s.mu.Unlock()
+	if rec != nil {
+		if err := n.save(rec, false); err != nil {
+			n.log.Info("storing refreshed subscription failed", "aor", s.aor, "call_id", rec.CallID, "err", err)
+		}
+	}
 	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to refresh failed", "aor", s.aor, "call_id", s.d.callID, "err", err)

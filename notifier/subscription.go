@@ -101,6 +101,7 @@ type subscription struct {
 	regID     string // bridge.RegistrationID of the AOR
 	pkg       *eventPackage
 	event     string // Event header value to echo, with any id parameter
+	stored    bool   // kept in the shared store: every NOTIFY is fenced
 
 	mu        sync.Mutex
 	d         dialog

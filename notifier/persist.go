@@ -1,0 +1,332 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/substore"
+)
+
+// SubStore keeps subscription records outside the process.
+type SubStore interface {
+	Save(ctx context.Context, rec *substore.Record, create bool) error
+	Take(ctx context.Context, id string) (rec *substore.Record, wasOwner bool, err error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Fence is the check every NOTIFY of a stored subscription passes: this
+// instance still owns it, and the next CSeq and version, in one step.
+type Fence interface {
+	Advance(ctx context.Context, id string) (cseq, version uint32, err error)
+}
+
+// Lease is this instance's liveness and the takeover of dead peers'
+// subscriptions.
+type Lease interface {
+	Beat(ctx context.Context) error
+	Claim(ctx context.Context, max int) ([]*substore.Record, error)
+	Release(ctx context.Context) error
+}
+
+// Store is what the notifier needs of a shared subscription store
+// (substore.Redis). Without one (REGBRIDGE_STATE=memory) the notifier's
+// own maps are the store and a NOTIFY costs no store call.
+type Store interface {
+	SubStore
+	Fence
+	Lease
+	Recover(ctx context.Context) (recs []*substore.Record, alone bool, err error)
+}
+
+// Tuning of the shared store, each with its reason.
+const (
+	// claimBatch bounds the subscriptions one instance takes over per
+	// round, so the full NOTIFYs of a takeover come in bounded waves and
+	// several survivors share the work.
+	claimBatch = 500
+	// storeTimeout bounds one store call made from a SIP handler.
+	storeTimeout = 2 * time.Second
+	// storeRetry is how long a NOTIFY waits after the store failed.
+	storeRetry = time.Second
+)
+
+// SetStore makes subscriptions persistent in st, with heartbeats every
+// lease/3 and takeover rounds every lease/2. Call it before Recover and
+// Run.
+func (n *Notifier) SetStore(st Store, lease time.Duration) {
+	n.store, n.storeLease = st, lease
+}
+
+// Recover loads the subscriptions this instance continues (see
+// substore.Redis.Recover). Call it before the first snapshot reaches the
+// bridge: when this instance is alone they continue with partial
+// documents carrying exactly what the bridge finds changed; beside live
+// peers (whose bridges kept the shared contact state current) each gets a
+// full document once the registrations are known.
+func (n *Notifier) Recover(ctx context.Context) error {
+	if n.store == nil {
+		return nil
+	}
+	recs, alone, err := n.store.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recovering subscriptions: %w", err)
+	}
+	n.adopt(recs, !alone)
+	n.log.Info("subscriptions recovered", "count", len(recs), "alone", alone)
+	return nil
+}
+
+// runLease renews the heartbeat and takes over dead peers' subscriptions
+// until ctx ends.
+func (n *Notifier) runLease(ctx context.Context) {
+	beat := time.NewTicker(n.storeLease / 3)
+	defer beat.Stop()
+	round := time.NewTicker(n.storeLease / 2)
+	defer round.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if err := n.store.Beat(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("heartbeat failed", "err", err)
+			}
+		case <-round.C:
+			if !n.states.Ready() {
+				continue
+			}
+			n.enqueueDeferred()
+			recs, err := n.store.Claim(ctx, claimBatch)
+			if err != nil && ctx.Err() == nil {
+				n.log.Warn("takeover round failed", "err", err)
+			}
+			if len(recs) > 0 {
+				n.log.Info("took over subscriptions", "count", len(recs))
+				n.adopt(recs, true)
+			}
+		}
+	}
+}
+
+// enqueueDeferred sends the full documents owed by subscriptions adopted
+// before the registrations were known.
+func (n *Notifier) enqueueDeferred() {
+	n.deferredMu.Lock()
+	list := n.deferred
+	n.deferred = nil
+	n.deferredMu.Unlock()
+	for _, s := range list {
+		n.enqueue(s)
+	}
+}
+
+// adopt continues stored subscriptions here. full: the subscriber may
+// have missed changes, so the next NOTIFY, sent at once, is full state.
+func (n *Notifier) adopt(recs []*substore.Record, full bool) {
+	ready := n.states.Ready()
+	for _, rec := range recs {
+		if n.lookup(rec.ID) != nil {
+			continue
+		}
+		s, err := n.fromRecord(rec)
+		if err != nil {
+			n.log.Warn("cannot continue stored subscription", "aor", rec.AOR, "call_id", rec.CallID, "err", err)
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			_ = n.store.Delete(ctx, rec.ID)
+			cancel()
+			continue
+		}
+		if full {
+			s.full, s.inFlight = true, true
+		}
+		if rec.Neutral {
+			n.neutral.Store(s.id, struct{}{})
+		}
+		n.add(s)
+		switch {
+		case !full:
+		case ready:
+			n.enqueue(s)
+		default:
+			n.deferredMu.Lock()
+			n.deferred = append(n.deferred, s)
+			n.deferredMu.Unlock()
+		}
+	}
+}
+
+// errExpired: a stored subscription whose time is over.
+var errExpired = errors.New("subscription expired")
+
+// fromRecord rebuilds a subscription, with its expiry timer armed.
+func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
+	pkg := n.packageNamed(rec.Package)
+	if pkg == nil {
+		return nil, fmt.Errorf("event package %q not enabled", rec.Package)
+	}
+	left := time.Until(rec.Expires)
+	if left <= 0 {
+		return nil, errExpired
+	}
+	d := dialog{
+		callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
+		remoteName: rec.RemoteName, localCSeq: rec.LocalCSeq, remoteCSeq: rec.RemoteCSeq,
+		transport: rec.Transport, source: rec.Source, symmetric: rec.Symmetric, contact: rec.Contact,
+	}
+	for _, u := range []struct {
+		dst *sip.Uri
+		src string
+	}{{&d.localURI, rec.LocalURI}, {&d.remoteURI, rec.RemoteURI}, {&d.target, rec.Target}} {
+		if err := sip.ParseUri(u.src, u.dst); err != nil {
+			return nil, fmt.Errorf("parsing %q: %w", u.src, err)
+		}
+	}
+	if len(rec.Routes) > 0 {
+		d.routes.values = rec.Routes
+		params := sip.NewParams()
+		if _, err := sip.ParseAddressValue(rec.Routes[0], &d.routes.first, &params); err != nil {
+			return nil, fmt.Errorf("parsing route %q: %w", rec.Routes[0], err)
+		}
+		d.routes.strict = d.routes.first.UriParams == nil || !d.routes.first.UriParams.Has("lr")
+	}
+	s := &subscription{
+		id:        rec.ID,
+		aor:       rec.AOR,
+		canonical: bridge.CanonicalAOR(rec.AOR),
+		regID:     bridge.RegistrationID(rec.AOR),
+		pkg:       pkg,
+		event:     rec.Event,
+		stored:    true,
+		d:         d,
+		expiresAt: rec.Expires,
+		version:   rec.Version,
+	}
+	s.timer = time.AfterFunc(left, func() { n.end(s, ending{reason: ReasonTimeout}) })
+	return s, nil
+}
+
+// recordOf is the stored form of s. Called with s.mu held.
+func (n *Notifier) recordOf(s *subscription) *substore.Record {
+	d := &s.d
+	_, neutral := n.neutral.Load(s.id)
+	return &substore.Record{
+		ID: s.id, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
+		LocalURI: d.localURI.String(), RemoteURI: d.remoteURI.String(), RemoteName: d.remoteName,
+		Target: d.target.String(), Routes: d.routes.values, LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
+		Transport: d.transport, Source: d.source, Symmetric: d.symmetric, Contact: d.contact,
+		Package: s.pkg.name, Event: s.event, AOR: s.aor, Expires: s.expiresAt, Version: s.version,
+		Neutral: neutral,
+	}
+}
+
+// save writes s to the store (after a SUBSCRIBE changed it).
+func (n *Notifier) save(rec *substore.Record, create bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return n.store.Save(ctx, rec, create)
+}
+
+// takeOver makes this instance the owner of the subscription a refresh
+// names, loading it from the store when it is not here (RFC 6665
+// 4.2.1.2: a refresh may reach any instance). nil when the store has no
+// such subscription.
+func (n *Notifier) takeOver(id string, local *subscription) (*subscription, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	rec, was, err := n.store.Take(ctx, id)
+	switch {
+	case errors.Is(err, substore.ErrNotFound):
+		if local != nil {
+			n.drop(local)
+		}
+		return nil, nil
+	case err != nil:
+		return local, err // keep serving what is here
+	case local != nil && was:
+		return local, nil
+	}
+	if local != nil {
+		n.drop(local) // stale: it moved away and back
+	}
+	s, err := n.fromRecord(rec)
+	if err != nil {
+		_ = n.store.Delete(ctx, id)
+		return nil, nil
+	}
+	if rec.Neutral {
+		n.neutral.Store(s.id, struct{}{})
+	}
+	n.add(s)
+	n.log.Debug("subscription moved here", "aor", s.aor, "call_id", s.d.callID, "from", rec.Owner)
+	return s, nil
+}
+
+// fence takes the CSeq and version of j from the store. false: nothing
+// is sent now, either because another instance owns s (the local copy is
+// dropped silently) or because the store failed (s is retried with full
+// state after storeRetry).
+func (n *Notifier) fence(ctx context.Context, s *subscription, j *job) bool {
+	cseq, ver, err := n.store.Advance(ctx, s.id)
+	if errors.Is(err, substore.ErrNotOwner) {
+		n.log.Debug("subscription owned elsewhere; dropped here", "aor", s.aor, "call_id", j.d.callID)
+		n.drop(s)
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		n.log.Warn("subscription store unavailable; NOTIFY postponed", "aor", s.aor, "call_id", j.d.callID, "err", err)
+		s.resync = true
+		if j.doc.Full {
+			s.full = true
+		}
+		if !s.done {
+			n.throttle(s, storeRetry)
+		}
+		return false
+	}
+	s.d.localCSeq, j.d.localCSeq = cseq, cseq
+	if !s.pkg.presence {
+		j.doc.Version, s.version = ver, ver+1
+	}
+	return true
+}
+
+// closeStored releases the heartbeat at shutdown, so that peers take the
+// subscriptions over at their next round instead of after the lease.
+func (n *Notifier) closeStored() {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := n.store.Release(ctx); err != nil {
+		n.log.Warn("releasing heartbeat failed; peers take over after the lease", "err", err)
+	}
+}
+
+// pause is the shutdown of a notifier with a store: no final NOTIFYs
+// (the subscriptions persist), no new ones; the NOTIFYs in flight finish
+// within the drain time.
+func (n *Notifier) pause() {
+	n.subsMu.RLock()
+	for _, s := range n.subs {
+		s.mu.Lock()
+		s.done = true // next() sends nothing more
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.mu.Unlock()
+	}
+	n.subsMu.RUnlock()
+	deadline := time.Now().Add(n.cfg.Drain)
+	for n.delivering.Load() > 0 {
+		if time.Now().After(deadline) {
+			n.log.Warn("drain time over; NOTIFYs still in flight")
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,12 @@
+package substore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+)
+
+func randomSuffix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
