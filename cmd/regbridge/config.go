@@ -7,13 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/regbridge/regbridge/bridge/feed"
+	"github.com/regbridge/regbridge/bridge/httpapi"
 	"github.com/regbridge/regbridge/notifier"
+	"github.com/regbridge/regbridge/notifier/digest"
+	"github.com/regbridge/regbridge/notifier/limit"
+	"github.com/regbridge/regbridge/notifier/policy"
+	"github.com/regbridge/regbridge/notifier/substore"
 )
 
 // envPrefix namespaces every variable regbridge reads.
@@ -28,10 +35,16 @@ type config struct {
 	Source       string        `env:"SOURCE, default=kamailio+sqlite:regbridge.db?create=true" desc:"contact store URL (see README: Sources)"`
 	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed"`
 	Domain       string        `env:"DOMAIN" desc:"AOR domain for rows whose domain column is NULL (Kamailio use_domain=0)"`
-	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener for /healthz and /readyz"`
+	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener: /healthz, /readyz, /metrics, the /v1 API and the live view at /"`
 	LogLevel     string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
 	LogFormat    string        `env:"LOG_FORMAT, default=text" desc:"text or json"`
 	SIP          notifier.Config
+	Auth         digest.Config
+	Policy       policy.Config
+	Limit        limit.Config
+	API          httpapi.Config
+	Webhooks     feed.Config
+	State        substore.Config
 }
 
 // loadConfig reads the configuration through l (the environment in main,
@@ -54,9 +67,12 @@ func loadConfig(ctx context.Context, l envconfig.Lookuper) (*config, error) {
 // name the variable the user sets.
 func namedEnvError(err error) string {
 	msg := err.Error()
-	for _, v := range configVars() {
+	vars := configVars()
+	// Longest paths first: "Auth: Source:" before "Source:".
+	slices.SortFunc(vars, func(a, b configVar) int { return len(b.field) - len(a.field) })
+	for _, v := range vars {
 		field := v.field + ":"
-		if i := strings.Index(msg, field); i >= 0 {
+		if i := strings.Index(msg, field); i >= 0 && (i == 0 || msg[i-1] == ' ') {
 			return envPrefix + v.name + ":" + msg[i+len(field):]
 		}
 	}
@@ -80,7 +96,15 @@ func (c *config) validate() error {
 	if _, err := parseSourceURL(c.Source); err != nil {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_SOURCE: %w", err))
 	}
-	if err := c.SIP.Validate(); err != nil {
+	for _, v := range []interface{ Validate() error }{&c.SIP, &c.Auth, &c.Policy, &c.Limit, &c.State} {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.API.CheckListen(c.HTTPListen); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Webhooks.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -109,24 +133,27 @@ type configVar struct {
 // help can never disagree with what is read.
 func configVars() []configVar {
 	var out []configVar
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
+	var walk func(t reflect.Type, path string)
+	walk = func(t reflect.Type, path string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			tag := f.Tag.Get("env")
 			if tag == "" && f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
+				walk(f.Type, path+f.Name+": ")
 				continue
 			}
 			name, opts, _ := strings.Cut(tag, ",")
-			v := configVar{name: strings.TrimSpace(name), field: f.Name, desc: f.Tag.Get("desc")}
+			// field is the path go-envconfig names in its errors
+			// ("Auth: Source"), so that the same field name in two
+			// packages' configurations is told apart.
+			v := configVar{name: strings.TrimSpace(name), field: path + f.Name, desc: f.Tag.Get("desc")}
 			if _, def, ok := strings.Cut(opts, "default="); ok {
 				v.def = def
 			}
 			out = append(out, v)
 		}
 	}
-	walk(reflect.TypeFor[config]())
+	walk(reflect.TypeFor[config](), "")
 	return out
 }
 

@@ -25,6 +25,10 @@ func TestBadConfig(t *testing.T) {
 		{"SIP listener without port", "REGBRIDGE_SIP_LISTEN", "udp://127.0.0.1", "REGBRIDGE_SIP_LISTEN"},
 		{"min expires", "REGBRIDGE_SUBSCRIBE_MIN_EXPIRES", "0s", "REGBRIDGE_SUBSCRIBE_MIN_EXPIRES"},
 		{"max below min", "REGBRIDGE_SUBSCRIBE_MAX_EXPIRES", "30s", "REGBRIDGE_SUBSCRIBE_MAX_EXPIRES"},
+		{"auth source scheme", "REGBRIDGE_AUTH", "ldap://dir", "REGBRIDGE_AUTH"},
+		{"auth nonce ttl (nested name, shared field name)", "REGBRIDGE_AUTH_NONCE_TTL", "forever", "REGBRIDGE_AUTH_NONCE_TTL"},
+		{"open networks", "REGBRIDGE_OPEN_NETWORKS", "10.0.0.0/99", "REGBRIDGE_OPEN_NETWORKS"},
+		{"limit rate", "REGBRIDGE_LIMIT_SOURCE_RATE", "fast", "REGBRIDGE_LIMIT_SOURCE_RATE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

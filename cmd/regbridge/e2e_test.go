@@ -70,6 +70,13 @@ type server struct {
 // temporary directory when path is empty).
 func startServer(t *testing.T, path string, extra map[string]string) *server {
 	t.Helper()
+	return startServerEnv(t, path, mapEnv(nil), extra)
+}
+
+// startServerEnv is startServer reading its environment from env, which
+// the test may change while regbridge runs (extra is added to it).
+func startServerEnv(t *testing.T, path string, envs *syncEnv, extra map[string]string) *server {
+	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "location.db")
 	}
@@ -90,9 +97,15 @@ func startServer(t *testing.T, path string, extra map[string]string) *server {
 	for k, v := range extra {
 		env[k] = v
 	}
+	if envs.m == nil {
+		envs.m = map[string]string{}
+	}
+	for k, v := range env {
+		envs.set(k, v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, nil, envconfig.MapLookuper(env), s.log, s.log) }()
+	go func() { code <- run(ctx, nil, envs, s.log, s.log) }()
 	var once sync.Once
 	var exit int
 	s.stop = func() int {

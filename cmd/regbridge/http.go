@@ -7,18 +7,37 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/httpapi"
+	"github.com/regbridge/regbridge/notifier"
+	"github.com/regbridge/regbridge/source"
 )
 
-// readiness is what /readyz asks.
-type readiness interface {
-	Ready() bool
+// readyCheck is one condition of /readyz.
+type readyCheck struct {
+	name string // what is missing, as /readyz reports it
+	ok   func() bool
+}
+
+// httpParts is what the HTTP listener serves besides the health
+// endpoints.
+type httpParts struct {
+	// ready are the conditions of /readyz, all of which must hold.
+	ready []readyCheck
+	// metrics serves /metrics (nil: not built in).
+	metrics http.Handler
+	// api serves /v1 and the live view at / (nil: neither).
+	api http.Handler
 }
 
 // newHTTPHandler serves the health endpoints: /healthz says the process
-// is alive, /readyz that the first snapshot is loaded (the bridge is the
-// readiness source; the SIP listeners are bound before HTTP starts).
-func newHTTPHandler(ready readiness) http.Handler {
+// is alive, /readyz that every readiness condition holds (Kubernetes
+// probes); then /metrics and, for everything else, the API.
+func newHTTPHandler(p httpParts) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -26,17 +45,31 @@ func newHTTPHandler(ready readiness) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !ready.Ready() {
+		w.Header().Set("Cache-Control", "no-store")
+		var missing []string
+		for _, c := range p.ready {
+			if !c.ok() {
+				missing = append(missing, c.name)
+			}
+		}
+		if len(missing) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "not ready: contact store not loaded yet")
+			fmt.Fprintf(w, "not ready: %s\n", strings.Join(missing, "; "))
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if p.metrics != nil {
+		mux.Handle("GET /metrics", p.metrics)
+	}
+	if p.api != nil {
+		mux.Handle("/", p.api)
+	}
 	return mux
 }
 
-// serveHTTP runs srv on ln until ctx ends, then shuts it down.
+// serveHTTP runs srv on ln until ctx ends, then shuts it down. Streams
+// (SSE) end through srv.RegisterOnShutdown.
 func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -49,10 +82,45 @@ func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("stopping HTTP: %w", err)
+		// A client still mid-request after the grace time: cut it.
+		log.Warn("HTTP requests cut at shutdown", "component", "http", "err", err)
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving HTTP: %w", err)
 	}
 	return nil
+}
+
+// readiness lists what /readyz requires: the first snapshot loaded, the
+// SIP listeners up, the store answering (when the adapter reports it),
+// and the process not shutting down (so a load balancer stops sending
+// work first).
+func readiness(ctx context.Context, br *bridge.Bridge, src source.Source, sipUp *atomic.Bool) []readyCheck {
+	checks := []readyCheck{
+		{name: "shutting down", ok: func() bool { return ctx.Err() == nil }},
+		{name: "contact store not loaded yet", ok: br.Ready},
+		{name: "SIP listeners not up", ok: sipUp.Load},
+	}
+	if rep, ok := src.(source.Reporter); ok {
+		checks = append(checks, readyCheck{name: "contact store unreachable", ok: func() bool { return rep.Stats().Up }})
+	}
+	return checks
+}
+
+// subscriptionsOf adapts the notifier's subscription list to the API's
+// (the API does not import the notifier).
+func subscriptionsOf(nt *notifier.Notifier) func() []httpapi.Subscription {
+	return func() []httpapi.Subscription {
+		infos := nt.Subscriptions()
+		out := make([]httpapi.Subscription, len(infos))
+		for i, in := range infos {
+			out[i] = httpapi.Subscription{
+				AOR: in.AOR, Event: in.Event, Subscriber: in.Subscriber, Contact: in.Contact,
+				Transport: in.Transport, Source: in.Source, CallID: in.CallID,
+				Expires: in.Expires, Version: in.Version,
+			}
+		}
+		return out
+	}
 }

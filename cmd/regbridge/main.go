@@ -5,7 +5,10 @@
 // It is configured by REGBRIDGE_* environment variables (regbridge -h lists
 // them) and wires three parts together: a source adapter reading the store,
 // the bridge turning store differences into registration events, and the
-// notifier serving subscriptions over SIP.
+// notifier serving subscriptions over SIP. Beside them run the bridge's
+// other consumers (the SSE hub and webhooks of bridge/feed) and the HTTP
+// listener: health, metrics, the /v1 API of bridge/httpapi and its live
+// view.
 package main
 
 import (
@@ -17,7 +20,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,7 +31,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/feed"
+	"github.com/regbridge/regbridge/bridge/httpapi"
 	"github.com/regbridge/regbridge/notifier"
+	"github.com/regbridge/regbridge/source"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,7 +55,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			printUsage(stdout)
 			return 0
 		case "version", "--version":
-			fmt.Fprintln(stdout, "regbridge", buildVersion())
+			fmt.Fprintln(stdout, "regbridge", buildVersion(), runtime.Version())
 			return 0
 		case "health":
 			return runHealth(ctx, args[1:], env, stdout, stderr)
@@ -65,16 +73,20 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		fmt.Fprintf(stderr, "regbridge: configuration: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg, stderr)
-	if err := serve(ctx, cfg, log); err != nil {
+	level := new(slog.LevelVar)
+	lvl, _ := parseLevel(cfg.LogLevel) // validated
+	level.Set(lvl)
+	log := newLogger(cfg, level, stderr)
+	if err := serve(ctx, cfg, env, level, log); err != nil {
 		log.Error("regbridge stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(cfg.LogLevel)
+// newLogger logs at level, which SIGHUP and POST /v1/log-level change
+// while the process runs.
+func newLogger(cfg *config, level slog.Leveler, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
@@ -83,9 +95,9 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	return slog.New(h)
 }
 
-// serve runs the source, the bridge, the notifier and the HTTP endpoints
-// until ctx ends or one of them fails.
-func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+// serve runs the source, the bridge, the notifier, the event feeds and
+// the HTTP endpoints until ctx ends or one of them fails.
+func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog.LevelVar, log *slog.Logger) error {
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
 	src, err := newSource(cfg, log)
 	if err != nil {
@@ -97,23 +109,77 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	br.Subscribe(nt)
+	persist, closeState, err := newState(ctx, cfg.State, br, nt, log)
+	if err != nil {
+		return err
+	}
+	defer closeState()
+	guards, closeGuards, err := newGuards(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeGuards()
+	nt.SetGuards(guards)
+	hub := feed.NewHub(0, log)
+	br.Subscribe(hub)
+	hooks, err := feed.NewWebhooks(cfg.Webhooks, "regbridge/"+buildVersion(), log)
+	if err != nil {
+		return err
+	}
+	if hooks.Len() > 0 {
+		br.Subscribe(hooks)
+	}
+	var sipUp atomic.Bool
+	ready := readiness(ctx, br, src, &sipUp)
+	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready})
+	var metricsHandler http.Handler
+	if m != nil {
+		nt.SetObserver(m)
+		br.Subscribe(m)
+		metricsHandler = m.Handler()
+	}
+	remover, _ := src.(source.Remover)
+	api := httpapi.New(cfg.API, httpapi.Deps{
+		Registrations: br,
+		Ready:         br.Ready,
+		Subscriptions: subscriptionsOf(nt),
+		Remover:       remover,
+		Events:        hub,
+		Level:         level,
+	}, log)
+
 	// Bind every socket before running anything, so that a port in use
 	// stops start-up with one clear error.
 	if err := nt.Listen(); err != nil {
 		return err
 	}
+	sipUp.Store(true)
 	ln, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		return fmt.Errorf("listening on REGBRIDGE_HTTP_LISTEN %s: %w", cfg.HTTPListen, err)
 	}
-	httpSrv := &http.Server{Handler: newHTTPHandler(br), ReadHeaderTimeout: 5 * time.Second}
+	httpSrv := &http.Server{
+		Handler:           newHTTPHandler(httpParts{ready: ready, metrics: metricsHandler, api: api}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	httpSrv.RegisterOnShutdown(hub.Close) // event streams never go idle by themselves
+	hup, stopHangup := notifyHangup()
+	defer stopHangup()
 
-	log.Info("starting", "version", buildVersion(), "source", redactURL(cfg.Source))
+	log.Info("starting", "version", buildVersion(), "source", redactURL(cfg.Source),
+		"admin_token", cfg.API.AdminToken != "", "webhooks", hooks.Len())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return src.Run(gctx, br) })
 	g.Go(func() error { return br.Run(gctx) })
-	g.Go(func() error { return nt.Run(gctx) })
+	g.Go(func() error { return persist.Run(gctx) })
+	g.Go(func() error {
+		defer sipUp.Store(false)
+		return nt.Run(gctx)
+	})
+	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, httpSrv, ln, log) })
+	g.Go(func() error { return reloadOnHangup(gctx, hup, env, level, log) })
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/xml"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/source/kamailio"
+)
+
+// proc is one regbridge process of the cluster test.
+type proc struct {
+	cmd       *exec.Cmd
+	sip, http string
+	port      int
+	log       *syncBuffer
+}
+
+func startProc(t *testing.T, bin, db, state, id string) *proc {
+	t.Helper()
+	sipPort, httpPort := freePort(t), freePort(t)
+	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, log: &syncBuffer{}}
+	p.cmd = exec.Command(bin)
+	p.cmd.Env = append(os.Environ(),
+		"REGBRIDGE_SOURCE=kamailio+sqlite://"+db+"?create=true",
+		"REGBRIDGE_SIP_LISTEN=udp://"+p.sip,
+		"REGBRIDGE_HTTP_LISTEN="+p.http,
+		"REGBRIDGE_POLL_INTERVAL=20ms",
+		"REGBRIDGE_DOMAIN=example.com",
+		"REGBRIDGE_STATE="+state,
+		"REGBRIDGE_STATE_LEASE=1s",
+		"REGBRIDGE_INSTANCE_ID="+id,
+	)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", id, tail(p.log.String(), 3000))
+		}
+	})
+	siptest.Eventually(t, func() bool {
+		res, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	}, id+" ready")
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// notice is one NOTIFY as the subscriber side recorded it.
+type notice struct {
+	at      time.Time
+	from    int // sender's port: which instance
+	cseq    uint32
+	doc     siptest.Reginfo
+	subsSt  string
+	retrans bool
+}
+
+// watchers is a compact subscriber side: many dialogs over a few UDP
+// sockets, every NOTIFY answered 200 and recorded per Call-ID.
+type watchers struct {
+	t     *testing.T
+	conns []*net.UDPConn
+	mu    sync.Mutex
+	toTag map[string]string
+	log   map[string][]notice
+	last  map[string]uint32 // last CSeq per Call-ID: retransmissions
+}
+
+func newWatchers(t *testing.T, sockets int) *watchers {
+	w := &watchers{t: t, toTag: map[string]string{}, log: map[string][]notice{}, last: map[string]uint32{}}
+	for range sockets {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadBuffer(8 << 20)
+		w.conns = append(w.conns, c)
+		go w.read(c)
+	}
+	t.Cleanup(func() {
+		for _, c := range w.conns {
+			c.Close()
+		}
+	})
+	return w
+}
+
+func (w *watchers) read(c *net.UDPConn) {
+	buf := make([]byte, 65535)
+	for {
+		n, src, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		msg, err := sip.ParseMessage(bytes.Clone(buf[:n]))
+		if err != nil {
+			continue
+		}
+		switch m := msg.(type) {
+		case *sip.Response:
+			if m.CSeq().MethodName == sip.SUBSCRIBE && m.StatusCode == 200 {
+				tag, _ := m.To().Params.Get("tag")
+				w.mu.Lock()
+				w.toTag[m.CallID().Value()] = tag
+				w.mu.Unlock()
+			}
+		case *sip.Request:
+			if m.Method != sip.NOTIFY {
+				continue
+			}
+			res := sip.NewResponseFromRequest(m, 200, "OK", nil)
+			c.WriteToUDP([]byte(res.String()), src)
+			var doc siptest.Reginfo
+			xml.Unmarshal(m.Body(), &doc)
+			callID := m.CallID().Value()
+			ss := ""
+			if h := m.GetHeader("Subscription-State"); h != nil {
+				ss = h.Value()
+			}
+			w.mu.Lock()
+			retrans := m.CSeq().SeqNo <= w.last[callID]
+			w.last[callID] = max(w.last[callID], m.CSeq().SeqNo)
+			w.log[callID] = append(w.log[callID], notice{at: time.Now(), from: src.Port, cseq: m.CSeq().SeqNo, doc: doc, subsSt: ss, retrans: retrans})
+			w.mu.Unlock()
+		}
+	}
+}
+
+// subscribe sends one initial SUBSCRIBE for aor to server over socket i.
+func (w *watchers) subscribe(i int, callID, aor string, server *net.UDPAddr) {
+	c := w.conns[i%len(w.conns)]
+	local := c.LocalAddr().String()
+	msg := fmt.Sprintf("SUBSCRIBE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\n"+
+		"From: <sip:w%d@example.com>;tag=f%d\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: 1 SUBSCRIBE\r\n"+
+		"Contact: <sip:w%d@%s>\r\nEvent: reg\r\nAccept: application/reginfo+xml\r\nExpires: 600\r\n"+
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", aor, local, callID, i, i, aor, callID, i, local)
+	c.WriteToUDP([]byte(msg), server)
+}
+
+// TestClusterTakeover: three processes on one store and one Redis prefix,
+// 1000 subscriptions spread over them, a stream of registration changes,
+// and SIGKILL of one mid-stream. The subscriber side checks every
+// subscription: versions in order without gaps or duplicates, one sender
+// at a time, takeover within the lease plus one round, and a final state
+// equal to the store's.
+func TestClusterTakeover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three processes")
+	}
+	state, _, _ := redisState(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "regbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dbPath := filepath.Join(dir, "location.db")
+	procs := []*proc{startProc(t, bin, dbPath, state, "i0")}
+	procs = append(procs, startProc(t, bin, dbPath, state, "i1"), startProc(t, bin, dbPath, state, "i2"))
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	defer db.Close()
+
+	const subs, aors = 1000, 50
+	w := newWatchers(t, 4)
+	aorOf := func(i int) string { return fmt.Sprintf("sip:u%d@example.com", i%aors) }
+	callOf := func(i int) string { return fmt.Sprintf("ct-%d", i) }
+	owner := map[string]int{} // Call-ID -> port of the instance subscribed to
+	for i := range subs {
+		p := procs[i%3]
+		addr, _ := net.ResolveUDPAddr("udp", p.sip)
+		owner[callOf(i)] = p.port
+		w.subscribe(i, callOf(i), aorOf(i), addr)
+		if i%100 == 99 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	siptest.Eventually(t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.log) == subs
+	}, "every subscription's first NOTIFY")
+
+	// The stream: registrations and de-registrations across the AORs;
+	// process i0 is killed half-way.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	live := map[string]string{} // ruid -> aor
+	var killAt time.Time
+	victim := procs[0]
+	for step := range 120 {
+		if step == 60 {
+			victim.cmd.Process.Signal(syscall.SIGKILL)
+			victim.cmd.Wait()
+			killAt = time.Now()
+		}
+		u := rnd.IntN(aors)
+		ruid := fmt.Sprintf("r%d", step)
+		var victimRuid string
+		for r, a := range live {
+			if a == fmt.Sprintf("u%d", u) {
+				victimRuid = r
+				break
+			}
+		}
+		if victimRuid != "" && rnd.IntN(3) == 0 {
+			if _, err := db.Exec(`DELETE FROM location WHERE ruid = ?`, victimRuid); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, victimRuid)
+		} else {
+			if _, err := db.Exec(`INSERT INTO location (ruid, username, contact, expires, q, callid, cseq, last_modified, user_agent)
+				VALUES (?, ?, ?, ?, -1, ?, 1, ?, 'ct')`, ruid, fmt.Sprintf("u%d", u), fmt.Sprintf("sip:u%d@192.0.2.%d", u, step%250+1),
+				kamailio.TimeToJulian(time.Now().Add(time.Hour)), "call-"+ruid, kamailio.TimeToJulian(time.Now())); err != nil {
+				t.Fatal(err)
+			}
+			live[ruid] = fmt.Sprintf("u%d", u)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	want := map[string]map[string]bool{} // aor -> contact URIs
+	for r, u := range live {
+		_ = r
+		want["sip:"+u+"@example.com"] = map[string]bool{}
+	}
+	rows, err := db.Query(`SELECT username, contact FROM location`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var u, c string
+		rows.Scan(&u, &c)
+		aor := "sip:" + u + "@example.com"
+		if want[aor] == nil {
+			want[aor] = map[string]bool{}
+		}
+		want[aor][c] = true
+	}
+	rows.Close()
+
+	// Converge: every subscription's view equals the store.
+	view := func(list []notice) map[string]bool {
+		got := map[string]bool{}
+		for _, n := range list {
+			if n.retrans || len(n.doc.Registrations) == 0 {
+				continue
+			}
+			if n.doc.State == "full" {
+				clear(got)
+			}
+			for _, c := range n.doc.Registrations[0].Contacts {
+				if c.State == "active" {
+					got[c.URI] = true
+				} else {
+					delete(got, c.URI)
+				}
+			}
+		}
+		return got
+	}
+	equal := func(a, b map[string]bool) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for k := range a {
+			if !b[k] {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		bad := 0
+		w.mu.Lock()
+		for i := range subs {
+			if !equal(view(w.log[callOf(i)]), want[aorOf(i)]) {
+				bad++
+			}
+		}
+		w.mu.Unlock()
+		if bad == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions never reached the store's state", bad)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Per subscription: versions, senders, takeover latency.
+	lease := time.Second
+	var maxTakeover time.Duration
+	notifies, moved, gaps := 0, 0, 0
+	w.mu.Lock()
+	for i := range subs {
+		id := callOf(i)
+		list := w.log[id]
+		next := uint32(0)
+		sender := owner[id]
+		for k, n := range list {
+			if n.retrans {
+				continue
+			}
+			notifies++
+			takeover := n.from != sender && sender == victim.port && n.at.After(killAt) && n.doc.State == "full"
+			if takeover && n.doc.Version > next {
+				// The killed instance took a version and died before the
+				// NOTIFY left (or arrived): a full document may skip it
+				// (RFC 3680 4.1: full state replaces whatever was missed).
+				gaps++
+				next = n.doc.Version
+			}
+			if n.doc.Version != next {
+				t.Errorf("%s: version %d, want %d (NOTIFY %d)", id, n.doc.Version, next, k)
+				break
+			}
+			next++
+			if n.from != sender {
+				if sender != victim.port || n.at.Before(killAt) {
+					t.Errorf("%s: NOTIFY from %d while %d owned it", id, n.from, sender)
+					break
+				}
+				if n.doc.State != "full" {
+					t.Errorf("%s: first NOTIFY after takeover is %s", id, n.doc.State)
+				}
+				moved++
+				maxTakeover = max(maxTakeover, n.at.Sub(killAt))
+				sender = n.from
+			}
+			if n.from == victim.port && n.at.After(killAt) {
+				t.Errorf("%s: NOTIFY from the killed instance", id)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if moved == 0 {
+		t.Fatal("no subscription was taken over")
+	}
+	if maxTakeover > lease+lease/2+time.Second {
+		t.Errorf("takeover took %v, over the lease (%v) plus one round", maxTakeover, lease)
+	}
+
+	// Store cost: the survivors report their Redis round trips at exit.
+	var trips, sent uint64
+	re := regexp.MustCompile(`redis_round_trips=(\d+) notifies_sent=(\d+)`)
+	for _, p := range procs[1:] {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Wait()
+		if m := re.FindStringSubmatch(p.log.String()); m != nil {
+			a, _ := strconv.ParseUint(m[1], 10, 64)
+			b, _ := strconv.ParseUint(m[2], 10, 64)
+			trips, sent = trips+a, sent+b
+		}
+	}
+	t.Logf("%d subscriptions, %d NOTIFYs checked, %d taken over (%d of them skipping a version the killed instance took), slowest takeover %v after SIGKILL (lease %v); survivors: %d Redis round trips for %d NOTIFYs (%.2f per NOTIFY, heartbeats, takeover and contact state included)",
+		subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), lease, trips, sent, float64(trips)/float64(max(sent, 1)))
+}
