@@ -38,6 +38,7 @@ type config struct {
 	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener: /healthz, /readyz, /metrics, the /v1 API and the live view at /"`
 	LogLevel     string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
 	LogFormat    string        `env:"LOG_FORMAT, default=text" desc:"text or json"`
+	PProf        bool          `env:"PPROF, default=false" desc:"serve the Go profiler at /debug/pprof/ on the HTTP listener (behind REGBRIDGE_ADMIN_TOKEN when set)"`
 	SIP          notifier.Config
 	Auth         digest.Config
 	Policy       policy.Config

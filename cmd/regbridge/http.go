@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,10 @@ type httpParts struct {
 	metrics http.Handler
 	// api serves /v1 and the live view at / (nil: neither).
 	api http.Handler
+	// pprof serves the Go profiler at /debug/pprof/ (REGBRIDGE_PPROF),
+	// behind the admin token when one is set.
+	pprof bool
+	token string
 }
 
 // newHTTPHandler serves the health endpoints: /healthz says the process
@@ -62,10 +68,35 @@ func newHTTPHandler(p httpParts) http.Handler {
 	if p.metrics != nil {
 		mux.Handle("GET /metrics", p.metrics)
 	}
+	if p.pprof {
+		prof := http.NewServeMux()
+		prof.HandleFunc("/debug/pprof/", pprof.Index)
+		prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", requireToken(p.token, prof))
+	}
 	if p.api != nil {
 		mux.Handle("/", p.api)
 	}
 	return mux
+}
+
+// requireToken guards h with the admin bearer token when one is set.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="regbridge"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP runs srv on ln until ctx ends, then shuts it down. Streams
