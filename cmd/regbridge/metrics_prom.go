@@ -48,6 +48,7 @@ type promMetrics struct {
 	rtt          *prometheus.HistogramVec
 	rttHot       [len(metricTransports)]prometheus.Observer
 	latency      prometheus.Histogram
+	sourceLag    prometheus.Histogram
 	events       *prometheus.CounterVec
 	eventsHot    [len(contactEvents)]prometheus.Counter
 }
@@ -78,6 +79,11 @@ func newMetrics(in metricInputs) metricsSink {
 		Help:    "Time from the source seeing a contact change to the subscriber's 2xx for the NOTIFY carrying it.",
 		Buckets: latencyBuckets,
 	})
+	m.sourceLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "regbridge_source_lag_seconds",
+		Help:    "Time from the registrar writing a binding (its last_modified, where the store keeps one) to regbridge seeing the change.",
+		Buckets: latencyBuckets,
+	})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regbridge_contact_events_total",
 		Help: "RFC 3680 contact events the bridge produced, by event.",
@@ -101,7 +107,7 @@ func newMetrics(in metricInputs) metricsSink {
 		ConstLabels: prometheus.Labels{"version": buildVersion(), "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.subscribes, m.sent, m.failed, m.rtt, m.latency, m.events, build,
+	m.reg.MustRegister(m.subscribes, m.sent, m.failed, m.rtt, m.latency, m.sourceLag, m.events, build,
 		newStateCollector(in),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,10 +165,18 @@ func (m *promMetrics) notifyDoneSlow(transport, outcome string, rtt time.Duratio
 	m.failed.WithLabelValues(transport, outcome).Inc()
 }
 
-// Publish counts the contact events of a change (bridge.Publisher).
+// Publish counts the contact events of a change and, for bindings the
+// registrar just wrote, the source's lag (bridge.Publisher).
 func (m *promMetrics) Publish(c bridge.Change) {
 	for i := range c.Contacts {
-		ev := c.Contacts[i].Event
+		v := &c.Contacts[i]
+		if v.State == bridge.ContactActive && !v.Modified.IsZero() && !c.SeenAt.IsZero() {
+			// Stores keep last_modified to the second: the lag is
+			// accurate to a second, enough to see a polling or
+			// write-back delay.
+			m.sourceLag.Observe(max(c.SeenAt.Sub(v.Modified), 0).Seconds())
+		}
+		ev := v.Event
 		if j := eventIndex(ev); j >= 0 {
 			m.eventsHot[j].Inc()
 		} else {

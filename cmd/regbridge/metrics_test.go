@@ -41,6 +41,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`regbridge_notify_duration_seconds_count{transport="udp"} 2`,
 		`regbridge_change_to_notify_seconds_count 1`,
 		`regbridge_contact_events_total{event="registered"} 1`,
+		`regbridge_source_lag_seconds_count 1`,
 		`regbridge_aors 1`,
 		`regbridge_contacts 1`,
 		`regbridge_ready 1`,
