@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			return 0
 		case "health":
 			return runHealth(ctx, args[1:], env, stdout, stderr)
+		case "cdc":
+			return runCDC(ctx, args[1:], env, stdout, stderr)
 		case "watch":
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return runWatch(ctx, args[1:], stdout, stderr, log)

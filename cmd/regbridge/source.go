@@ -129,6 +129,7 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
 		}
 		kc := kamailio.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
+		kc.CDC, kc.ChangelogPoll, kc.ReconcileInterval, kc.FullReads = readParams(own)
 		if s.scheme == "kamailio+mysql" {
 			return kamailio.NewMySQL(kc, log)
 		}
@@ -140,6 +141,7 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
 		}
 		oc := opensips.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
+		oc.CDC, oc.ChangelogPoll, oc.ReconcileInterval, oc.FullReads = readParams(own)
 		if s.scheme == "opensips+mysql" {
 			return opensips.NewMySQL(oc, log)
 		}
@@ -171,17 +173,51 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 
 // dbEndpoint reads a kamailio+mysql, kamailio+postgres, opensips+mysql or
 // opensips+postgres URL: the server, plus the table and tz parameters
-// (the registrar's time zone, an IANA name; default UTC).
+// (the registrar's time zone, an IANA name; default UTC) and the read
+// parameters (readParams).
 func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
 	driver := sqlwatch.DriverPostgres
 	if strings.HasSuffix(strings.ToLower(u.Scheme), "+mysql") {
 		driver = sqlwatch.DriverMySQL
 	}
-	ep, own, err := sqlwatch.ParseURL(u, driver, "table", "tz")
+	ep, own, err := sqlwatch.ParseURL(u, driver, "table", "tz", "cdc", "changelog_poll", "reconcile", "incremental")
 	if err != nil {
 		return ep, nil, err
 	}
-	return ep, own, checkTZ(own)
+	if err := checkTZ(own); err != nil {
+		return ep, nil, err
+	}
+	if v := own.Get("cdc"); v != "" && v != sqlwatch.CDCTrigger {
+		return ep, nil, fmt.Errorf("cdc=%q: the only mode is cdc=%s", v, sqlwatch.CDCTrigger)
+	}
+	for _, k := range []string{"changelog_poll", "reconcile"} {
+		if v := own.Get(k); v != "" {
+			if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+				return ep, nil, fmt.Errorf("%s=%q is not a positive duration (such as 20ms)", k, v)
+			}
+		}
+	}
+	if v := own.Get("incremental"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return ep, nil, fmt.Errorf("incremental=%q is not a boolean", v)
+		}
+	}
+	return ep, own, nil
+}
+
+// readParams are how a SQL server source reads (validated by dbEndpoint):
+// cdc=trigger (change capture by the triggers `regbridge cdc install`
+// adds), changelog_poll (MySQL changelog read interval, default 20ms),
+// reconcile (full read interval, default 30s) and incremental=false (full
+// reads on every change instead of reading changed rows).
+func readParams(own url.Values) (cdc string, changelogPoll, reconcile time.Duration, fullReads bool) {
+	changelogPoll, _ = time.ParseDuration(own.Get("changelog_poll"))
+	reconcile, _ = time.ParseDuration(own.Get("reconcile"))
+	if v := own.Get("incremental"); v != "" {
+		inc, _ := strconv.ParseBool(v)
+		fullReads = !inc
+	}
+	return own.Get("cdc"), changelogPoll, reconcile, fullReads
 }
 
 // checkTZ rejects a tz parameter that names no IANA time zone.

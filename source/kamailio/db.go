@@ -40,6 +40,17 @@ type DBConfig struct {
 	// MaxBackoff caps the retry delay during an outage; default
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// CDC is sqlwatch.CDCTrigger to read changes from the triggers
+	// `regbridge cdc install` adds (sqlwatch.Config.CDC); default polling.
+	CDC string
+	// ChangelogPoll is how often the MySQL changelog is read under CDC;
+	// default sqlwatch.DefaultChangelogPoll.
+	ChangelogPoll time.Duration
+	// ChangelogRetention is how long read changelog rows are kept
+	// (MySQL, CDC); default sqlwatch.DefaultChangelogRetention.
+	ChangelogRetention time.Duration
+	// FullReads turns incremental reads off (sqlwatch.Config.FullReads).
+	FullReads bool
 }
 
 // Validate fills defaults and rejects settings that can never work; it
@@ -69,7 +80,8 @@ func (c *DBConfig) Validate() (*time.Location, error) {
 }
 
 func (c *DBConfig) watchConfig() sqlwatch.Config {
-	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff}
+	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
+		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads}
 }
 
 // NewMySQL returns a watcher of a location table in MySQL or MariaDB; it

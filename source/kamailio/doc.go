@@ -24,8 +24,9 @@
 //     BIGINT for usrloc expires_type=1 are detected by their type and read
 //     as epochs (layout.go, decode.go);
 //   - 1.5: change detection by PRAGMA data_version for SQLite and by an
-//     aggregate fingerprint plus a periodic full reconcile on servers
-//     (sqlwatch); diffing is the bridge's job;
+//     aggregate fingerprint plus a periodic full reconcile on servers,
+//     with incremental reads by last_modified, or opt-in trigger-based
+//     change capture (DBConfig.CDC; sqlwatch); diffing is the bridge's job;
 //   - 1.6: the SQLite file is opened read-only, reads are tiny and happen
 //     only after data_version moved, and a loud warning names Kamailio's
 //     db_set_journal_mode modparam when the file is not in WAL mode,

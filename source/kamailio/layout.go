@@ -36,6 +36,9 @@ func (l *layout) Table() sqlwatch.Table {
 		Key:     colRUID,
 		Watch:   watchColumns,
 		LogKey:  []int{colRUID, colID},
+		// usrloc writes last_modified on create and refresh (STORES.md
+		// 1.5); incremental reads use it on the servers.
+		Modified: modifiedColumn(l.server),
 	}
 }
 
@@ -131,4 +134,11 @@ func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
 	}
 	c.Administrative = strings.HasPrefix(c.Key, administrativePrefix)
 	return nil
+}
+
+func modifiedColumn(server bool) string {
+	if server {
+		return columns[colLastModified]
+	}
+	return ""
 }

@@ -78,6 +78,9 @@ func (l *layout) Table() sqlwatch.Table {
 		Key:     colContactID,
 		Watch:   watchColumns,
 		LogKey:  []int{colContactID},
+		// usrloc writes last_modified on insert and refresh; only for the
+		// servers (incremental reads need a Partial session anyway).
+		Modified: modifiedColumn(l.server),
 	}
 }
 
@@ -170,4 +173,11 @@ func (l *layout) modified(v *sqlwatch.Value) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	return t, ok
+}
+
+func modifiedColumn(server bool) string {
+	if server {
+		return columns[colLastModified]
+	}
+	return ""
 }

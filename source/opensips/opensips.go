@@ -72,6 +72,14 @@ type DBConfig struct {
 	// MaxBackoff caps the retry delay during an outage; default
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// CDC is sqlwatch.CDCTrigger to read changes from the triggers
+	// `regbridge cdc install` adds (sqlwatch.Config.CDC); default polling.
+	CDC string
+	// ChangelogPoll is how often the MySQL changelog is read under CDC;
+	// default sqlwatch.DefaultChangelogPoll.
+	ChangelogPoll time.Duration
+	// FullReads turns incremental reads off (sqlwatch.Config.FullReads).
+	FullReads bool
 }
 
 // SQLiteConfig configures the watcher of an OpenSIPS location table in a
@@ -134,7 +142,8 @@ func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
 }
 
 func newDBWatcher(cfg DBConfig, d sqlwatch.Dialect, component string, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: cfg.ReconcileInterval, MaxBackoff: cfg.MaxBackoff}
+	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: cfg.ReconcileInterval, MaxBackoff: cfg.MaxBackoff,
+		CDC: cfg.CDC, ChangelogPoll: cfg.ChangelogPoll, FullReads: cfg.FullReads}
 	loc, err := common(&cfg.Table, &cfg.Domain, &cfg.TZ, &wc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", component, err)

@@ -1,8 +1,13 @@
 // Package sqlwatch is the polling machinery every SQL contact store shares
 // (STYLE.md 2): it connects, asks a cheap "did anything change" question
-// every poll, reads the whole table only when the answer moved (and every
-// reconcile interval regardless), decodes rows through a registrar's
-// Layout, and hands Full source batches to the sink. Outages are retried
+// every poll, reads what changed when the answer moved (and the whole table
+// every reconcile interval regardless), decodes rows through a registrar's
+// Layout, and hands source batches to the sink. On the servers a changed
+// table is read incrementally (incremental.go: rows by last_modified,
+// deletes by a key scan, checked against the server's count and hash sum,
+// else a full read), or, with Config.CDC, from change-capture triggers
+// (cdc.go: PostgreSQL LISTEN/NOTIFY, a MySQL changelog table; STORES.md
+// 1.5) that Capturer installs for `regbridge cdc`. Outages are retried
 // with capped exponential backoff, logged once per state change and
 // reported through Stats; after every recovery a fresh Full batch lets the
 // bridge reconcile (DESIGN.md invariant 1). Bad rows are skipped, counted

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,13 +67,99 @@ func (d *MySQL) Open(ctx context.Context, t *Table) (Session, error) {
 	// Polls run one after another: one connection, kept open.
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	s := &sqlSession{db: db, snapshot: SnapshotQuery(t, QuoteMySQL), row: make([]Value, len(t.Columns))}
+	s := &mysqlSession{sqlSession: sqlSession{db: db, row: make([]Value, len(t.Columns)+1)}, t: t}
+	s.snapshot = hashedQuery(t, QuoteMySQL, mysqlHash(t))
 	s.fingerprint = mysqlFingerprint(t)
 	if err := s.probe(ctx, ProbeQuery(t, QuoteMySQL)); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// mysqlHash is the per-row hash the fingerprint sums.
+func mysqlHash(t *Table) string {
+	return fmt.Sprintf("CRC32(CONCAT_WS('|', %s))", selectList(t.Watch, QuoteMySQL))
+}
+
+// hashedQuery is the full read of t with each row's hash as the last
+// column.
+func hashedQuery(t *Table, quote func(string) string, hash string) string {
+	return "SELECT " + selectList(t.Columns, quote) + ", " + hash + " FROM " + quote(t.Name)
+}
+
+// mysqlSession is a MySQL/MariaDB session; it can read parts of the table.
+type mysqlSession struct {
+	sqlSession
+	t *Table
+}
+
+var _ Partial = (*mysqlSession)(nil)
+
+func (s *mysqlSession) Quote(id string) string { return QuoteMySQL(id) }
+
+func (s *mysqlSession) Aggregate(ctx context.Context) (int64, int64, error) {
+	return aggregate(s.Fingerprint(ctx))
+}
+
+func (s *mysqlSession) Where(ctx context.Context, cond string, fn func(row []Value)) error {
+	return s.query(ctx, s.snapshot+" WHERE "+cond, fn)
+}
+
+func (s *mysqlSession) Keys(ctx context.Context, fn func(key []byte)) error {
+	rows, err := s.q().QueryContext(ctx, "SELECT "+QuoteMySQL(s.t.Columns[s.t.Key])+" FROM "+QuoteMySQL(s.t.Name))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var v Value
+	var b []byte
+	for rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		b = v.AppendText(b[:0])
+		fn(b)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
+func (s *mysqlSession) Since(col string, v *Value, slack time.Duration) (string, bool) {
+	return sinceCond(QuoteMySQL(col), v, slack, func(wall string, sec int64) string {
+		return fmt.Sprintf("CAST('%s' AS DATETIME(6)) - INTERVAL %d SECOND", wall, sec)
+	})
+}
+
+func (s *mysqlSession) Consistent(ctx context.Context, fn func() error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	s.tx = tx
+	defer func() { s.tx = nil }()
+	if err := fn(); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// aggregate parses a server fingerprint ("rows,sum,").
+func aggregate(fp string, err error) (int64, int64, error) {
+	if err != nil {
+		return 0, 0, err
+	}
+	a, rest, _ := strings.Cut(fp, ",")
+	b, _, _ := strings.Cut(rest, ",")
+	n, err1 := strconv.ParseInt(a, 10, 64)
+	sum, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("fingerprint %q is not two integers", fp)
+	}
+	return n, sum, nil
 }
 
 // mysqlFingerprint counts the rows and sums a CRC32 of each row's watched
@@ -89,6 +176,7 @@ func mysqlFingerprint(t *Table) string {
 type sqlSession struct {
 	db          *sql.DB
 	conn        *sql.Conn // when set, every query runs on it (SQLite)
+	tx          *sql.Tx   // when set, every query runs in it (Consistent)
 	snapshot    string
 	fingerprint string
 	types       []string
@@ -102,6 +190,9 @@ type queryer interface {
 }
 
 func (s *sqlSession) q() queryer {
+	if s.tx != nil {
+		return s.tx
+	}
 	if s.conn != nil {
 		return s.conn
 	}
@@ -167,7 +258,11 @@ func (s *sqlSession) Fingerprint(ctx context.Context) (string, error) {
 }
 
 func (s *sqlSession) Snapshot(ctx context.Context, fn func(row []Value)) error {
-	rows, err := s.q().QueryContext(ctx, s.snapshot)
+	return s.query(ctx, s.snapshot, fn)
+}
+
+func (s *sqlSession) query(ctx context.Context, query string, fn func(row []Value)) error {
+	rows, err := s.q().QueryContext(ctx, query)
 	if err != nil {
 		return err
 	}

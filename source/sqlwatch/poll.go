@@ -62,6 +62,24 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	}
 	defer s.Close()
 
+	// Under CDC the feed opens (LISTEN) before the snapshot, so every
+	// change committed after the snapshot reaches us.
+	f, err := w.openFeed(ctx)
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		defer f.Close()
+		seenAt := time.Now()
+		if err := w.read(ctx, s); err != nil {
+			return err
+		}
+		w.up.Store(true)
+		sinkOK := w.deliver(ctx, sink, seenAt, true)
+		recovered()
+		return w.feedLoop(ctx, sink, s, f, sinkOK)
+	}
+
 	// The fingerprint is read before each snapshot, so a change landing
 	// between the two shows up as a change at the next poll.
 	fp, err := w.fingerprint(ctx, s)
@@ -76,6 +94,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	lastRead := seenAt
 	sinkOK := w.deliver(ctx, sink, seenAt, true)
 	recovered()
+	p, partial := s.(Partial)
 
 	tick := time.NewTicker(w.cfg.PollInterval)
 	defer tick.Stop()
@@ -94,6 +113,17 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 			continue
 		}
 		seenAt := time.Now()
+		if partial && sinkOK && !reconcile {
+			next, ok, err := w.incremental(ctx, p)
+			if err != nil {
+				return err
+			}
+			if ok {
+				fp = next
+				sinkOK = w.deliverStep(ctx, sink, seenAt)
+				continue
+			}
+		}
 		if err := w.read(ctx, s); err != nil {
 			return err
 		}
@@ -110,6 +140,7 @@ func (w *Watcher) open(ctx context.Context) (Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", w.table.Name, err)
 	}
+	_, w.snap.hashed = s.(Partial)
 	if err := w.layout.Bind(s.Types()); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("table %s: %w", w.table.Name, err)

@@ -65,9 +65,10 @@ func (d *Postgres) Open(ctx context.Context, t *Table) (Session, error) {
 	}
 	s := &pgSession{
 		conn:        conn,
-		snapshot:    SnapshotQuery(t, QuotePostgres),
+		t:           t,
+		snapshot:    hashedQuery(t, QuotePostgres, pgHash(t)),
 		fingerprint: pgFingerprint(t),
-		row:         make([]Value, len(t.Columns)),
+		row:         make([]Value, len(t.Columns)+1),
 	}
 	if err := s.probe(ctx, ProbeQuery(t, QuotePostgres)); err != nil {
 		s.Close()
@@ -84,8 +85,14 @@ func pgFingerprint(t *Table) string {
 		selectList(t.Watch, QuotePostgres), QuotePostgres(t.Name))
 }
 
+// pgHash is the per-row hash the fingerprint sums.
+func pgHash(t *Table) string {
+	return fmt.Sprintf("hashtext(concat_ws('|', %s))", selectList(t.Watch, QuotePostgres))
+}
+
 type pgSession struct {
 	conn        *pgx.Conn
+	t           *Table
 	snapshot    string
 	fingerprint string
 	types       []string
@@ -144,7 +151,53 @@ func (s *pgSession) Fingerprint(ctx context.Context) (string, error) {
 }
 
 func (s *pgSession) Snapshot(ctx context.Context, fn func(row []Value)) error {
-	rows, err := s.conn.Query(ctx, s.snapshot)
+	return s.query(ctx, s.snapshot, fn)
+}
+
+var _ Partial = (*pgSession)(nil)
+
+func (s *pgSession) Quote(id string) string { return QuotePostgres(id) }
+
+func (s *pgSession) Aggregate(ctx context.Context) (int64, int64, error) {
+	return aggregate(s.Fingerprint(ctx))
+}
+
+func (s *pgSession) Where(ctx context.Context, cond string, fn func(row []Value)) error {
+	return s.query(ctx, s.snapshot+" WHERE "+cond, fn)
+}
+
+func (s *pgSession) Keys(ctx context.Context, fn func(key []byte)) error {
+	rows, err := s.conn.Query(ctx, "SELECT "+QuotePostgres(s.t.Columns[s.t.Key])+" FROM "+QuotePostgres(s.t.Name))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		fn(rows.RawValues()[0])
+	}
+	return rows.Err()
+}
+
+func (s *pgSession) Since(col string, v *Value, slack time.Duration) (string, bool) {
+	return sinceCond(QuotePostgres(col), v, slack, func(wall string, sec int64) string {
+		return fmt.Sprintf("TIMESTAMP '%s' - INTERVAL '%d seconds'", wall, sec)
+	})
+}
+
+func (s *pgSession) Consistent(ctx context.Context, fn func() error) error {
+	tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (s *pgSession) query(ctx context.Context, query string, fn func(row []Value)) error {
+	rows, err := s.conn.Query(ctx, query)
 	if err != nil {
 		return err
 	}

@@ -25,9 +25,31 @@ type snapshotState struct {
 	// each. A bad row is logged when it first appears, not every poll.
 	badLogged, badSeen map[string]struct{}
 	badCapped          bool
+
+	// Incremental state (state.go). hashed is set per session: rows carry
+	// their watched-column hash after the table's columns (Partial);
+	// hashes parallels cur, bad holds the rows skipped, by raw key, so
+	// that rows and hash sum of the whole table are known.
+	hashed              bool
+	hashes, spareHashes []int64
+	bad, badNext        map[string]badRows
+	// modIdx is the index of Table.Modified (-1: none); maxMod the
+	// largest value of it seen, owned (maxModBuf).
+	modIdx    int
+	maxMod    Value
+	maxModBuf []byte
+	// changed and deleted are the non-Full batch being built.
+	changed []source.Contact
+	deleted []string
 }
 
-func (s *snapshotState) init(cols int) {
+// badRows are the skipped rows sharing one raw key.
+type badRows struct{ n, sum int64 }
+
+func (s *snapshotState) init(cols, modIdx int) {
+	s.modIdx = modIdx
+	s.bad = make(map[string]badRows)
+	s.badNext = make(map[string]badRows)
 	s.idx = make(map[string]int)
 	s.next = make(map[string]int)
 	s.row = make([]Value, cols)
@@ -44,10 +66,24 @@ var errDuplicateKey = errors.New("duplicate key: an earlier row has the same one
 func (st *snapshotState) read(ctx context.Context, s Session, w *Watcher) error {
 	prev := st.cur
 	next := st.spare[:0]
+	nextHash := st.spareHashes[:0]
 	clear(st.next)
 	clear(st.badSeen)
+	clear(st.badNext)
 	key := w.table.Key
-	err := s.Snapshot(ctx, func(row []Value) {
+	ncol := len(w.table.Columns)
+	var maxMod Value
+	err := s.Snapshot(ctx, func(all []Value) {
+		row := all[:ncol]
+		var h int64
+		if st.hashed {
+			h, _ = intValue(&all[ncol])
+		}
+		if st.modIdx >= 0 && laterValue(&row[st.modIdx], &maxMod) {
+			maxMod = row[st.modIdx]
+			st.maxModBuf = append(st.maxModBuf[:0], maxMod.Bytes...)
+			maxMod.Bytes, maxMod.str = st.maxModBuf, ""
+		}
 		st.keyBuf = row[key].AppendText(st.keyBuf[:0])
 		var p *source.Contact
 		if i, ok := st.idx[string(st.keyBuf)]; ok {
@@ -65,15 +101,22 @@ func (st *snapshotState) read(ctx context.Context, s Session, w *Watcher) error 
 			*c = source.Contact{}
 			next = next[:len(next)-1]
 			st.skip(row, err, w)
+			b := st.badNext[string(st.keyBuf)]
+			st.badNext[string(st.keyBuf)] = badRows{b.n + 1, b.sum + h}
 			return
 		}
 		st.next[c.Key] = len(next) - 1
+		nextHash = append(nextHash, h)
 	})
 	if err != nil {
 		clear(next[:cap(next)])
 		st.spare = next[:0]
+		st.spareHashes = nextHash[:0]
 		return err
 	}
+	st.hashes, st.spareHashes = nextHash, st.hashes[:0]
+	st.bad, st.badNext = st.badNext, st.bad
+	st.maxMod = maxMod
 	// Drop the strings that the reused array's tail still holds.
 	clear(next[len(next):cap(next)])
 	st.cur, st.spare = next, prev[:0]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,27 @@ const (
 	// Never disables the forced reconcile (ReconcileInterval), for stores
 	// whose change check is exact (SQLite's data_version).
 	Never time.Duration = -1
+	// DefaultChangelogPoll is how often the MySQL changelog is asked for
+	// new rows under CDCTrigger: an index range read on its primary key,
+	// cheap enough to run 50 times a second, and well inside the 50 ms
+	// commit-to-NOTIFY target of issue 8.
+	DefaultChangelogPoll = 20 * time.Millisecond
+	// DefaultChangelogRetention is how long changelog rows already read
+	// are kept before regbridge prunes them: long enough for a second
+	// instance reading the same changelog to catch up after a short
+	// hiccup, short enough to keep the table (and the trigger's insert)
+	// small.
+	DefaultChangelogRetention = time.Minute
+)
+
+// CDC modes (Config.CDC).
+const (
+	// CDCOff polls the fingerprint (the default).
+	CDCOff = ""
+	// CDCTrigger reads changes captured by triggers that `regbridge cdc
+	// install` put on the table: LISTEN/NOTIFY on PostgreSQL, a changelog
+	// table on MySQL/MariaDB.
+	CDCTrigger = "trigger"
 )
 
 const (
@@ -54,6 +76,16 @@ type Config struct {
 	QueryTimeout      time.Duration
 	MinBackoff        time.Duration
 	MaxBackoff        time.Duration
+	// FullReads turns incremental reads off: every change the fingerprint
+	// shows is answered with a full read (as before incremental reads).
+	FullReads bool
+	// CDC is CDCOff or CDCTrigger.
+	CDC string
+	// ChangelogPoll and ChangelogRetention tune the MySQL changelog under
+	// CDCTrigger; defaults DefaultChangelogPoll and
+	// DefaultChangelogRetention.
+	ChangelogPoll      time.Duration
+	ChangelogRetention time.Duration
 }
 
 // Validate fills defaults and rejects settings that can never work.
@@ -68,7 +100,13 @@ func (c *Config) Validate() error {
 	def(&c.QueryTimeout, DefaultQueryTimeout)
 	def(&c.MinBackoff, DefaultMinBackoff)
 	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.ChangelogPoll, DefaultChangelogPoll)
+	def(&c.ChangelogRetention, DefaultChangelogRetention)
 	switch {
+	case c.CDC != CDCOff && c.CDC != CDCTrigger:
+		return fmt.Errorf("CDC %q: want %q or nothing", c.CDC, CDCTrigger)
+	case c.ChangelogPoll < minPollInterval || c.ChangelogRetention < 0:
+		return fmt.Errorf("ChangelogPoll %v must be at least %v and ChangelogRetention not negative", c.ChangelogPoll, minPollInterval)
 	case c.PollInterval < minPollInterval:
 		return fmt.Errorf("PollInterval %v is below %v", c.PollInterval, minPollInterval)
 	case c.ReconcileInterval < 0 && c.ReconcileInterval != Never:
@@ -96,6 +134,10 @@ type Table struct {
 	// LogKey are indexes in Columns tried in order to name a bad row in
 	// the log (the key first, then a row id).
 	LogKey []int
+	// Modified names the column of Columns the registrar rewrites on
+	// every create and refresh (last_modified), or is empty. With it a
+	// changed table is first read incrementally (incremental.go).
+	Modified string
 }
 
 // Layout is the registrar-specific part of a Watcher.
@@ -137,9 +179,10 @@ type Session interface {
 // once, without an outage (a database file replaced by a new one).
 var ErrReopen = errors.New("store must be reopened")
 
-// Watcher polls one table and reports it as Full batches: one at start,
-// one after every change the fingerprint shows, one every reconcile
-// interval, and one after every recovery from an outage.
+// Watcher polls one table and reports it: a Full batch at start, after
+// every recovery from an outage and every reconcile interval, and in
+// between the changes it sees (incremental reads, or CDC), as non-Full
+// batches, or as a Full batch when it cannot tell exactly what changed.
 type Watcher struct {
 	cfg     Config
 	dialect Dialect
@@ -155,7 +198,9 @@ type Watcher struct {
 	lastFull atomic.Int64 // unix nanoseconds
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
-	snap snapshotState
+	snap       snapshotState
+	cdcWarned  bool // "triggers not installed" was logged
+	cdcRunning bool // the last session used CDC (for log lines)
 }
 
 var (
@@ -177,7 +222,7 @@ func New(cfg Config, d Dialect, l Layout, log *slog.Logger) (*Watcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{cfg: cfg, dialect: d, layout: l, table: t, log: log}
-	w.snap.init(len(t.Columns))
+	w.snap.init(len(t.Columns), slices.Index(t.Columns, t.Modified))
 	return w, nil
 }
 
@@ -192,6 +237,9 @@ func (t *Table) validate() error {
 		if !ValidIdent(c) {
 			return fmt.Errorf("table %s: column %q is not an identifier", t.Name, c)
 		}
+	}
+	if t.Modified != "" && !slices.Contains(t.Columns, t.Modified) {
+		return fmt.Errorf("table %s: modified column %q is not read", t.Name, t.Modified)
 	}
 	for _, i := range t.LogKey {
 		if i < 0 || i >= len(t.Columns) {

@@ -181,6 +181,73 @@ func (d *DB) TryExec(query string, args ...any) (int64, error) {
 	return res.RowsAffected()
 }
 
+// QueryRow runs a query returning one row into dest.
+func (d *DB) QueryRow(query string, dest ...any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if d.pg != nil {
+		return d.pg.QueryRow(ctx, Rebind(query)).Scan(dest...)
+	}
+	return d.my.QueryRowContext(ctx, query).Scan(dest...)
+}
+
+// Query runs a query and calls fn with each row's columns as text (NULL
+// as "NULL").
+func (d *DB) Query(t testing.TB, query string, fn func(cols []string)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if d.pg != nil {
+		rows, err := d.pg.Query(ctx, Rebind(query), pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatalf("%s: %v", firstLine(query), err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var cols []string
+			for _, v := range rows.RawValues() {
+				if v == nil {
+					cols = append(cols, "NULL")
+				} else {
+					cols = append(cols, string(v))
+				}
+			}
+			fn(cols)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	rows, err := d.my.QueryContext(ctx, query)
+	if err != nil {
+		t.Fatalf("%s: %v", firstLine(query), err)
+	}
+	defer rows.Close()
+	names, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]sql.NullString, len(names))
+		dest := make([]any, len(names))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		cols := make([]string, len(vals))
+		for i, v := range vals {
+			cols[i] = "NULL"
+			if v.Valid {
+				cols[i] = v.String
+			}
+		}
+		fn(cols)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Rebind turns '?' placeholders into PostgreSQL's $1, $2, ...
 func Rebind(query string) string {
 	var b strings.Builder

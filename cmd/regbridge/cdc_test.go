@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
+)
+
+func runCDCArgs(t *testing.T, src string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := envconfig.MapLookuper(map[string]string{"REGBRIDGE_SOURCE": src})
+	code := run(t.Context(), append([]string{"cdc"}, args...), env, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCDCCommandDryRun(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		want []string
+	}{
+		{"kamailio+postgres://u:secret@db.example/kam?cdc=trigger", []string{"CREATE OR REPLACE FUNCTION \"regbridge_cdc_location\"()", "pg_notify('regbridge_cdc_location'", "CREATE TRIGGER regbridge_cdc AFTER INSERT OR UPDATE OR DELETE ON \"location\""}},
+		{"opensips+mysql://u:secret@db.example/os?table=loc", []string{"CREATE TABLE IF NOT EXISTS regbridge_changelog", "CREATE TRIGGER `regbridge_loc_ad` AFTER DELETE ON `loc`", "OLD.`contact_id`"}},
+	} {
+		code, out, errOut := runCDCArgs(t, tt.src, "install", "--dry-run")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", tt.src, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: dry-run output lacks %q:\n%s", tt.src, w, out)
+			}
+		}
+		if strings.Contains(out+errOut, "secret") {
+			t.Errorf("password printed")
+		}
+		code, out, _ = runCDCArgs(t, tt.src, "uninstall", "--dry-run")
+		if code != 0 || !strings.Contains(out, "DROP TRIGGER IF EXISTS") {
+			t.Errorf("uninstall dry-run: exit %d:\n%s", code, out)
+		}
+	}
+}
+
+func TestCDCCommandErrors(t *testing.T) {
+	if code, _, errOut := runCDCArgs(t, "kamailio+sqlite:///tmp/none.db", "install"); code != 2 || !strings.Contains(errOut, "not a MySQL/MariaDB or PostgreSQL store") {
+		t.Errorf("sqlite source: exit %d, %q", code, errOut)
+	}
+	if code, _, _ := runCDCArgs(t, "kamailio+postgres://h/db", "frobnicate"); code != 2 {
+		t.Errorf("bad verb: exit %d, want 2", code)
+	}
+	if code, _, errOut := runCDCArgs(t, "kamailio+postgres://h/db?cdc=binlog", "install"); code != 2 || !strings.Contains(errOut, "cdc=") {
+		t.Errorf("bad cdc mode: exit %d, %q", code, errOut)
+	}
+}
+
+// The command installs and removes the triggers on a real server.
+func TestCDCCommandInstall(t *testing.T) {
+	db := sqltest.Postgres(t)
+	db.Exec(t, "CREATE TABLE location (ruid varchar(64) PRIMARY KEY, username varchar(64))")
+	src := "kamailio+postgres://postgres@" + db.Endpoint.Addr + "/" + db.Name() + "?sslmode=disable&cdc=trigger"
+	count := func() int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM pg_trigger WHERE tgname = 'regbridge_cdc'", &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, step := range []struct {
+		verb string
+		want int
+	}{{"install", 1}, {"install", 1}, {"uninstall", 0}, {"uninstall", 0}} {
+		if code, _, errOut := runCDCArgs(t, src, step.verb); code != 0 {
+			t.Fatalf("%s: exit %d: %s", step.verb, code, errOut)
+		}
+		if got := count(); got != step.want {
+			t.Errorf("after %s: %d triggers, want %d", step.verb, got, step.want)
+		}
+	}
+}

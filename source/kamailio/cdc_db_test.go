@@ -1,0 +1,261 @@
+package kamailio
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sourcetest"
+	"github.com/regbridge/regbridge/source/sqlwatch"
+	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
+)
+
+// slow is a poll and reconcile interval no test waits for: a change that
+// arrives proves the path under test (CDC, or the incremental read after
+// a fingerprint poll) carried it.
+const slow = time.Hour
+
+// cdcHarness is dbHarness with change capture installed and polling off.
+type cdcHarness struct{ dbHarness }
+
+func (h *cdcHarness) NewSource(t *testing.T) source.Source {
+	h.n++
+	table := fmt.Sprintf("location_%d", h.n)
+	h.srv.createTable(t, h.db, table, h.epoch)
+	h.w = kamWriter{db: h.db, srv: h.srv, table: table, loc: mustLoad(t, registrarTZ), epoch: h.epoch}
+	h.proxy = sourcetest.NewProxy(t, h.db.Endpoint.Addr)
+	log, _ := newLogger(t)
+	w, err := h.srv.newWatcher(DBConfig{
+		Endpoint: h.db.Via(h.proxy.Addr()), Table: table, Domain: sourcetest.Domain, TZ: registrarTZ,
+		PollInterval: slow, ReconcileInterval: slow, MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCTrigger,
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	install(t, w, true)
+	return w
+}
+
+// install runs what `regbridge cdc install|uninstall` runs.
+func install(t testing.TB, w *sqlwatch.Watcher, on bool) {
+	t.Helper()
+	stmts, err := w.CaptureSQL(on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ExecCapture(context.Background(), stmts); err != nil {
+		t.Fatalf("cdc install=%v: %v", on, err)
+	}
+}
+
+func TestConformanceCDC(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			sourcetest.Run(t, &cdcHarness{dbHarness{srv: srv, db: srv.open(t)}})
+		})
+	}
+}
+
+// cdcFixture is one table with a watcher running on it.
+type cdcFixture struct {
+	db  *sqltest.DB
+	w   *sqlwatch.Watcher
+	kw  kamWriter
+	rec *recorder
+	log *logBuffer
+}
+
+func newCDCFixture(t *testing.T, srv server, cfg DBConfig, installed bool) *cdcFixture {
+	db := srv.open(t)
+	srv.createTable(t, db, "location", false)
+	log, lb := newLogger(t)
+	cfg.Endpoint, cfg.Domain, cfg.TZ = db.Endpoint, sourcetest.Domain, registrarTZ
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = slow
+	}
+	cfg.ReconcileInterval, cfg.MaxBackoff = slow, 200*time.Millisecond
+	w, err := srv.newWatcher(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if installed {
+		install(t, w, true)
+	}
+	f := &cdcFixture{db: db, w: w, rec: &recorder{}, log: lb,
+		kw: kamWriter{db: db, srv: srv, table: "location", loc: mustLoad(t, registrarTZ)}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, f.rec.sink()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	f.rec.waitFor(t, 0, "first Full batch", func(b source.Batch) bool { return b.Full })
+	return f
+}
+
+func bindingN(i int) kamBinding {
+	return kamBinding{ruid: fmt.Sprintf("uloc-cdc-%d", i), user: fmt.Sprintf("u%d", i), contact: fmt.Sprintf("sip:u%d@192.0.2.1", i),
+		callid: "c", ua: "ua", expires: time.Now().Add(time.Hour).Truncate(time.Second), cseq: 1}
+}
+
+// hasKey reports whether b is a non-Full batch carrying key (as a
+// contact, or deleted when del).
+func hasKey(key string, del bool) func(source.Batch) bool {
+	return func(b source.Batch) bool {
+		if b.Full {
+			return false
+		}
+		if del {
+			return slices.Contains(b.Deleted, key)
+		}
+		_, ok := byKey(b)[key]
+		return ok
+	}
+}
+
+func TestCDCChangesWithoutPolling(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger}, true)
+			b := bindingN(1)
+			n := f.rec.count()
+			start := time.Now()
+			f.kw.insert(t, b)
+			f.rec.waitFor(t, n, "insert as a non-Full batch", hasKey(b.ruid, false))
+			t.Logf("insert seen after %v", time.Since(start))
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("insert took %v with polling at %v: not carried by CDC", d, slow)
+			}
+			b.cseq = 2
+			n = f.rec.count()
+			f.kw.update(t, b)
+			got := f.rec.waitFor(t, n, "update", hasKey(b.ruid, false))
+			if c := byKey(got)[b.ruid]; c.CSeq != 2 {
+				t.Errorf("CSeq after update = %d, want 2", c.CSeq)
+			}
+			n = f.rec.count()
+			f.kw.delete(t, b.ruid)
+			f.rec.waitFor(t, n, "delete", hasKey(b.ruid, true))
+			for _, b := range f.rec.all()[1:] {
+				if b.Full {
+					t.Errorf("unexpected Full batch after the first: %d contacts", len(b.Contacts))
+				}
+			}
+		})
+	}
+}
+
+// Killing the LISTEN connection must lead to LISTEN again, then a Full
+// batch that holds what changed meanwhile.
+func TestCDCReconnectPostgres(t *testing.T) {
+	srv := servers[1]
+	f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger}, true)
+	n := f.rec.count()
+	if got := f.db.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"); got != 1 {
+		t.Fatalf("terminated %d LISTEN sessions, want 1", got)
+	}
+	b := bindingN(7)
+	f.kw.insert(t, b)
+	got := f.rec.waitFor(t, n, "Full batch after reconnect", func(b source.Batch) bool { return b.Full })
+	if _, ok := byKey(got)[b.ruid]; !ok {
+		// The insert may have landed before the new snapshot's read
+		// or after LISTEN: then it comes as a change.
+		f.rec.waitFor(t, n, "insert after reconnect", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
+	}
+	// And the feed works again.
+	c := bindingN(8)
+	n = f.rec.count()
+	f.kw.insert(t, c)
+	f.rec.waitFor(t, n, "insert on the new LISTEN connection", hasKey(c.ruid, false))
+}
+
+func TestCDCChangelogPruned(t *testing.T) {
+	srv := servers[0]
+	f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, ChangelogRetention: 100 * time.Millisecond}, true)
+	for i := range 5 {
+		f.kw.insert(t, bindingN(i))
+	}
+	f.rec.waitFor(t, 1, "last insert", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(4).ruid]; return ok })
+	eventually(t, "changelog pruned", func() bool {
+		return f.count(t, "SELECT COUNT(*) FROM "+sqlwatch.Changelog) == 0
+	})
+}
+
+// A truncated changelog (seq restarting) is a gap: a Full batch follows.
+func TestCDCChangelogGap(t *testing.T) {
+	srv := servers[0]
+	f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger}, true)
+	for i := range 3 {
+		f.kw.insert(t, bindingN(i))
+	}
+	f.rec.waitFor(t, 1, "inserts", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(2).ruid]; return ok })
+	n := f.rec.count()
+	f.db.Exec(t, "TRUNCATE TABLE "+sqlwatch.Changelog)
+	f.rec.waitFor(t, n, "Full batch after the gap", func(b source.Batch) bool { return b.Full && len(b.Contacts) == 3 })
+}
+
+func (f *cdcFixture) count(t *testing.T, q string) int {
+	t.Helper()
+	var n int
+	if err := f.db.QueryRow(q, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Without the triggers the watcher says so, naming the command, and polls.
+func TestCDCNotInstalledFallsBack(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, PollInterval: 20 * time.Millisecond}, false)
+			if !strings.Contains(f.log.String(), "regbridge cdc install") {
+				t.Errorf("no warning naming `regbridge cdc install`:\n%s", f.log.String())
+			}
+			b := bindingN(1)
+			n := f.rec.count()
+			f.kw.insert(t, b)
+			f.rec.waitFor(t, n, "insert by polling", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
+		})
+	}
+}
+
+// Uninstall leaves the table's triggers exactly as before install.
+func TestCDCUninstallRestores(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			db := srv.open(t)
+			srv.createTable(t, db, "location", false)
+			w, err := srv.newWatcher(DBConfig{Endpoint: db.Endpoint, CDC: sqlwatch.CDCTrigger}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			triggers := func() []string {
+				var out []string
+				q := "SELECT trigger_name, event_manipulation, action_statement FROM information_schema.triggers WHERE event_object_table = 'location' AND trigger_schema = " +
+					map[string]string{"mysql": "DATABASE()", "postgres": "current_schema()"}[srv.name] + " ORDER BY 1, 2"
+				db.Query(t, q, func(cols []string) { out = append(out, strings.Join(cols, "|")) })
+				return out
+			}
+			db.Exec(t, "CREATE TRIGGER keep_me BEFORE INSERT ON location FOR EACH ROW "+
+				map[string]string{"mysql": "SET NEW.flags = NEW.flags", "postgres": "EXECUTE FUNCTION suppress_redundant_updates_trigger()"}[srv.name])
+			before := triggers()
+			install(t, w, true)
+			install(t, w, true) // idempotent
+			if got := triggers(); len(got) != len(before)+3 {
+				t.Errorf("after install: %d trigger rows, want %d", len(got), len(before)+3)
+			}
+			install(t, w, false)
+			install(t, w, false)
+			if got := triggers(); !slices.Equal(got, before) {
+				t.Errorf("after uninstall:\n%q\nwant\n%q", got, before)
+			}
+		})
+	}
+}

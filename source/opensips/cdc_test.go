@@ -1,0 +1,45 @@
+package opensips
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/source/sourcetest"
+	"github.com/regbridge/regbridge/source/sqlwatch"
+	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
+)
+
+// TestConformanceCDC runs the suite with change capture installed (as
+// `regbridge cdc install` does) and polling and reconcile an hour apart:
+// every change must come through the triggers.
+func TestConformanceCDC(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		open func(testing.TB) *sqltest.DB
+		newW func(DBConfig, *slog.Logger) (*sqlwatch.Watcher, error)
+	}{{"mysql", sqltest.MySQL, NewMySQL}, {"postgres", sqltest.Postgres, NewPostgres}} {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			st := &store{backend: b.name, db: db, addr: db.Endpoint.Addr}
+			st.newSource = func(t *testing.T, table, addr string) snapshotSource {
+				log, _ := newLogger(t)
+				w, err := b.newW(DBConfig{Endpoint: db.Via(addr), Table: table, Domain: "example.com", TZ: registrarTZ,
+					PollInterval: time.Hour, ReconcileInterval: time.Hour, MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCTrigger}, log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stmts, err := w.CaptureSQL(true)
+				if err == nil {
+					err = w.ExecCapture(context.Background(), stmts)
+				}
+				if err != nil {
+					t.Fatalf("cdc install: %v", err)
+				}
+				return w
+			}
+			sourcetest.Run(t, &harness{store: st})
+		})
+	}
+}
