@@ -11,15 +11,21 @@ import (
 	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
 )
 
-// BenchmarkSnapshot100k measures, on the real servers, what one
-// reconciliation of a 100,000-row Kamailio location table costs: the
+// BenchmarkServerSnapshot measures, on the real servers, what one
+// reconciliation of a 100,000-row and a 1,000,000-row Kamailio location
+// table costs: the
 // change check every poll ("fingerprint") and the full read with decoding
 // ("snapshot", through the watcher's own path, including one connect). It
 // reports ns/contact, allocated B/contact in steady state, and the heap a
 // watcher keeps per contact. Like every benchmark it runs only with -bench;
 // keep -benchtime small on shared machines (-benchtime=5x).
-func BenchmarkSnapshot100k(b *testing.B) {
-	const rows = 100_000
+func BenchmarkServerSnapshot(b *testing.B) {
+	for _, rows := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("%d", rows), func(b *testing.B) { benchmarkSnapshot(b, rows) })
+	}
+}
+
+func benchmarkSnapshot(b *testing.B, rows int) {
 	for _, srv := range servers {
 		b.Run(srv.name, func(b *testing.B) {
 			db := srv.open(b)
@@ -49,7 +55,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/rows, "ns/contact")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/contact")
 			})
 
 			b.Run("snapshot", func(b *testing.B) {
@@ -75,8 +81,8 @@ func BenchmarkSnapshot100k(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/rows, "ns/contact")
-				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/rows, "heapB/contact")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/contact")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(rows), "heapB/contact")
 				runtime.KeepAlive(w)
 			})
 		})
