@@ -13,6 +13,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/regbridge/regbridge/source/kamailio"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,32 +37,26 @@ type dialect struct {
 var (
 	sqliteDialect = dialect{
 		driver:      "sqlite",
-		quote:       doubleQuote,
+		quote:       sqlwatch.QuoteSQLite,
 		placeholder: func(int) string { return "?" },
-		timeValue:   func(t time.Time) any { return julianDay(t) },
-		schema:      sqliteSchema,
+		timeValue:   func(t time.Time) any { return kamailio.TimeToJulian(t) },
+		schema:      kamailio.SQLiteSchema,
 	}
 	mysqlDialect = dialect{
 		driver:      "mysql",
-		quote:       backQuote,
+		quote:       sqlwatch.QuoteMySQL,
 		placeholder: func(int) string { return "?" },
 		timeValue:   func(t time.Time) any { return t.UTC().Format(time.DateTime) },
-		schema:      mysqlSchema,
+		schema:      kamailio.MySQLSchema,
 	}
 	postgresDialect = dialect{
 		driver:      "pgx", // used through pgx itself, not database/sql
-		quote:       doubleQuote,
+		quote:       sqlwatch.QuotePostgres,
 		placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 		timeValue:   func(t time.Time) any { return t.UTC() }, // pgx writes the wall clock
-		schema:      postgresSchema,
+		schema:      kamailio.PostgresSchema,
 	}
 )
-
-// julianDay is the REAL Julian day db_sqlite writes for t's whole second:
-// (t - 0.5)/86400 + 2440587.5 (STORES.md 1.3).
-func julianDay(t time.Time) float64 {
-	return (float64(t.Unix())-0.5)/86400 + 2440587.5
-}
 
 // insertBatch is how many rows one INSERT statement of prepare carries.
 const insertBatch = 200

@@ -15,28 +15,10 @@ import (
 // start-up; the layout below is version 9 (Kamailio 5.6 to 6.1).
 const locationTableVersion = 9
 
-// schemaStatements returns the SQLite DDL of Kamailio's
-// utils/kamctl/db_sqlite/standard-create.sql (the `version` table) and
-// usrloc-create.sql (the `location` table), with table as the location
-// table's name. Kamailio names its constraint and indexes after the table,
-// so a renamed table (save("location_pbx")) gets renamed indexes too.
-// Column names, declared types, defaults and NULL-ability are Kamailio's:
-// the declared type decides SQLite's column affinity, which decides how
-// values come back (TIMESTAMP WITHOUT TIME ZONE has NUMERIC affinity).
-// table must already be a validated identifier.
-func schemaStatements(table string) []string {
-	q := sqlwatch.QuoteSQLite
-	return []string{
-		`CREATE TABLE version (
-    id INTEGER PRIMARY KEY NOT NULL,
-    table_name VARCHAR(32) NOT NULL,
-    table_version INTEGER DEFAULT 0 NOT NULL,
-    CONSTRAINT version_table_name_idx UNIQUE (table_name)
-)`,
-		`INSERT INTO version (table_name, table_version) VALUES ('version', '1')`,
-		`CREATE TABLE ` + q(table) + ` (
-    id INTEGER PRIMARY KEY NOT NULL,
-    ruid VARCHAR(64) DEFAULT '' NOT NULL,
+// locationColumns are the location table's columns after id, written the
+// same in Kamailio's db_sqlite and db_postgres DDL (db_mysql spells the
+// types its own way).
+const locationColumns = `    ruid VARCHAR(64) DEFAULT '' NOT NULL,
     username VARCHAR(64) DEFAULT '' NOT NULL,
     domain VARCHAR(64) DEFAULT NULL,
     contact VARCHAR(512) DEFAULT '' NOT NULL,
@@ -57,7 +39,32 @@ func schemaStatements(table string) []string {
     server_id INTEGER DEFAULT 0 NOT NULL,
     connection_id INTEGER DEFAULT 0 NOT NULL,
     keepalive INTEGER DEFAULT 0 NOT NULL,
-    partition INTEGER DEFAULT 0 NOT NULL,
+    partition INTEGER DEFAULT 0 NOT NULL,`
+
+// SQLiteSchema returns the SQLite DDL of Kamailio's
+// utils/kamctl/db_sqlite/standard-create.sql (the `version` table) and
+// usrloc-create.sql (the `location` table), with table as the location
+// table's name. Kamailio names its constraint and indexes after the table,
+// so a renamed table (save("location_pbx")) gets renamed indexes too.
+// Column names, declared types, defaults and NULL-ability are Kamailio's:
+// the declared type decides SQLite's column affinity, which decides how
+// values come back (TIMESTAMP WITHOUT TIME ZONE has NUMERIC affinity).
+// table must already be a validated identifier. The version table is
+// created only where missing, so the statements also add a location table
+// to an existing Kamailio database (regload does).
+func SQLiteSchema(table string) []string {
+	q := sqlwatch.QuoteSQLite
+	return []string{
+		`CREATE TABLE IF NOT EXISTS version (
+    id INTEGER PRIMARY KEY NOT NULL,
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_table_name_idx UNIQUE (table_name)
+)`,
+		`INSERT INTO version (table_name, table_version) SELECT 'version', '1' WHERE NOT EXISTS (SELECT 1 FROM version WHERE table_name = 'version')`,
+		`CREATE TABLE ` + q(table) + ` (
+    id INTEGER PRIMARY KEY NOT NULL,
+` + locationColumns + `
     CONSTRAINT ` + q(table+"_ruid_idx") + ` UNIQUE (ruid)
 )`,
 		`CREATE INDEX ` + q(table+"_account_contact_idx") + ` ON ` + q(table) + ` (username, domain, contact)`,
@@ -134,7 +141,7 @@ func initSchema(ctx context.Context, path, table string) error {
 		return err
 	}
 	defer tx.Rollback()
-	for _, stmt := range schemaStatements(table) {
+	for _, stmt := range SQLiteSchema(table) {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("schema: %w", err)
 		}
