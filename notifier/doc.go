@@ -18,4 +18,9 @@
 // minimum interval between NOTIFYs (RFC 3680 4.10) makes changes inside it
 // leave together: a slow subscriber gets fewer, larger documents, never a
 // growing queue.
+//
+// NOTIFYs over UDP to an IP address run lean client transactions of
+// their own (udptx.go): sent from the listener the subscription came to,
+// retransmitted on Timer E, answered through the listener's reader before
+// sipgo parses anything. Every other NOTIFY goes through sipgo's client.
 package notifier

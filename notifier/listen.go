@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 )
@@ -82,7 +83,14 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 			return listener{}, err
 		}
 		n.sizeUDPBuffers(pc)
-		return listener{network: l.Network, packet: pc}, nil
+		uc, ok := pc.(*net.UDPConn)
+		if !ok {
+			return listener{network: l.Network, packet: pc}, nil
+		}
+		local, _ := netip.ParseAddrPort(uc.LocalAddr().String())
+		sock := &udpSocket{UDPConn: uc, local: local, txs: n.udpTxs}
+		n.udpSockets = append(n.udpSockets, sock)
+		return listener{network: l.Network, packet: sock}, nil
 	case "tcp", "ws":
 		ln, err := net.Listen("tcp", l.Addr)
 		return listener{network: l.Network, stream: ln}, err

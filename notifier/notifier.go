@@ -58,7 +58,11 @@ type Notifier struct {
 	// listeners are opened by Listen; bound holds their real addresses.
 	listeners []listener
 	bound     []ListenAddr
-	tlsServer *tls.Config // nil without REGBRIDGE_TLS_CERT
+	// udpSockets are the UDP listeners, whose readers hand responses to
+	// our NOTIFY transactions to udpTxs (udptx.go).
+	udpSockets []*udpSocket
+	udpTxs     *udpTxs
+	tlsServer  *tls.Config // nil without REGBRIDGE_TLS_CERT
 
 	// recent remembers SUBSCRIBE transactions for CANCEL matching.
 	recent recentTxs
@@ -142,7 +146,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		states: states,
 		ua:     ua,
 		srv:    srv,
-		doer:   clientDoer{client},
+		udpTxs: newUDPTxs(),
 		subs:   make(map[string]*subscription),
 		byAOR:  make(map[string][]*subscription),
 		readyC: make(chan struct{}, 1),
@@ -150,6 +154,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 
 		tlsServer: tlsServer,
 	}
+	n.doer = udpDoer{n: n, fallback: clientDoer{client}}
 	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)

@@ -1,0 +1,395 @@
+package notifier
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The NOTIFYs regbridge sends over UDP run their own client transactions
+// (RFC 3261 17.1.2, non-INVITE) instead of sipgo's. A sipgo client
+// transaction per NOTIFY cost about 40% of regbridge's CPU in a fan-out
+// (its state machine, timers, goroutines, and the full parse of every
+// 200 OK): the lean one here costs a write, a table entry and a wait.
+//
+//   - The request leaves from the UDP listener the SUBSCRIBE came to
+//     (RFC 3581 symmetric response routing works through NATs), with a
+//     top Via whose branch is this notifier's prefix plus a counter.
+//   - The listener is wrapped (udpSocket) so that its reader takes the
+//     responses carrying that prefix before sipgo sees them: only the
+//     status line and the top Via's branch are read for a 2xx; anything
+//     else is parsed in full, for the digest challenge and the logs.
+//   - Timer E retransmits from T1 doubling up to T2 (at T2 once a
+//     provisional response came), Timer F (64*T1) ends the transaction
+//     with sip.ErrTransactionTimeout; sipgo's timer values are used, so
+//     sip.SetTimers governs both. A retransmitted final response that
+//     arrives after the transaction ended is absorbed (Timer K's job).
+//
+// Everything else (TCP, TLS, WebSocket, a destination that needs DNS)
+// goes through sipgo's client.
+
+// udpTxs is the table of running UDP NOTIFY transactions.
+type udpTxs struct {
+	prefix string // branch prefix: magic cookie, "rb", instance token, "."
+	next   atomic.Uint64
+	shards [udpTxShards]udpTxShard
+	pool   sync.Pool // *udpTx
+}
+
+const udpTxShards = 32
+
+type udpTxShard struct {
+	mu sync.Mutex
+	m  map[uint64]*udpTx
+	_  [40]byte // keep shards on separate cache lines
+}
+
+// udpTx is one transaction: the request's bytes (kept for retransmission)
+// and where its final response arrives.
+type udpTx struct {
+	id          uint64
+	buf         []byte
+	res         chan *sip.Response // capacity 1: the final response
+	provisional atomic.Bool
+	timer       *time.Timer
+}
+
+func newUDPTxs() *udpTxs {
+	token := make([]byte, 4)
+	_, _ = rand.Read(token)
+	t := &udpTxs{prefix: sip.RFC3261BranchMagicCookie + "rb" + hex.EncodeToString(token) + "."}
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]*udpTx)
+	}
+	return t
+}
+
+// begin registers a new transaction.
+func (t *udpTxs) begin() *udpTx {
+	tx, _ := t.pool.Get().(*udpTx)
+	if tx == nil {
+		tx = &udpTx{res: make(chan *sip.Response, 1)}
+	}
+	tx.id = t.next.Add(1)
+	tx.provisional.Store(false)
+	sh := &t.shards[tx.id%udpTxShards]
+	sh.mu.Lock()
+	sh.m[tx.id] = tx
+	sh.mu.Unlock()
+	return tx
+}
+
+// end forgets tx; a response arriving later finds nothing and is dropped.
+func (t *udpTxs) end(tx *udpTx) {
+	sh := &t.shards[tx.id%udpTxShards]
+	sh.mu.Lock()
+	delete(sh.m, tx.id)
+	sh.mu.Unlock()
+	if tx.timer != nil {
+		tx.timer.Stop()
+	}
+	select { // a response that raced the end
+	case <-tx.res:
+	default:
+	}
+	if cap(tx.buf) > 8<<10 {
+		tx.buf = nil // don't pool the rare huge document
+	}
+	t.pool.Put(tx)
+}
+
+// consume takes msg if it is a response to one of our transactions, and
+// reports whether it did. Responses with our branch prefix and no running
+// transaction (retransmissions) are consumed too.
+func (t *udpTxs) consume(msg []byte) bool {
+	if len(msg) < 12 || !bytes.HasPrefix(msg, []byte("SIP/2.0 ")) {
+		return false
+	}
+	branch := topViaBranch(msg)
+	if !bytes.HasPrefix(branch, []byte(t.prefix)) {
+		return false
+	}
+	id, err := strconv.ParseUint(string(branch[len(t.prefix):]), 16, 64)
+	if err != nil {
+		return true // ours in form, not one we made: drop it
+	}
+	code, ok := statusCode(msg)
+	if !ok {
+		return true
+	}
+	var res *sip.Response
+	if code >= 200 {
+		res = finalResponse(msg, code)
+	}
+	sh := &t.shards[id%udpTxShards]
+	sh.mu.Lock()
+	// Under the shard lock, so that end, which deletes under it too,
+	// never recycles a transaction a response is still being handed to.
+	if tx := sh.m[id]; tx != nil {
+		if res == nil {
+			tx.provisional.Store(true)
+		} else {
+			delete(sh.m, id)
+			tx.res <- res // never blocks: one final response per registration
+		}
+	}
+	sh.mu.Unlock()
+	return true
+}
+
+// finalResponse turns a final response into what the dialog reads: a 2xx
+// needs only its status (the full parse is skipped), anything else is
+// parsed in full, for the digest challenge and the logs.
+func finalResponse(msg []byte, code int) *sip.Response {
+	if code >= 300 {
+		m, err := sip.ParseMessage(bytes.Clone(msg))
+		if r, ok := m.(*sip.Response); err == nil && ok {
+			r.SetTransport("UDP")
+			return r
+		}
+	}
+	res := &sip.Response{StatusCode: code, Reason: "OK"}
+	if code != 200 {
+		line, _, _ := bytes.Cut(msg[12:], []byte("\r\n"))
+		res.Reason = string(line)
+	}
+	res.SipVersion = "SIP/2.0"
+	res.SetTransport("UDP")
+	return res
+}
+
+// statusCode reads the status code of a response's status line.
+func statusCode(msg []byte) (int, bool) {
+	c := msg[8:11]
+	if c[0] < '1' || c[0] > '6' || c[1] < '0' || c[1] > '9' || c[2] < '0' || c[2] > '9' || msg[11] != ' ' {
+		return 0, false
+	}
+	return int(c[0]-'0')*100 + int(c[1]-'0')*10 + int(c[2]-'0'), true
+}
+
+// topViaBranch returns the branch parameter of the first Via of a SIP
+// message, or nil. Header names are case-insensitive and "v" is Via's
+// compact form (RFC 3261 7.3.3); a folded Via line is not followed, which
+// leaves such a response to sipgo.
+func topViaBranch(msg []byte) []byte {
+	i := bytes.Index(msg, []byte("\r\n"))
+	if i < 0 {
+		return nil
+	}
+	rest := msg[i+2:]
+	for len(rest) > 0 {
+		var line []byte
+		if j := bytes.Index(rest, []byte("\r\n")); j >= 0 {
+			line, rest = rest[:j], rest[j+2:]
+		} else {
+			line, rest = rest, nil
+		}
+		if len(line) == 0 {
+			return nil // end of the header
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		name := bytes.TrimSpace(line[:colon])
+		if !bytes.EqualFold(name, []byte("via")) && !bytes.EqualFold(name, []byte("v")) {
+			continue
+		}
+		value := line[colon+1:]
+		if k := bytes.IndexByte(value, ','); k >= 0 {
+			value = value[:k]
+		}
+		for _, p := range bytes.Split(value, []byte(";"))[1:] {
+			k, v, _ := bytes.Cut(p, []byte("="))
+			if bytes.EqualFold(bytes.TrimSpace(k), []byte("branch")) {
+				return bytes.TrimSpace(v)
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// udpSocket is a UDP listener as sipgo reads it, minus the responses to
+// our NOTIFY transactions, which its reader hands to the table instead.
+type udpSocket struct {
+	*net.UDPConn
+	local netip.AddrPort
+	txs   *udpTxs
+}
+
+func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, from, err := s.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, nil, err
+		}
+		if !s.txs.consume(b[:n]) {
+			return n, net.UDPAddrFromAddrPort(from), nil
+		}
+	}
+}
+
+// udpDoer sends a NOTIFY through a lean UDP transaction when it can and
+// through sipgo otherwise.
+type udpDoer struct {
+	n        *Notifier
+	fallback Doer
+}
+
+func (d udpDoer) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	if req.Transport() != "UDP" {
+		return d.fallback.Do(ctx, req)
+	}
+	sock := d.socket(req.Laddr)
+	dst, ok := udpDestination(req)
+	if sock == nil || !ok {
+		return d.fallback.Do(ctx, req)
+	}
+	return d.roundTrip(ctx, sock, dst, req)
+}
+
+// socket finds our listener at laddr.
+func (d udpDoer) socket(laddr sip.Addr) *udpSocket {
+	ip, ok := netip.AddrFromSlice(laddr.IP)
+	if !ok {
+		return nil
+	}
+	ip = ip.Unmap()
+	for _, s := range d.n.udpSockets {
+		if s.local.Addr().Unmap() == ip && int(s.local.Port()) == laddr.Port {
+			return s
+		}
+	}
+	return nil
+}
+
+// udpDestination is where a UDP request goes without DNS: the destination
+// buildNotify set, else the Request-URI's IP address and port.
+func udpDestination(req *sip.Request) (netip.AddrPort, bool) {
+	if dst := req.Destination(); dst != "" {
+		ap, err := netip.ParseAddrPort(dst)
+		return ap, err == nil
+	}
+	u := &req.Recipient
+	if u.UriParams != nil && u.UriParams.Has("maddr") {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), true
+}
+
+// roundTrip runs one transaction: send, retransmit on Timer E, give up on
+// Timer F, return the final response.
+func (d udpDoer) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, req *sip.Request) (*sip.Response, error) {
+	txs := d.n.udpTxs
+	tx := txs.begin()
+	defer txs.end(tx)
+	tx.buf = appendRequest(tx.buf[:0], req, sentBy(req, sock), txs.prefix, tx.id)
+	send := func() error {
+		_, err := sock.WriteToUDPAddrPort(tx.buf, dst)
+		if err != nil {
+			return fmt.Errorf("sending NOTIFY to %s: %w", dst, err)
+		}
+		return nil
+	}
+	if err := send(); err != nil {
+		return nil, err
+	}
+	t1, t2 := sip.T1, sip.T2
+	deadline := time.Now().Add(sip.Timer_F)
+	interval := t1
+	if tx.timer == nil {
+		tx.timer = time.NewTimer(interval)
+	} else {
+		tx.timer.Reset(interval)
+	}
+	for {
+		select {
+		case res := <-tx.res:
+			return res, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case now := <-tx.timer.C:
+			left := deadline.Sub(now)
+			if left <= 0 {
+				return nil, fmt.Errorf("NOTIFY to %s: %w", dst, sip.ErrTransactionTimeout)
+			}
+			if err := send(); err != nil {
+				return nil, err
+			}
+			if tx.provisional.Load() {
+				interval = t2
+			} else {
+				interval = min(2*interval, t2)
+			}
+			tx.timer.Reset(min(interval, left))
+		}
+	}
+}
+
+// sentBy is the Via sent-by of a NOTIFY: the host and port of the
+// dialog's Contact (the address the subscriber reaches us at), else the
+// listener's own address.
+func sentBy(req *sip.Request, sock *udpSocket) string {
+	if c := req.Contact(); c != nil && c.Address.Host != "" {
+		host := c.Address.Host
+		if strings.IndexByte(host, ':') >= 0 && host[0] != '[' {
+			host = "[" + host + "]"
+		}
+		port := c.Address.Port
+		if port == 0 {
+			port = int(sock.local.Port())
+		}
+		return host + ":" + strconv.Itoa(port)
+	}
+	return sock.local.String()
+}
+
+// appendRequest appends req as it goes on the wire, with a top Via for our
+// transaction, to dst.
+func appendRequest(dst []byte, req *sip.Request, sentBy, prefix string, id uint64) []byte {
+	w := (*byteWriter)(&dst)
+	req.StartLineWrite(w)
+	dst = append(dst, "\r\nVia: SIP/2.0/UDP "...)
+	dst = append(dst, sentBy...)
+	dst = append(dst, ";rport;branch="...)
+	dst = append(dst, prefix...)
+	dst = strconv.AppendUint(dst, id, 16)
+	dst = append(dst, "\r\n"...)
+	for _, h := range req.Headers() {
+		if strings.EqualFold(h.Name(), "via") {
+			continue
+		}
+		h.StringWrite(w)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, req.Body()...)
+}
+
+// byteWriter is an io.StringWriter appending to a byte slice.
+type byteWriter []byte
+
+func (w *byteWriter) WriteString(s string) (int, error) {
+	*w = append(*w, s...)
+	return len(s), nil
+}

@@ -1,0 +1,252 @@
+package notifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestTopViaBranch(t *testing.T) {
+	for _, tc := range []struct{ msg, want string }{
+		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5065;rport=5065;branch=z9hG4bKrb1.a\r\nCSeq: 2 NOTIFY\r\n\r\n", "z9hG4bKrb1.a"},
+		{"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP h;Branch = z9hG4bKx , SIP/2.0/UDP o;branch=z9hG4bKy\r\n\r\n", "z9hG4bKx"},
+		{"SIP/2.0 200 OK\r\nTo: <sip:a@b>\r\nVIA : SIP/2.0/UDP h;received=1.2.3.4;branch=z9hG4bKq\r\nVia: SIP/2.0/UDP p;branch=z9hG4bKr\r\n\r\n", "z9hG4bKq"},
+		{"SIP/2.0 200 OK\r\nTo: <sip:a@b>\r\n\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKbody\r\n", ""}, // in the body
+		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n", ""},
+		{"SIP/2.0 200 OK", ""},
+	} {
+		if got := string(topViaBranch([]byte(tc.msg))); got != tc.want {
+			t.Errorf("topViaBranch(%q) = %q, want %q", tc.msg, got, tc.want)
+		}
+	}
+}
+
+// udpTxHarness is a Notifier reduced to its UDP transaction layer, on a
+// loopback socket read the way sipgo reads it, and a raw peer.
+type udpTxHarness struct {
+	d        udpDoer
+	peer     *net.UDPConn
+	local    netip.AddrPort
+	passed   chan []byte // what the wrapped socket handed to "sipgo"
+	fellBack chan *sip.Request
+}
+
+type doerFunc func(context.Context, *sip.Request) (*sip.Response, error)
+
+func (f doerFunc) Do(ctx context.Context, r *sip.Request) (*sip.Response, error) { return f(ctx, r) }
+
+func newUDPTxHarness(t *testing.T) *udpTxHarness {
+	t.Helper()
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	n := &Notifier{udpTxs: newUDPTxs()}
+	n.udpSockets = []*udpSocket{{UDPConn: uc, local: local, txs: n.udpTxs}}
+	h := &udpTxHarness{peer: peer, local: local, passed: make(chan []byte, 16), fellBack: make(chan *sip.Request, 1)}
+	h.d = udpDoer{n: n, fallback: doerFunc(func(_ context.Context, r *sip.Request) (*sip.Response, error) {
+		h.fellBack <- r
+		return sip.NewResponse(200, "OK"), nil
+	})}
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			k, _, err := n.udpSockets[0].ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			h.passed <- bytes.Clone(buf[:k])
+		}
+	}()
+	t.Cleanup(func() { uc.Close(); peer.Close() })
+	return h
+}
+
+// notify builds a NOTIFY to the peer from our socket, as buildNotify does.
+func (h *udpTxHarness) notify(t *testing.T) *sip.Request {
+	t.Helper()
+	target := sip.Uri{Scheme: "sip", User: "w", Host: "127.0.0.1", Port: h.peer.LocalAddr().(*net.UDPAddr).Port}
+	req := sip.NewRequest(sip.NOTIFY, target)
+	req.AppendHeader(sip.NewHeader("Contact", "<sip:regbridge@127.0.0.1:"+strconv.Itoa(int(h.local.Port()))+">"))
+	req.AppendHeader(sip.NewHeader("Event", "reg"))
+	req.SetBody([]byte("<reginfo/>"))
+	req.SetTransport("UDP")
+	req.Laddr = sip.Addr{IP: h.local.Addr().AsSlice(), Port: int(h.local.Port())}
+	return req
+}
+
+// read reads one request at the peer.
+func (h *udpTxHarness) read(t *testing.T, within time.Duration) (*sip.Request, []byte, netip.AddrPort) {
+	t.Helper()
+	buf := make([]byte, 65535)
+	h.peer.SetReadDeadline(time.Now().Add(within))
+	k, from, err := h.peer.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	m, err := sip.ParseMessage(bytes.Clone(buf[:k]))
+	if err != nil {
+		t.Fatalf("peer got unparsable %q: %v", buf[:k], err)
+	}
+	return m.(*sip.Request), buf[:k], from
+}
+
+// answer sends a response to req from the peer, built as a UAS does.
+func (h *udpTxHarness) answer(t *testing.T, req *sip.Request, code int, reason string, extra ...sip.Header) {
+	t.Helper()
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, x := range extra {
+		res.AppendHeader(x)
+	}
+	if _, err := h.peer.WriteToUDPAddrPort([]byte(res.String()), h.local); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *udpTxHarness) do(t *testing.T, req *sip.Request) chan result {
+	out := make(chan result, 1)
+	go func() {
+		res, err := h.d.Do(t.Context(), req)
+		out <- result{res, err}
+	}()
+	return out
+}
+
+type result struct {
+	res *sip.Response
+	err error
+}
+
+func shortTimers(t *testing.T) {
+	sip.SetTimers(20*time.Millisecond, 80*time.Millisecond, 100*time.Millisecond)
+	t.Cleanup(func() { sip.SetTimers(500*time.Millisecond, 4*time.Second, 5*time.Second) })
+}
+
+// TestUDPTxRoundTrip: the NOTIFY goes out with our Via from our listener;
+// the 200 is taken by the transaction and never reaches sipgo, nor does
+// its retransmission; a request from the peer still does.
+func TestUDPTxRoundTrip(t *testing.T) {
+	h := newUDPTxHarness(t)
+	out := h.do(t, h.notify(t))
+	req, raw, from := h.read(t, 5*time.Second)
+	if from != h.local {
+		t.Fatalf("NOTIFY came from %s, want the listener %s", from, h.local)
+	}
+	via := req.Via()
+	if via == nil || via.Transport != "UDP" || via.Port != int(h.local.Port()) || !via.Params.Has("rport") {
+		t.Fatalf("Via = %v", via)
+	}
+	if br, _ := via.Params.Get("branch"); !strings.HasPrefix(br, h.d.n.udpTxs.prefix) {
+		t.Fatalf("branch %q lacks our prefix %q", br, h.d.n.udpTxs.prefix)
+	}
+	if !bytes.HasPrefix(raw, []byte("NOTIFY sip:w@127.0.0.1:")) || !bytes.HasSuffix(raw, []byte("\r\n\r\n<reginfo/>")) {
+		t.Fatalf("wire form:\n%s", raw)
+	}
+	if cl := req.ContentLength(); cl == nil || int(*cl) != len("<reginfo/>") {
+		t.Fatalf("Content-Length = %v", cl)
+	}
+	h.answer(t, req, 200, "OK")
+	r := <-out
+	if r.err != nil || r.res.StatusCode != 200 || !r.res.IsSuccess() {
+		t.Fatalf("Do = %v, %v", r.res, r.err)
+	}
+	h.answer(t, req, 200, "OK") // a retransmitted 200: absorbed
+	if _, err := h.peer.WriteToUDPAddrPort([]byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKother\r\n\r\n"), h.local); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-h.passed:
+		if !bytes.HasPrefix(m, []byte("OPTIONS ")) {
+			t.Fatalf("passed to sipgo: %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer's request never reached sipgo")
+	}
+}
+
+// TestUDPTxRetransmits: Timer E resends the same bytes until an answer,
+// at T1 then doubling; a provisional response does not end it; a
+// non-2xx final comes back parsed in full.
+func TestUDPTxRetransmits(t *testing.T) {
+	shortTimers(t)
+	h := newUDPTxHarness(t)
+	out := h.do(t, h.notify(t))
+	req, first, _ := h.read(t, 5*time.Second)
+	_, again, _ := h.read(t, 5*time.Second)
+	if !bytes.Equal(first, again) {
+		t.Fatalf("retransmission differs:\n%s\n---\n%s", first, again)
+	}
+	h.answer(t, req, 100, "Trying")
+	h.read(t, 5*time.Second) // still retransmitted, now at T2
+	select {
+	case r := <-out:
+		t.Fatalf("ended by a provisional response: %v %v", r.res, r.err)
+	default:
+	}
+	h.answer(t, req, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate", `Digest realm="r", nonce="n"`))
+	r := <-out
+	if r.err != nil || r.res.StatusCode != 401 || r.res.GetHeader("WWW-Authenticate") == nil {
+		t.Fatalf("Do = %v, %v", r.res, r.err)
+	}
+}
+
+// TestUDPTxTimerF: no answer ends the transaction with sip's transaction
+// timeout after 64*T1, which the notifier treats as Timer F.
+func TestUDPTxTimerF(t *testing.T) {
+	shortTimers(t)
+	h := newUDPTxHarness(t)
+	start := time.Now()
+	r := <-h.do(t, h.notify(t))
+	if !isTimeout(r.err) || !errors.Is(r.err, sip.ErrTransactionTimeout) {
+		t.Fatalf("Do = %v, %v; want a transaction timeout", r.res, r.err)
+	}
+	if took := time.Since(start); took < sip.Timer_F {
+		t.Fatalf("gave up after %v, before Timer F (%v)", took, sip.Timer_F)
+	}
+	sent := 0
+	for {
+		h.peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := h.peer.ReadFromUDPAddrPort(make([]byte, 65535)); err != nil {
+			break
+		}
+		sent++
+	}
+	// T1=20ms doubling to T2=80ms over 1280ms: 1 + 1+1+1 + 14 or so.
+	if sent < 8 || sent > 24 {
+		t.Fatalf("%d transmissions in Timer F, want about 17", sent)
+	}
+}
+
+// TestUDPTxFallsBack: what the lean path cannot route goes to sipgo.
+func TestUDPTxFallsBack(t *testing.T) {
+	h := newUDPTxHarness(t)
+	for name, mod := range map[string]func(*sip.Request){
+		"tcp":      func(r *sip.Request) { r.SetTransport("TCP") },
+		"hostname": func(r *sip.Request) { r.Recipient.Host = "subscriber.example" },
+		"no laddr": func(r *sip.Request) { r.Laddr = sip.Addr{} },
+	} {
+		req := h.notify(t)
+		mod(req)
+		if _, err := h.d.Do(t.Context(), req); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		select {
+		case <-h.fellBack:
+		default:
+			t.Fatalf("%s: not sent through sipgo", name)
+		}
+	}
+}
