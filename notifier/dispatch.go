@@ -12,7 +12,7 @@ import (
 )
 
 // enqueue hands a claimed subscription to the dispatcher. It never blocks:
-// the ready list holds each subscription at most once (claim), so it is
+// the ready queue holds each subscription at most once (claim), so it is
 // bounded by the number of subscriptions.
 func (n *Notifier) enqueue(s *subscription) {
 	n.readyMu.Lock()
@@ -24,35 +24,61 @@ func (n *Notifier) enqueue(s *subscription) {
 	}
 }
 
-// dispatch starts a delivery for each ready subscription, at most
-// MaxInFlight at a time, until ctx ends and the deliveries have finished.
+// pop takes the oldest ready subscription, or nil.
+func (n *Notifier) pop() *subscription {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	if n.readyHead == len(n.ready) {
+		return nil
+	}
+	s := n.ready[n.readyHead]
+	n.ready[n.readyHead] = nil
+	n.readyHead++
+	switch {
+	case n.readyHead == len(n.ready):
+		n.ready, n.readyHead = n.ready[:0], 0
+	case n.readyHead >= 1024 && n.readyHead > len(n.ready)/2:
+		// Under a load that never empties the queue, reclaim the
+		// consumed front instead of letting appends grow the array.
+		k := copy(n.ready, n.ready[n.readyHead:])
+		clear(n.ready[k:])
+		n.ready, n.readyHead = n.ready[:k], 0
+	}
+	return s
+}
+
+// dispatch runs deliveries for ready subscriptions, at most MaxInFlight at
+// a time, until ctx ends and the deliveries have finished. A delivery
+// goroutine goes on with the next ready subscription when it is done and
+// ends when none is waiting: under load, goroutines (and their grown
+// stacks) are reused instead of made per NOTIFY.
 func (n *Notifier) dispatch(ctx context.Context) {
 	slots := make(chan struct{}, n.cfg.MaxInFlight)
-	var batch []*subscription
 	for {
-		n.readyMu.Lock()
-		batch, n.ready = n.ready, batch[:0]
-		n.readyMu.Unlock()
-		for i, s := range batch {
+		s := n.pop()
+		if s == nil {
 			select {
-			case slots <- struct{}{}:
+			case <-n.readyC:
+				continue
 			case <-ctx.Done():
 				n.deliveries.Wait()
 				return
 			}
-			batch[i] = nil
-			n.deliveries.Add(1)
-			go func() {
-				defer func() { <-slots; n.deliveries.Done() }()
-				n.deliver(ctx, s)
-			}()
 		}
 		select {
-		case <-n.readyC:
+		case slots <- struct{}{}:
 		case <-ctx.Done():
 			n.deliveries.Wait()
 			return
 		}
+		n.deliveries.Add(1)
+		go func() {
+			defer func() { <-slots; n.deliveries.Done() }()
+			var scratch []bridge.ContactView
+			for ; s != nil; s = n.pop() {
+				scratch = n.deliver(ctx, s, scratch)
+			}
+		}()
 	}
 }
 
@@ -72,17 +98,22 @@ type job struct {
 
 // deliver sends NOTIFYs on s until it has nothing left to say; the
 // subscription's inFlight flag makes it the only sender on the dialog.
-func (n *Notifier) deliver(ctx context.Context, s *subscription) {
+// scratch is the caller's buffer for partial documents' contacts, returned
+// (perhaps grown) for the next delivery.
+func (n *Notifier) deliver(ctx context.Context, s *subscription, scratch []bridge.ContactView) []bridge.ContactView {
 	n.delivering.Add(1)
 	defer n.delivering.Add(-1)
 	var body []byte
 	for {
-		j, ok := n.next(s)
+		j, ok := n.next(s, scratch[:0])
 		if !ok {
-			return
+			return scratch
+		}
+		if len(j.doc.Registrations) == 1 && cap(j.doc.Registrations[0].Contacts) > cap(scratch) {
+			scratch = j.doc.Registrations[0].Contacts[:0]
 		}
 		if s.stored && !n.fence(ctx, s, &j) {
-			return
+			return scratch
 		}
 		body = render(body[:0], &j, time.Now())
 		req := n.buildNotify(&j, body)
@@ -99,7 +130,7 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription) {
 		n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), j.seenAt)
 		n.finish(s, &j, res, err)
 		if j.final != nil {
-			return
+			return scratch
 		}
 	}
 }
@@ -118,8 +149,9 @@ func render(dst []byte, j *job, now time.Time) []byte {
 
 // next decides what s must send now, or releases s when nothing. Within
 // the rate window after the previous NOTIFY, changes wait: the window's
-// timer takes the subscription over and hands it back when it ends.
-func (n *Notifier) next(s *subscription) (job, bool) {
+// timer takes the subscription over and hands it back when it ends. A
+// partial document's contacts are appended to scratch.
+func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, bool) {
 	now := time.Now()
 	s.mu.Lock()
 	work := s.full || s.final != nil || len(s.pending) > 0 || s.dirty
@@ -168,9 +200,9 @@ func (n *Notifier) next(s *subscription) (job, bool) {
 		j.doc = Document{Full: true, Registrations: []bridge.Registration{reg}}
 	default:
 		reg := bridge.Registration{AOR: s.aor, ID: s.regID, State: s.regState}
-		reg.Contacts = make([]bridge.ContactView, len(s.pending))
-		for i, p := range s.pending {
-			reg.Contacts[i] = p.view
+		reg.Contacts = scratch
+		for _, p := range s.pending {
+			reg.Contacts = append(reg.Contacts, p.view)
 		}
 		clear(s.pending)
 		s.pending = s.pending[:0]

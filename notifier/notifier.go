@@ -72,10 +72,12 @@ type Notifier struct {
 	subs   map[string]*subscription   // by dialog id
 	byAOR  map[string][]*subscription // by canonical AOR
 
-	// readyMu guards ready: subscriptions with work and no delivery yet.
-	readyMu sync.Mutex
-	ready   []*subscription
-	readyC  chan struct{}
+	// readyMu guards ready: subscriptions with work and no delivery yet,
+	// a queue from readyHead on.
+	readyMu   sync.Mutex
+	ready     []*subscription
+	readyHead int
+	readyC    chan struct{}
 
 	deliveries sync.WaitGroup
 	delivering atomic.Int32 // deliveries running now (pause polls it)

@@ -347,19 +347,21 @@ func (d udpDoer) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrP
 }
 
 // sentBy is the Via sent-by of a NOTIFY: the host and port of the
-// dialog's Contact (the address the subscriber reaches us at), else the
-// listener's own address.
+// dialog's Contact (the address the subscriber reaches us at, as
+// contactFor wrote it: sip:regbridge@host:port), else the listener's own
+// address.
 func sentBy(req *sip.Request, sock *udpSocket) string {
-	if c := req.Contact(); c != nil && c.Address.Host != "" {
-		host := c.Address.Host
-		if strings.IndexByte(host, ':') >= 0 && host[0] != '[' {
-			host = "[" + host + "]"
+	if h := req.GetHeader("Contact"); h != nil {
+		v := h.Value()
+		if at := strings.IndexByte(v, '@'); at >= 0 {
+			hp := v[at+1:]
+			if end := strings.IndexAny(hp, ";>"); end >= 0 {
+				hp = hp[:end]
+			}
+			if _, port, err := net.SplitHostPort(hp); err == nil && port != "" {
+				return hp
+			}
 		}
-		port := c.Address.Port
-		if port == 0 {
-			port = int(sock.local.Port())
-		}
-		return host + ":" + strconv.Itoa(port)
 	}
 	return sock.local.String()
 }
