@@ -18,15 +18,16 @@ type routeSet struct {
 	strict bool // the first hop lacks ;lr: an RFC 2543 strict router
 }
 
-// newRouteSet reads the Record-Route headers of req; sipgo has already
-// split comma-separated values into separate headers.
-func newRouteSet(req *sip.Request) routeSet {
-	var rs routeSet
+// newRouteSet reads the Record-Route headers of req, nil when it has none
+// (the usual case: the dialog then holds no route set at all); sipgo has
+// already split comma-separated values into separate headers.
+func newRouteSet(req *sip.Request) *routeSet {
+	rs := &routeSet{}
 	for _, h := range req.GetHeaders("Record-Route") {
 		rs.values = append(rs.values, h.Value())
 	}
 	if len(rs.values) == 0 {
-		return rs
+		return nil
 	}
 	if rr := req.RecordRoute(); rr != nil {
 		rs.first = *rr.Address.Clone()
@@ -41,8 +42,12 @@ func newRouteSet(req *sip.Request) routeSet {
 func (n *Notifier) buildNotify(j *job, body []byte) *sip.Request {
 	d := &j.d
 	target := d.target
-	routes := d.routes.values
-	if len(routes) > 0 && d.routes.strict {
+	var routes []string
+	if d.routes != nil {
+		routes = d.routes.values
+	}
+	strict := len(routes) > 0 && d.routes.strict
+	if strict {
 		// RFC 3261 12.2.1.1: the first route becomes the Request-URI
 		// (without parameters a Request-URI may not carry), the rest
 		// stay Route headers, and the remote target is the last Route.
@@ -68,7 +73,7 @@ func (n *Notifier) buildNotify(j *job, body []byte) *sip.Request {
 	for _, r := range routes {
 		req.AppendHeader(sip.NewHeader("Route", r))
 	}
-	if len(d.routes.values) > 0 && d.routes.strict {
+	if strict {
 		req.AppendHeader(sip.NewHeader("Route", "<"+d.target.String()+">"))
 	}
 	req.AppendHeader(sip.NewHeader("Contact", d.contact))
@@ -80,7 +85,7 @@ func (n *Notifier) buildNotify(j *job, body []byte) *sip.Request {
 	req.SetBody(body)
 
 	switch {
-	case len(d.routes.values) > 0:
+	case d.routes != nil && len(d.routes.values) > 0:
 		// The next hop is the first route (RFC 3261 12.2.1.1), over the
 		// transport it names, else SIPS means TLS, else the transport
 		// the SUBSCRIBE came on.

@@ -187,7 +187,7 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 		}
 	}
 	if len(rec.Routes) > 0 {
-		d.routes.values = rec.Routes
+		d.routes = &routeSet{values: rec.Routes}
 		params := sip.NewParams()
 		if _, err := sip.ParseAddressValue(rec.Routes[0], &d.routes.first, &params); err != nil {
 			return nil, fmt.Errorf("parsing route %q: %w", rec.Routes[0], err)
@@ -214,10 +214,14 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 func (n *Notifier) recordOf(s *subscription) *substore.Record {
 	d := &s.d
 	_, neutral := n.neutral.Load(s.id)
+	var routes []string
+	if d.routes != nil {
+		routes = d.routes.values
+	}
 	return &substore.Record{
 		ID: s.id, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
 		LocalURI: d.localURI.String(), RemoteURI: d.remoteURI.String(), RemoteName: d.remoteName,
-		Target: d.target.String(), Routes: d.routes.values, LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
+		Target: d.target.String(), Routes: routes, LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
 		Transport: d.transport, Source: d.source, Symmetric: d.symmetric, Contact: d.contact,
 		Package: s.pkg.name, Event: s.event, AOR: s.aor, Expires: s.expiresAt, Version: s.version,
 		Neutral: neutral,

@@ -76,8 +76,8 @@ type dialog struct {
 	localURI   sip.Uri // SUBSCRIBE To URI
 	remoteURI  sip.Uri // SUBSCRIBE From URI
 	remoteName string
-	target     sip.Uri  // remote target: the latest SUBSCRIBE Contact
-	routes     routeSet // from the Record-Route of the initial SUBSCRIBE
+	target     sip.Uri   // remote target: the latest SUBSCRIBE Contact
+	routes     *routeSet // from the Record-Route of the initial SUBSCRIBE; nil without
 	localCSeq  uint32
 	remoteCSeq uint32
 	transport  string // UDP, TCP, TLS, WS, WSS
