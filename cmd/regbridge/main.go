@@ -101,6 +101,7 @@ func newLogger(cfg *config, level slog.Leveler, w io.Writer) *slog.Logger {
 // the HTTP endpoints until ctx ends or one of them fails.
 func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog.LevelVar, log *slog.Logger) error {
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	applyMemoryLimit(log)
 	src, err := newSource(cfg, log)
 	if err != nil {
 		return err
