@@ -250,3 +250,33 @@ func TestUDPTxFallsBack(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkNotifyConstruction measures what every UDP NOTIFY costs before
+// the socket: the request built from the dialog (buildNotify), then its
+// wire form with our Via (appendRequest), for a partial document with one
+// contact. The body's rendering is BenchmarkAppendReginfo.
+func BenchmarkNotifyConstruction(b *testing.B) {
+	n := &Notifier{udpTxs: newUDPTxs()}
+	n.bound = []ListenAddr{{"udp", "192.0.2.1:5065"}}
+	sock := &udpSocket{local: netip.MustParseAddrPort("192.0.2.1:5065")}
+	j := job{
+		event: "reg", contentType: "application/reginfo+xml", remain: 3599,
+		d: dialog{
+			callID: "a84b4c76e66710@pc33.example.com", localTag: "a6c85cf", remoteTag: "1928301774",
+			localURI:   sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"},
+			remoteURI:  sip.Uri{Scheme: "sip", User: "watcher", Host: "example.com"},
+			remoteName: "Watcher",
+			target:     sip.Uri{Scheme: "sip", User: "watcher", Host: "198.51.100.7", Port: 5060},
+			localCSeq:  101, transport: "UDP", source: "198.51.100.7:5060", symmetric: true,
+			contact: "<sip:regbridge@192.0.2.1:5065>",
+		},
+	}
+	body := AppendReginfo(nil, benchReginfoDocs()["partial-1-contact"], renderNow)
+	var wire []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		req := n.buildNotify(&j, body)
+		wire = appendRequest(wire[:0], req, sentBy(req, sock), n.udpTxs.prefix, 1)
+	}
+	b.SetBytes(int64(len(wire)))
+}
