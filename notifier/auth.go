@@ -39,10 +39,10 @@ func (n *Notifier) authenticate(ctx context.Context, s *subscription, j *job, bo
 	s.d.localCSeq++ // a new transaction in the same dialog
 	j.d.localCSeq = s.d.localCSeq
 	s.mu.Unlock()
-	retry := n.buildNotify(j, body)
+	to := hopOf(&j.d)
 	cred, err := digest.Digest(chal, digest.Options{
 		Method:   string(sip.NOTIFY),
-		URI:      retry.Recipient.String(),
+		URI:      to.ruri.String(),
 		Username: n.cfg.NotifyAuthUser,
 		Password: string(n.cfg.NotifyAuthPassword),
 		GetBody:  func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
@@ -51,10 +51,5 @@ func (n *Notifier) authenticate(ctx context.Context, s *subscription, j *job, bo
 		log.Info("NOTIFY challenge not answerable", "status", res.StatusCode, "err", err)
 		return res, nil
 	}
-	retry.AppendHeader(sip.NewHeader(credName, cred.String()))
-	out, err := n.doer.Do(ctx, retry)
-	if err == nil && out == nil {
-		err = errNoResponse
-	}
-	return out, err
+	return n.send(ctx, j, body, credName+": "+cred.String())
 }

@@ -116,12 +116,8 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription, scratch []bridg
 			return scratch
 		}
 		body = render(body[:0], &j, time.Now())
-		req := n.buildNotify(&j, body)
 		start := time.Now()
-		res, err := n.doer.Do(ctx, req)
-		if err == nil && res == nil {
-			err = errNoResponse // sipgo ends some transactions without either
-		}
+		res, err := n.send(ctx, &j, body)
 		if err == nil && n.cfg.NotifyAuthUser != "" && (res.StatusCode == 401 || res.StatusCode == 407) {
 			n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), time.Time{})
 			start = time.Now()

@@ -62,6 +62,7 @@ type Notifier struct {
 	// our NOTIFY transactions to udpTxs (udptx.go).
 	udpSockets []*udpSocket
 	udpTxs     *udpTxs
+	leanUDP    bool        // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
 	tlsServer  *tls.Config // nil without REGBRIDGE_TLS_CERT
 
 	// recent remembers SUBSCRIBE transactions for CANCEL matching.
@@ -156,7 +157,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 
 		tlsServer: tlsServer,
 	}
-	n.doer = udpDoer{n: n, fallback: clientDoer{client}}
+	n.doer, n.leanUDP = clientDoer{client}, true
 	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)
@@ -170,8 +171,9 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	return n, nil
 }
 
-// SetDoer replaces the seam NOTIFYs leave through (tests).
-func (n *Notifier) SetDoer(d Doer) { n.doer = d }
+// SetDoer replaces the seam NOTIFYs leave through (tests); every NOTIFY,
+// UDP included, then goes through d.
+func (n *Notifier) SetDoer(d Doer) { n.doer, n.leanUDP = d, false }
 
 // clientDoer sends through sipgo. The request is complete except Via.
 type clientDoer struct{ c *sipgo.Client }

@@ -1,7 +1,10 @@
 package notifier
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -36,75 +39,153 @@ func newRouteSet(req *sip.Request) *routeSet {
 	return rs
 }
 
-// buildNotify builds the NOTIFY of job j (RFC 6665 3.2, RFC 3261 12.2.1.1):
-// within the dialog, to the remote target through the route set, with the
-// subscription's Event and its current Subscription-State.
-func (n *Notifier) buildNotify(j *job, body []byte) *sip.Request {
-	d := &j.d
-	target := d.target
-	var routes []string
-	if d.routes != nil {
-		routes = d.routes.values
-	}
-	strict := len(routes) > 0 && d.routes.strict
-	if strict {
-		// RFC 3261 12.2.1.1: the first route becomes the Request-URI
-		// (without parameters a Request-URI may not carry), the rest
-		// stay Route headers, and the remote target is the last Route.
-		target = *d.routes.first.Clone()
-		target.Headers = nil
-		if target.UriParams != nil {
-			target.UriParams.Remove("method")
-		}
-		routes = routes[1:]
-	}
-	req := sip.NewRequest(sip.NOTIFY, target)
-	from := &sip.FromHeader{Address: d.localURI, Params: sip.NewParams()}
-	from.Params.Add("tag", d.localTag)
-	to := &sip.ToHeader{DisplayName: d.remoteName, Address: d.remoteURI, Params: sip.NewParams()}
-	to.Params.Add("tag", d.remoteTag)
-	callID := sip.CallIDHeader(d.callID)
-	maxFwd := sip.MaxForwardsHeader(70)
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.localCSeq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&maxFwd)
-	for _, r := range routes {
-		req.AppendHeader(sip.NewHeader("Route", r))
-	}
-	if strict {
-		req.AppendHeader(sip.NewHeader("Route", "<"+d.target.String()+">"))
-	}
-	req.AppendHeader(sip.NewHeader("Contact", d.contact))
-	req.AppendHeader(sip.NewHeader("Event", j.event))
-	req.AppendHeader(sip.NewHeader("Subscription-State", subscriptionState(j)))
-	if len(body) > 0 {
-		req.AppendHeader(sip.NewHeader("Content-Type", j.contentType))
-	}
-	req.SetBody(body)
+// hop is where a dialog's NOTIFY goes (RFC 3261 12.2.1.1): its
+// Request-URI and Route headers, the transport, and the next hop's
+// address when it is known without resolving the Request-URI.
+type hop struct {
+	ruri      sip.Uri
+	routes    []string // Route header values, in order
+	last      string   // strict routing: the remote target, the last Route
+	transport string
+	dest      string // host:port; "" leaves it to sipgo (DNS, RFC 3263)
+}
 
-	switch {
-	case d.routes != nil && len(d.routes.values) > 0:
-		// The next hop is the first route (RFC 3261 12.2.1.1), over the
-		// transport it names, else SIPS means TLS, else the transport
-		// the SUBSCRIBE came on.
+// hopOf works out the hop of dialog d.
+func hopOf(d *dialog) hop {
+	h := hop{ruri: d.target, transport: d.transport}
+	if d.routes != nil && len(d.routes.values) > 0 {
+		h.routes = d.routes.values
 		first := &d.routes.first
-		req.SetTransport(routeTransport(first, d.transport))
-		req.SetDestination(hostPort(first, req.Transport()))
+		if d.routes.strict {
+			// RFC 3261 12.2.1.1: the first route becomes the Request-URI
+			// (without parameters a Request-URI may not carry), the rest
+			// stay Route headers, and the remote target is the last Route.
+			h.ruri = *first.Clone()
+			h.ruri.Headers = nil
+			if h.ruri.UriParams != nil {
+				h.ruri.UriParams.Remove("method")
+			}
+			h.routes = h.routes[1:]
+			h.last = d.target.String()
+		}
+		// The next hop is the first route, over the transport it names,
+		// else SIPS means TLS, else the transport the SUBSCRIBE came on.
+		h.transport = routeTransport(first, d.transport)
+		h.dest = hostPort(first, h.transport)
+		return h
+	}
+	switch {
 	case sip.IsReliable(d.transport) || d.symmetric:
 		// Reuse the subscriber's flow: its TCP, TLS or WebSocket
 		// connection, or the source address and port of a UDP subscriber
 		// behind NAT (RFC 3581).
-		req.SetTransport(d.transport)
-		req.SetDestination(d.source)
-	default:
-		req.SetTransport(d.transport)
+		h.dest = d.source
+	case d.target.UriParams == nil || !d.target.UriParams.Has("maddr"):
+		if _, err := netip.ParseAddr(strings.Trim(d.target.Host, "[]")); err == nil {
+			h.dest = hostPort(&d.target, d.transport) // an address: no DNS to do
+		}
+	}
+	return h
+}
+
+// via is the top Via of a NOTIFY regbridge sends itself (udptx.go); the
+// zero via leaves the Via to sipgo.
+type via struct {
+	sentBy string
+	branch string // prefix; the id follows in hex
+	id     uint64
+}
+
+// appendNotify appends the NOTIFY of job j (RFC 6665 3.2, RFC 3261
+// 12.2.1.1) to dst as it goes on the wire: within the dialog, to hop h,
+// with the subscription's Event and its current Subscription-State, then
+// the extra header lines (a digest answer), then body. It is the one place
+// a NOTIFY is written; buildNotify parses it for sipgo's transports.
+func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...string) []byte {
+	d := &j.d
+	w := (*byteWriter)(&dst)
+	dst = append(dst, "NOTIFY "...)
+	h.ruri.StringWrite(w)
+	dst = append(dst, " SIP/2.0\r\n"...)
+	if v.sentBy != "" {
+		dst = append(dst, "Via: SIP/2.0/UDP "...)
+		dst = append(dst, v.sentBy...)
+		dst = append(dst, ";rport;branch="...)
+		dst = append(dst, v.branch...)
+		dst = strconv.AppendUint(dst, v.id, 16)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "From: <"...)
+	d.localURI.StringWrite(w)
+	dst = append(dst, ">;tag="...)
+	dst = append(dst, d.localTag...)
+	dst = append(dst, "\r\nTo: "...)
+	if d.remoteName != "" {
+		dst = append(dst, '"')
+		dst = append(dst, d.remoteName...)
+		dst = append(dst, `" `...)
+	}
+	dst = append(dst, '<')
+	d.remoteURI.StringWrite(w)
+	dst = append(dst, ">;tag="...)
+	dst = append(dst, d.remoteTag...)
+	dst = append(dst, "\r\nCall-ID: "...)
+	dst = append(dst, d.callID...)
+	dst = append(dst, "\r\nCSeq: "...)
+	dst = strconv.AppendUint(dst, uint64(d.localCSeq), 10)
+	dst = append(dst, " NOTIFY\r\nMax-Forwards: 70\r\n"...)
+	for _, r := range h.routes {
+		dst = append(dst, "Route: "...)
+		dst = append(dst, r...)
+		dst = append(dst, "\r\n"...)
+	}
+	if h.last != "" {
+		dst = append(dst, "Route: <"...)
+		dst = append(dst, h.last...)
+		dst = append(dst, ">\r\n"...)
+	}
+	dst = append(dst, "Contact: "...)
+	dst = append(dst, d.contact...)
+	dst = append(dst, "\r\nEvent: "...)
+	dst = append(dst, j.event...)
+	dst = append(dst, "\r\nSubscription-State: "...)
+	dst = appendSubscriptionState(dst, j)
+	if len(body) > 0 {
+		dst = append(dst, "\r\nContent-Type: "...)
+		dst = append(dst, j.contentType...)
+	}
+	dst = append(dst, "\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	for _, x := range extra {
+		dst = append(dst, "\r\n"...)
+		dst = append(dst, x...)
+	}
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, body...)
+}
+
+// buildNotify is the NOTIFY of job j as a sipgo request, for the
+// transports sipgo carries (TCP, TLS, WebSocket, UDP to a name to
+// resolve): appendNotify's wire form parsed, with its transport, next hop
+// and, over UDP, our listener as its source. sipgo adds the Via.
+func (n *Notifier) buildNotify(j *job, body []byte, extra ...string) (*sip.Request, error) {
+	h := hopOf(&j.d)
+	m, err := sip.ParseMessage(appendNotify(nil, j, &h, via{}, body, extra...))
+	if err != nil {
+		return nil, fmt.Errorf("building NOTIFY: %w", err)
+	}
+	req, ok := m.(*sip.Request)
+	if !ok {
+		return nil, errors.New("building NOTIFY: not a request")
+	}
+	req.SetTransport(h.transport)
+	if h.dest != "" {
+		req.SetDestination(h.dest)
 	}
 	if !sip.IsReliable(req.Transport()) {
 		n.setUDPSource(req)
 	}
-	return req
+	return req, nil
 }
 
 // routeTransport is the transport towards a route URI.
@@ -132,16 +213,20 @@ func hostPort(u *sip.Uri, transport string) string {
 	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
 }
 
-// subscriptionState renders the Subscription-State header (RFC 6665 4.1.3).
-func subscriptionState(j *job) string {
+// appendSubscriptionState appends the Subscription-State header's value
+// (RFC 6665 4.1.3).
+func appendSubscriptionState(dst []byte, j *job) []byte {
 	if j.final != nil {
-		v := "terminated;reason=" + string(j.final.reason)
+		dst = append(dst, "terminated;reason="...)
+		dst = append(dst, j.final.reason...)
 		if j.final.retryAfter > 0 && j.final.reason.retryAfterMeaningful() {
-			v += ";retry-after=" + strconv.FormatUint(uint64(j.final.retryAfter), 10)
+			dst = append(dst, ";retry-after="...)
+			dst = strconv.AppendUint(dst, uint64(j.final.retryAfter), 10)
 		}
-		return v
+		return dst
 	}
-	return "active;expires=" + strconv.FormatUint(uint64(j.remain), 10)
+	dst = append(dst, "active;expires="...)
+	return strconv.AppendUint(dst, uint64(j.remain), 10)
 }
 
 // setUDPSource makes a UDP NOTIFY leave from our listening socket, so the

@@ -62,7 +62,8 @@ type fakeTx struct {
 func (f *fakeTx) Respond(res *sip.Response) error { f.res = res; return nil }
 
 // bubble is a notifier inside a synctest bubble, dispatching but not
-// listening.
+// serving: its listeners are open (its Contact names one) but nothing
+// reads them, and NOTIFYs go to the recording doer.
 type bubble struct {
 	br   *bridge.Bridge
 	n    *Notifier
@@ -85,6 +86,10 @@ func newBubble(t *testing.T, cfg Config, contacts ...source.Contact) *bubble {
 	if err := br.Apply(t.Context(), source.Batch{Full: true, Contacts: contacts}); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.closeListeners)
 	b := &bubble{br: br, n: n, doer: &recordingDoer{}, cseq: 1}
 	n.SetDoer(b.doer)
 	ctx, cancel := context.WithCancel(context.Background())

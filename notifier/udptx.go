@@ -241,69 +241,54 @@ func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-// udpDoer sends a NOTIFY through a lean UDP transaction when it can and
-// through sipgo otherwise.
-type udpDoer struct {
-	n        *Notifier
-	fallback Doer
+// send runs one NOTIFY transaction of job j and returns its final
+// response: over UDP to an address through a lean transaction of our own,
+// otherwise through the Doer (sipgo). extra are header lines to add (a
+// digest answer).
+func (n *Notifier) send(ctx context.Context, j *job, body []byte, extra ...string) (*sip.Response, error) {
+	if n.leanUDP && j.d.transport == "UDP" {
+		h := hopOf(&j.d)
+		if h.transport == "UDP" {
+			if dst, err := netip.ParseAddrPort(h.dest); err == nil {
+				if sock := n.udpSocketFor(dst); sock != nil {
+					return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), func(b []byte, v via) []byte {
+						return appendNotify(b, j, &h, v, body, extra...)
+					})
+				}
+			}
+		}
+	}
+	req, err := n.buildNotify(j, body, extra...)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.doer.Do(ctx, req)
+	if err == nil && res == nil {
+		err = errNoResponse // sipgo ends some transactions without either
+	}
+	return res, err
 }
 
-func (d udpDoer) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	if req.Transport() != "UDP" {
-		return d.fallback.Do(ctx, req)
-	}
-	sock := d.socket(req.Laddr)
-	dst, ok := udpDestination(req)
-	if sock == nil || !ok {
-		return d.fallback.Do(ctx, req)
-	}
-	return d.roundTrip(ctx, sock, dst, req)
-}
-
-// socket finds our listener at laddr.
-func (d udpDoer) socket(laddr sip.Addr) *udpSocket {
-	ip, ok := netip.AddrFromSlice(laddr.IP)
-	if !ok {
-		return nil
-	}
-	ip = ip.Unmap()
-	for _, s := range d.n.udpSockets {
-		if s.local.Addr().Unmap() == ip && int(s.local.Port()) == laddr.Port {
+// udpSocketFor picks the UDP listener a NOTIFY to dst leaves from: the
+// first of dst's address family, as setUDPSource does for sipgo.
+func (n *Notifier) udpSocketFor(dst netip.AddrPort) *udpSocket {
+	v4 := dst.Addr().Unmap().Is4()
+	for _, s := range n.udpSockets {
+		if s.local.Addr().Unmap().Is4() == v4 {
 			return s
 		}
 	}
 	return nil
 }
 
-// udpDestination is where a UDP request goes without DNS: the destination
-// buildNotify set, else the Request-URI's IP address and port.
-func udpDestination(req *sip.Request) (netip.AddrPort, bool) {
-	if dst := req.Destination(); dst != "" {
-		ap, err := netip.ParseAddrPort(dst)
-		return ap, err == nil
-	}
-	u := &req.Recipient
-	if u.UriParams != nil && u.UriParams.Has("maddr") {
-		return netip.AddrPort{}, false
-	}
-	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	return netip.AddrPortFrom(ip, uint16(port)), true
-}
-
-// roundTrip runs one transaction: send, retransmit on Timer E, give up on
-// Timer F, return the final response.
-func (d udpDoer) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, req *sip.Request) (*sip.Response, error) {
-	txs := d.n.udpTxs
+// roundTrip runs one transaction: write the request build makes (with
+// our Via), retransmit on Timer E, give up on Timer F, return the final
+// response.
+func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, sentBy string, build func([]byte, via) []byte) (*sip.Response, error) {
+	txs := n.udpTxs
 	tx := txs.begin()
 	defer txs.end(tx)
-	tx.buf = appendRequest(tx.buf[:0], req, sentBy(req, sock), txs.prefix, tx.id)
+	tx.buf = build(tx.buf[:0], via{sentBy: sentBy, branch: txs.prefix, id: tx.id})
 	send := func() error {
 		_, err := sock.WriteToUDPAddrPort(tx.buf, dst)
 		if err != nil {
@@ -348,44 +333,19 @@ func (d udpDoer) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrP
 
 // sentBy is the Via sent-by of a NOTIFY: the host and port of the
 // dialog's Contact (the address the subscriber reaches us at, as
-// contactFor wrote it: sip:regbridge@host:port), else the listener's own
-// address.
-func sentBy(req *sip.Request, sock *udpSocket) string {
-	if h := req.GetHeader("Contact"); h != nil {
-		v := h.Value()
-		if at := strings.IndexByte(v, '@'); at >= 0 {
-			hp := v[at+1:]
-			if end := strings.IndexAny(hp, ";>"); end >= 0 {
-				hp = hp[:end]
-			}
-			if _, port, err := net.SplitHostPort(hp); err == nil && port != "" {
-				return hp
-			}
+// contactFor wrote it: <sip:regbridge@host:port>), else the listener's
+// own address.
+func sentBy(contact string, sock *udpSocket) string {
+	if at := strings.IndexByte(contact, '@'); at >= 0 {
+		hp := contact[at+1:]
+		if end := strings.IndexAny(hp, ";>"); end >= 0 {
+			hp = hp[:end]
+		}
+		if _, port, err := net.SplitHostPort(hp); err == nil && port != "" {
+			return hp
 		}
 	}
 	return sock.local.String()
-}
-
-// appendRequest appends req as it goes on the wire, with a top Via for our
-// transaction, to dst.
-func appendRequest(dst []byte, req *sip.Request, sentBy, prefix string, id uint64) []byte {
-	w := (*byteWriter)(&dst)
-	req.StartLineWrite(w)
-	dst = append(dst, "\r\nVia: SIP/2.0/UDP "...)
-	dst = append(dst, sentBy...)
-	dst = append(dst, ";rport;branch="...)
-	dst = append(dst, prefix...)
-	dst = strconv.AppendUint(dst, id, 16)
-	dst = append(dst, "\r\n"...)
-	for _, h := range req.Headers() {
-		if strings.EqualFold(h.Name(), "via") {
-			continue
-		}
-		h.StringWrite(w)
-		dst = append(dst, "\r\n"...)
-	}
-	dst = append(dst, "\r\n"...)
-	return append(dst, req.Body()...)
 }
 
 // byteWriter is an io.StringWriter appending to a byte slice.

@@ -32,7 +32,7 @@ func TestTopViaBranch(t *testing.T) {
 // udpTxHarness is a Notifier reduced to its UDP transaction layer, on a
 // loopback socket read the way sipgo reads it, and a raw peer.
 type udpTxHarness struct {
-	d        udpDoer
+	n        *Notifier
 	peer     *net.UDPConn
 	local    netip.AddrPort
 	passed   chan []byte // what the wrapped socket handed to "sipgo"
@@ -54,13 +54,14 @@ func newUDPTxHarness(t *testing.T) *udpTxHarness {
 		t.Fatal(err)
 	}
 	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	n := &Notifier{udpTxs: newUDPTxs()}
+	n := &Notifier{udpTxs: newUDPTxs(), leanUDP: true}
 	n.udpSockets = []*udpSocket{{UDPConn: uc, local: local, txs: n.udpTxs}}
-	h := &udpTxHarness{peer: peer, local: local, passed: make(chan []byte, 16), fellBack: make(chan *sip.Request, 1)}
-	h.d = udpDoer{n: n, fallback: doerFunc(func(_ context.Context, r *sip.Request) (*sip.Response, error) {
+	n.bound = []ListenAddr{{"udp", local.String()}}
+	h := &udpTxHarness{n: n, peer: peer, local: local, passed: make(chan []byte, 16), fellBack: make(chan *sip.Request, 1)}
+	n.doer = doerFunc(func(_ context.Context, r *sip.Request) (*sip.Response, error) {
 		h.fellBack <- r
 		return sip.NewResponse(200, "OK"), nil
-	})}
+	})
 	go func() {
 		buf := make([]byte, 65535)
 		for {
@@ -75,17 +76,19 @@ func newUDPTxHarness(t *testing.T) *udpTxHarness {
 	return h
 }
 
-// notify builds a NOTIFY to the peer from our socket, as buildNotify does.
-func (h *udpTxHarness) notify(t *testing.T) *sip.Request {
-	t.Helper()
-	target := sip.Uri{Scheme: "sip", User: "w", Host: "127.0.0.1", Port: h.peer.LocalAddr().(*net.UDPAddr).Port}
-	req := sip.NewRequest(sip.NOTIFY, target)
-	req.AppendHeader(sip.NewHeader("Contact", "<sip:regbridge@127.0.0.1:"+strconv.Itoa(int(h.local.Port()))+">"))
-	req.AppendHeader(sip.NewHeader("Event", "reg"))
-	req.SetBody([]byte("<reginfo/>"))
-	req.SetTransport("UDP")
-	req.Laddr = sip.Addr{IP: h.local.Addr().AsSlice(), Port: int(h.local.Port())}
-	return req
+// job is a NOTIFY of a dialog with the peer, subscribed to our socket.
+func (h *udpTxHarness) job() *job {
+	return &job{
+		event: "reg", contentType: "application/reginfo+xml", remain: 3600,
+		d: dialog{
+			callID: "c1@peer", localTag: "lt", remoteTag: "rt",
+			localURI:  sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"},
+			remoteURI: sip.Uri{Scheme: "sip", User: "w", Host: "example.com"},
+			target:    sip.Uri{Scheme: "sip", User: "w", Host: "127.0.0.1", Port: h.peer.LocalAddr().(*net.UDPAddr).Port},
+			localCSeq: 7, transport: "UDP",
+			contact: "<sip:regbridge@127.0.0.1:" + strconv.Itoa(int(h.local.Port())) + ">",
+		},
+	}
 }
 
 // read reads one request at the peer.
@@ -116,10 +119,10 @@ func (h *udpTxHarness) answer(t *testing.T, req *sip.Request, code int, reason s
 	}
 }
 
-func (h *udpTxHarness) do(t *testing.T, req *sip.Request) chan result {
+func (h *udpTxHarness) do(t *testing.T, j *job) chan result {
 	out := make(chan result, 1)
 	go func() {
-		res, err := h.d.Do(t.Context(), req)
+		res, err := h.n.send(t.Context(), j, []byte("<reginfo/>"))
 		out <- result{res, err}
 	}()
 	return out
@@ -140,7 +143,7 @@ func shortTimers(t *testing.T) {
 // its retransmission; a request from the peer still does.
 func TestUDPTxRoundTrip(t *testing.T) {
 	h := newUDPTxHarness(t)
-	out := h.do(t, h.notify(t))
+	out := h.do(t, h.job())
 	req, raw, from := h.read(t, 5*time.Second)
 	if from != h.local {
 		t.Fatalf("NOTIFY came from %s, want the listener %s", from, h.local)
@@ -149,10 +152,11 @@ func TestUDPTxRoundTrip(t *testing.T) {
 	if via == nil || via.Transport != "UDP" || via.Port != int(h.local.Port()) || !via.Params.Has("rport") {
 		t.Fatalf("Via = %v", via)
 	}
-	if br, _ := via.Params.Get("branch"); !strings.HasPrefix(br, h.d.n.udpTxs.prefix) {
-		t.Fatalf("branch %q lacks our prefix %q", br, h.d.n.udpTxs.prefix)
+	if br, _ := via.Params.Get("branch"); !strings.HasPrefix(br, h.n.udpTxs.prefix) {
+		t.Fatalf("branch %q lacks our prefix %q", br, h.n.udpTxs.prefix)
 	}
-	if !bytes.HasPrefix(raw, []byte("NOTIFY sip:w@127.0.0.1:")) || !bytes.HasSuffix(raw, []byte("\r\n\r\n<reginfo/>")) {
+	if !bytes.HasPrefix(raw, []byte("NOTIFY sip:w@127.0.0.1:")) || !bytes.HasSuffix(raw, []byte("\r\n\r\n<reginfo/>")) ||
+		req.GetHeader("Subscription-State").Value() != "active;expires=3600" || req.CSeq().SeqNo != 7 {
 		t.Fatalf("wire form:\n%s", raw)
 	}
 	if cl := req.ContentLength(); cl == nil || int(*cl) != len("<reginfo/>") {
@@ -183,7 +187,7 @@ func TestUDPTxRoundTrip(t *testing.T) {
 func TestUDPTxRetransmits(t *testing.T) {
 	shortTimers(t)
 	h := newUDPTxHarness(t)
-	out := h.do(t, h.notify(t))
+	out := h.do(t, h.job())
 	req, first, _ := h.read(t, 5*time.Second)
 	_, again, _ := h.read(t, 5*time.Second)
 	if !bytes.Equal(first, again) {
@@ -209,7 +213,7 @@ func TestUDPTxTimerF(t *testing.T) {
 	shortTimers(t)
 	h := newUDPTxHarness(t)
 	start := time.Now()
-	r := <-h.do(t, h.notify(t))
+	r := <-h.do(t, h.job())
 	if !isTimeout(r.err) || !errors.Is(r.err, sip.ErrTransactionTimeout) {
 		t.Fatalf("Do = %v, %v; want a transaction timeout", r.res, r.err)
 	}
@@ -230,21 +234,25 @@ func TestUDPTxTimerF(t *testing.T) {
 	}
 }
 
-// TestUDPTxFallsBack: what the lean path cannot route goes to sipgo.
+// TestUDPTxFallsBack: what the lean path cannot route goes to sipgo, as
+// the same NOTIFY.
 func TestUDPTxFallsBack(t *testing.T) {
 	h := newUDPTxHarness(t)
-	for name, mod := range map[string]func(*sip.Request){
-		"tcp":      func(r *sip.Request) { r.SetTransport("TCP") },
-		"hostname": func(r *sip.Request) { r.Recipient.Host = "subscriber.example" },
-		"no laddr": func(r *sip.Request) { r.Laddr = sip.Addr{} },
+	for name, mod := range map[string]func(*job){
+		"tcp":      func(j *job) { j.d.transport = "TCP" },
+		"hostname": func(j *job) { j.d.target.Host = "subscriber.example" },
+		"maddr":    func(j *job) { j.d.target.UriParams = sip.HeaderParams{{K: "maddr", V: "192.0.2.9"}} },
 	} {
-		req := h.notify(t)
-		mod(req)
-		if _, err := h.d.Do(t.Context(), req); err != nil {
+		j := h.job()
+		mod(j)
+		if _, err := h.n.send(t.Context(), j, []byte("<reginfo/>")); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		select {
-		case <-h.fellBack:
+		case req := <-h.fellBack:
+			if req.CallID().Value() != "c1@peer" || string(req.Body()) != "<reginfo/>" || req.Transport() != j.d.transport {
+				t.Fatalf("%s: sipgo got\n%s", name, req)
+			}
 		default:
 			t.Fatalf("%s: not sent through sipgo", name)
 		}
@@ -252,13 +260,10 @@ func TestUDPTxFallsBack(t *testing.T) {
 }
 
 // BenchmarkNotifyConstruction measures what every UDP NOTIFY costs before
-// the socket: the request built from the dialog (buildNotify), then its
-// wire form with our Via (appendRequest), for a partial document with one
-// contact. The body's rendering is BenchmarkAppendReginfo.
+// the socket: its wire form written from the dialog (hopOf, appendNotify)
+// with our Via, for a partial document with one contact. The body's
+// rendering is BenchmarkAppendReginfo.
 func BenchmarkNotifyConstruction(b *testing.B) {
-	n := &Notifier{udpTxs: newUDPTxs()}
-	n.bound = []ListenAddr{{"udp", "192.0.2.1:5065"}}
-	sock := &udpSocket{local: netip.MustParseAddrPort("192.0.2.1:5065")}
 	j := job{
 		event: "reg", contentType: "application/reginfo+xml", remain: 3599,
 		d: dialog{
@@ -271,12 +276,14 @@ func BenchmarkNotifyConstruction(b *testing.B) {
 			contact: "<sip:regbridge@192.0.2.1:5065>",
 		},
 	}
+	sock := &udpSocket{local: netip.MustParseAddrPort("192.0.2.1:5065")}
+	prefix := newUDPTxs().prefix
 	body := AppendReginfo(nil, benchReginfoDocs()["partial-1-contact"], renderNow)
 	var wire []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		req := n.buildNotify(&j, body)
-		wire = appendRequest(wire[:0], req, sentBy(req, sock), n.udpTxs.prefix, 1)
+		h := hopOf(&j.d)
+		wire = appendNotify(wire[:0], &j, &h, via{sentBy: sentBy(j.d.contact, sock), branch: prefix, id: 1}, body)
 	}
 	b.SetBytes(int64(len(wire)))
 }
