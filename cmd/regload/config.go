@@ -227,13 +227,19 @@ func (c *config) setServer(v string) error {
 // checkHost refuses a store or pprof host off the loopback interface unless
 // --allow-remote.
 func (c *config) checkHost(what, host string) error {
-	if host == "" || host == "localhost" || c.allowRemote {
-		return nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+	if host == "" || c.allowRemote || isLoopback(host) {
 		return nil
 	}
 	return fmt.Errorf("%s host %q is not a loopback address (say --allow-remote if you mean it)", what, host)
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // pprofHost returns the host of --pprof-url.

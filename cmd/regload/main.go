@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -236,6 +237,25 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 	}
 	defer closeAll()
 
+	rep.Cores = runtime.NumCPU()
+	switch {
+	case spec.port == 0:
+	case !isLoopback(spec.host):
+		rep.StoreServer.Error = "remote store"
+	default:
+		rep.StoreServer.PID, err = findPID("tcp", spec.port)
+		if err != nil {
+			rep.StoreServer.Error = err.Error()
+		}
+	}
+	storeCPU := func() float64 {
+		if rep.StoreServer.PID == 0 {
+			return 0
+		}
+		p, _ := readProc(rep.StoreServer.PID)
+		return p.CPU
+	}
+
 	rep.LoadBefore = loadAvg()
 	udp0 := readUDPCounters()
 	proc := func() procSample {
@@ -274,14 +294,21 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		r.stage.Store(stageChanges)
 		profiled := r.profileRegbridge(ctx, say)
 		start = time.Now()
+		self1, store1, host1 := selfCPU(), storeCPU(), readHostCPU()
 		log = r.driveChanges(ctx, st)
 		deadline := time.Now().Add(cfg.drain)
 		for !r.caughtUp(log) && time.Now().Before(deadline) && sleepCtx(ctx, 20*time.Millisecond) {
 		}
-		p2 := proc()
+		p2, host2 := proc(), readHostCPU()
+		secs := time.Since(start).Seconds()
 		rep.Regbridge.ChangeCPU = p2.CPU - p1.CPU
-		rep.Regbridge.Cores = rep.Regbridge.ChangeCPU / time.Since(start).Seconds()
+		rep.Regbridge.Cores = rep.Regbridge.ChangeCPU / secs
 		rep.Regbridge.After = p2
+		rep.Regload.ChangeCPU = selfCPU() - self1
+		rep.Regload.Cores = rep.Regload.ChangeCPU / secs
+		rep.StoreServer.ChangeCPU = storeCPU() - store1
+		rep.StoreServer.Cores = rep.StoreServer.ChangeCPU / secs
+		rep.HostBusy = (host2.busy - host1.busy) / secs
 		<-profiled
 	}
 	rep.Changes.TargetRate = cfg.rate

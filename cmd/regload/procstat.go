@@ -97,6 +97,34 @@ func loadAvg() [3]float64 {
 	return l
 }
 
+// hostCPU is the host's CPU time in seconds since boot, all cores
+// together: busy (neither idle nor waiting for I/O) and in all.
+type hostCPU struct{ busy, total float64 }
+
+func readHostCPU() hostCPU {
+	var h hostCPU
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return h
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return h
+	}
+	for i, v := range f[1:] {
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		n, _ := strconv.ParseUint(v, 10, 64)
+		h.total += float64(n) / clockTicks
+		if i != 3 && i != 4 { // idle, iowait
+			h.busy += float64(n) / clockTicks
+		}
+	}
+	return h
+}
+
 // udpCounters are the kernel's UDP totals (all sockets of the host).
 type udpCounters struct {
 	InErrors     uint64 `json:"in_errors"`

@@ -115,9 +115,25 @@ type report struct {
 	} `json:"regbridge"`
 
 	Regload struct {
-		CPU float64 `json:"cpu_seconds"`
-		RSS uint64  `json:"rss_bytes"`
+		CPU       float64 `json:"cpu_seconds"`
+		ChangeCPU float64 `json:"change_cpu_seconds"` // change phase and drain
+		Cores     float64 `json:"change_cores"`
+		RSS       uint64  `json:"rss_bytes"`
 	} `json:"regload"`
+
+	// StoreServer is the store's server process (found by its port when
+	// it is on this host), over the change phase and drain.
+	StoreServer struct {
+		PID       int     `json:"pid,omitempty"`
+		Error     string  `json:"error,omitempty"`
+		ChangeCPU float64 `json:"change_cpu_seconds"`
+		Cores     float64 `json:"change_cores"`
+	} `json:"store_server"`
+
+	// HostBusy is the host's busy CPU time over the change phase and
+	// drain, in cores, out of Cores.
+	HostBusy float64 `json:"host_busy_cores"`
+	Cores    int     `json:"host_cores"`
 
 	LoadBefore [3]float64  `json:"load_before"`
 	LoadAfter  [3]float64  `json:"load_after"`
@@ -302,10 +318,16 @@ func (rep *report) writeText(w io.Writer) {
 		p("regbridge:   pid %d; CPU %.2fs during changes and drain (%.2f cores, %.0f µs per change NOTIFY), %.2fs for the subscriptions; RSS %s (peak %s), %d threads",
 			b.PID, b.ChangeCPU, b.Cores, b.MicrosPerNote, b.SubscribeCPU, mib(b.After.RSS), mib(b.After.HWM), b.After.Threads)
 	}
-	p("regload:     CPU %.2fs, RSS %s", rep.Regload.CPU, mib(rep.Regload.RSS))
-	p("machine:     load average %.2f %.2f %.2f before, %.2f %.2f %.2f after; UDP errors (host) in %d, rcvbuf %d, sndbuf %d",
+	p("regload:     CPU %.2fs, %.2fs during changes and drain (%.2f cores); RSS %s", rep.Regload.CPU, rep.Regload.ChangeCPU, rep.Regload.Cores, mib(rep.Regload.RSS))
+	switch ss := &rep.StoreServer; {
+	case ss.PID != 0:
+		p("store:       %s server pid %d; CPU %.2fs during changes and drain (%.2f cores)", rep.Store, ss.PID, ss.ChangeCPU, ss.Cores)
+	case ss.Error != "":
+		p("store:       server CPU not measured (%s)", ss.Error)
+	}
+	p("machine:     load average %.2f %.2f %.2f before, %.2f %.2f %.2f after; CPU busy %.2f of %d cores during changes and drain; UDP errors (host) in %d, rcvbuf %d, sndbuf %d",
 		rep.LoadBefore[0], rep.LoadBefore[1], rep.LoadBefore[2], rep.LoadAfter[0], rep.LoadAfter[1], rep.LoadAfter[2],
-		rep.UDP.InErrors, rep.UDP.RcvbufErrors, rep.UDP.SndbufErrors)
+		rep.HostBusy, rep.Cores, rep.UDP.InErrors, rep.UDP.RcvbufErrors, rep.UDP.SndbufErrors)
 	if rep.OK {
 		p("result:      OK")
 	} else {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,10 +58,18 @@ func spawnRegbridge(ctx context.Context, path, source, dir string, cfg *config) 
 		"REGBRIDGE_POLL_INTERVAL": cfg.pollInterval.String(),
 		"REGBRIDGE_LOG_LEVEL":     "warn",
 	}
+	if u, err := url.Parse(cfg.pprofURL); err == nil && cfg.pprofURL != "" {
+		// Serve the profiler where --pprof-url will ask for it.
+		env["REGBRIDGE_HTTP_LISTEN"] = u.Host
+		env["REGBRIDGE_PPROF"] = "true"
+	}
 	for _, kv := range cfg.env {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
+	// Readiness is asked where regbridge really listens, also when --env
+	// or --pprof-url chose the address.
+	httpAddr = env["REGBRIDGE_HTTP_LISTEN"]
 	var environ []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "REGBRIDGE_") {

@@ -67,6 +67,7 @@ type storeSpec struct {
 	dsn   string // driver DSN or URL
 	table string
 	host  string // network host, for the loopback check ("" for files)
+	port  uint16 // TCP port of a store server (0: a file or a Unix socket)
 }
 
 // parseStore reads --store: sqlite:PATH, mysql://DSN (go-sql-driver form,
@@ -120,7 +121,7 @@ func parseStore(v, table string) (storeSpec, error) {
 		if cfg.Net == "unix" {
 			s.host = "localhost"
 		} else {
-			s.host, _, _ = net.SplitHostPort(cfg.Addr)
+			s.host, s.port = splitAddr(cfg.Addr, 3306)
 		}
 	case "postgres", "postgresql":
 		s.kind = "postgres"
@@ -130,9 +131,9 @@ func parseStore(v, table string) (storeSpec, error) {
 		if err != nil {
 			return s, fmt.Errorf("--store: %w", err)
 		}
-		s.host = u.Hostname()
+		s.host, s.port = splitAddr(u.Host, 5432)
 		if s.host == "" || strings.HasPrefix(u.Query().Get("host"), "/") {
-			s.host = "localhost" // a Unix socket
+			s.host, s.port = "localhost", 0 // a Unix socket
 		}
 	case "redis", "rediss":
 		s.kind = "redis"
@@ -141,7 +142,7 @@ func parseStore(v, table string) (storeSpec, error) {
 		if err != nil {
 			return s, fmt.Errorf("--store: %w", err)
 		}
-		s.host, _, _ = net.SplitHostPort(opt.Addr)
+		s.host, s.port = splitAddr(opt.Addr, 6379)
 	default:
 		return s, fmt.Errorf("--store %q: unknown scheme %q (sqlite, mysql, postgres, redis)", v, scheme)
 	}
@@ -160,6 +161,19 @@ func parseStore(v, table string) (storeSpec, error) {
 		return s, fmt.Errorf("--table %q: not a plain identifier", s.table)
 	}
 	return s, nil
+}
+
+// splitAddr splits host[:port], with def when the port is missing.
+func splitAddr(addr string, def uint16) (string, uint16) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return strings.Trim(addr, "[]"), def
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return host, 0
+	}
+	return host, uint16(n)
 }
 
 // mysqlConfig reads a go-sql-driver DSN, or a URL-style

@@ -64,6 +64,9 @@ func (s *redisStore) prepare(ctx context.Context, rows []row) error {
 		}
 		rows = rows[n:]
 	}
+	if err := updateEntry.Load(ctx, s.c).Err(); err != nil {
+		return fmt.Errorf("loading the update script: %w", err)
+	}
 	return nil
 }
 
@@ -73,19 +76,21 @@ var updateEntry = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HSET', KEYS[1], unpack(ARGV))`)
 
-// refresh updates the bindings; several go in one MULTI/EXEC.
+// refresh updates the bindings; several go in one MULTI/EXEC, sent in one
+// round trip (--batch). Writer w uses a connection of the pool, so that
+// --writers connections write in parallel, like a registrar's workers.
 func (s *redisStore) refresh(ctx context.Context, _ int, rows []row) error {
 	if len(rows) == 1 {
 		return checkUpdated(s.updateCmd(ctx, s.c, &rows[0], updateEntry.Run), &rows[0])
 	}
-	cmds := make([]*redis.Cmd, len(rows))
-	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range rows {
-			// Eval, not EvalSha: a pipeline cannot fall back on NOSCRIPT.
-			cmds[i] = s.updateCmd(ctx, p, &rows[i], updateEntry.Eval)
+	cmds, err := s.refreshTx(ctx, rows)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The script cache was flushed since prepare loaded it: the EXEC
+		// ran the rest, and running them again writes the same values.
+		if err = updateEntry.Load(ctx, s.c).Err(); err == nil {
+			cmds, err = s.refreshTx(ctx, rows)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return err
 	}
@@ -95,6 +100,19 @@ func (s *redisStore) refresh(ctx context.Context, _ int, rows []row) error {
 		}
 	}
 	return nil
+}
+
+// refreshTx sends the updates of rows as one MULTI/EXEC of EVALSHAs (the
+// script's text is sent once, by prepare, not with every change).
+func (s *redisStore) refreshTx(ctx context.Context, rows []row) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(rows))
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range rows {
+			cmds[i] = s.updateCmd(ctx, p, &rows[i], updateEntry.EvalSha)
+		}
+		return nil
+	})
+	return cmds, err
 }
 
 type scriptCall func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd

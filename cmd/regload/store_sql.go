@@ -67,10 +67,20 @@ var insertColumns = []string{"ruid", "username", "domain", "contact", "expires",
 	"last_modified", "flags", "cflags", "user_agent", "socket", "reg_id", "server_id", "connection_id",
 	"keepalive", "partition"}
 
-// conn is one connection to an SQL store. exec runs one statement (a
-// prepared one, cached per query) and returns the rows it affected.
+// conn is one connection to an SQL store. exec runs one statement that
+// returns no rows (a prepared one, cached per query) and returns the rows
+// it affected; query runs one that returns rows, and discards them.
+//
+// A statement that returns rows must never go through exec: on MariaDB
+// 10.6+ go-sql-driver/mysql (v1.10.1) executes it as a prepared statement
+// whose column metadata the server leaves out as cached
+// (MARIADB_CLIENT_CACHE_METADATA), and its Exec then skips the missing
+// column packets anyway, reading the result's end as a column and waiting
+// forever for one more packet (an interrupt turns that into "driver: bad
+// connection"). Query, without arguments, uses the text protocol.
 type conn interface {
 	exec(ctx context.Context, query string, args ...any) (int64, error)
+	query(ctx context.Context, query string) error
 	close() error
 }
 
@@ -97,6 +107,17 @@ func (c *stdConn) exec(ctx context.Context, query string, args ...any) (int64, e
 	return res.RowsAffected()
 }
 
+func (c *stdConn) query(ctx context.Context, query string) error {
+	rows, err := c.c.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	if err := rows.Close(); err != nil { // reads what is left
+		return err
+	}
+	return rows.Err()
+}
+
 func (c *stdConn) close() error {
 	for _, s := range c.stmts {
 		s.Close()
@@ -110,6 +131,15 @@ type pgxConn struct{ c *pgx.Conn }
 func (c *pgxConn) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := c.c.Exec(ctx, query, args...)
 	return tag.RowsAffected(), err
+}
+
+func (c *pgxConn) query(ctx context.Context, query string) error {
+	rows, err := c.c.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 func (c *pgxConn) close() error { return c.c.Close(context.Background()) }
@@ -194,7 +224,10 @@ func sqliteDSN(path, sync string) string {
 
 func (s *sqlStore) prepare(ctx context.Context, rows []row) error {
 	c, q := s.conns[0], s.d.quote
-	if _, err := c.exec(ctx, "SELECT 1 FROM "+q(s.table)+" WHERE 1 = 0"); err != nil {
+	if probeErr := c.query(ctx, "SELECT 1 FROM "+q(s.table)+" WHERE 1 = 0"); probeErr != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("looking for table %s: %w", s.table, probeErr)
+		}
 		if s.d.driver == "sqlite" {
 			// A new file: WAL first, so that regbridge's reads never make
 			// our commits fail (STORES.md 1.6).
@@ -204,7 +237,8 @@ func (s *sqlStore) prepare(ctx context.Context, rows []row) error {
 		}
 		for _, stmt := range s.d.schema(s.table) {
 			if _, err := c.exec(ctx, stmt); err != nil {
-				return fmt.Errorf("creating table %s: %w", s.table, err)
+				// Both errors: an unreadable table need not be a missing one.
+				return fmt.Errorf("creating table %s (reading it: %v): %w", s.table, probeErr, err)
 			}
 		}
 	}

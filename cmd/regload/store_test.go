@@ -179,6 +179,26 @@ func TestStores(t *testing.T) {
 					t.Errorf("%s still there after cleanup", rw.ruid)
 				}
 			}
+
+			// A second run finds the table in place (as after `regbridge
+			// cdc install`, which needs it). Bounded: MariaDB once made
+			// the look for it hang.
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			again, err := openStore(rctx, spec, 1, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.close()
+			if err := again.prepare(rctx, rows[:1]); err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			if err := again.refresh(rctx, 0, []row{r0}); err != nil {
+				t.Errorf("second run: %v", err)
+			}
+			if err := again.cleanup(rctx, rows[:1]); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 }
@@ -251,6 +271,21 @@ func TestParseStore(t *testing.T) {
 		}
 		if s.kind != tc.kind || s.path != tc.path || s.dsn != tc.dsn || s.host != tc.host || s.table != tc.tab {
 			t.Errorf("%s: %+v, want %s %q %q %q %q", tc.in, s, tc.kind, tc.path, tc.dsn, tc.host, tc.tab)
+		}
+	}
+	// The store server's port, to find its process for the report.
+	for in, port := range map[string]uint16{
+		"sqlite:/tmp/x.db":                          0,
+		"mysql://root@tcp(127.0.0.1:3307)/regload":  3307,
+		"kamailio+mysql://u:p@127.0.0.1/kam":        3306,
+		"postgres://postgres@127.0.0.1/regload":     5432,
+		"postgres://postgres@[::1]:5433/regload":    5433,
+		"postgres://postgres@/regload?host=/run/pg": 0,
+		"redis://127.0.0.1:6380/0":                  6380,
+		"kamailio+redis://localhost/2":              6379,
+	} {
+		if s, err := parseStore(in, ""); err != nil || s.port != port {
+			t.Errorf("%s: port %d (%v), want %d", in, s.port, err, port)
 		}
 	}
 	for _, bad := range []string{"ftp://x", "sqlite:", "nothing", "sqlite:x.db?table=bad-name", "mysql://u@tcp(/x"} {
