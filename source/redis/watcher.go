@@ -49,7 +49,12 @@ type Watcher struct {
 	// The rest is owned by the goroutine in Run.
 	contacts []source.Contact // reused: Sink does not keep it
 	deleted  []string
-	bad      badLog
+	// filled and filledDeleted bound the entries of contacts and deleted
+	// that may be set (beyond them the arrays are zero), so that release
+	// clears no more than was used.
+	filled, filledDeleted int
+
+	bad badLog
 	// eventsNote remembers the last notify-keyspace-events verdict logged,
 	// so that it is logged when it changes, not at every check.
 	eventsNote string
