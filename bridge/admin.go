@@ -21,7 +21,7 @@ var (
 // ended: while its row stays unchanged in a store that cannot delete it,
 // it is not announced again; a new REGISTER (Call-ID or CSeq changed)
 // makes it registered again. It returns the contact as terminated.
-func (b *Bridge) Act(aor, contactID string, ev Event, retryAfter uint32) (ContactView, error) {
+func (b *Bridge) Act(aor, id string, ev Event, retryAfter uint32) (ContactView, error) {
 	switch ev {
 	case EventDeactivated, EventRejected:
 	case EventProbation:
@@ -34,18 +34,16 @@ func (b *Bridge) Act(aor, contactID string, ev Event, retryAfter uint32) (Contac
 	now := time.Now()
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
-	a := b.aors[CanonicalAOR(aor)]
+	a := b.aors.get(CanonicalAOR(aor))
 	if a == nil {
 		return ContactView{}, ErrNoContact
 	}
 	for _, bd := range a.bindings {
-		if bd.view.ID != contactID {
+		if contactID(a.key(), bd.key, bd.uri()) != id {
 			continue
 		}
-		bd.view.RetryAfter = retryAfter
-		b.terminate(bd, ev, now)
-		b.tombstones[bd.view.Key] = tombstone{callID: bd.view.CallID, cseq: bd.view.CSeq}
-		view := bd.view
+		view := b.terminateView(bd, ev, retryAfter)
+		b.tombstones[bd.key] = tombstone{callID: strings.Clone(bd.callID()), cseq: bd.cseq}
 		b.flush(now, now)
 		return view, nil
 	}
@@ -78,22 +76,22 @@ func (b *Bridge) buried(key, callID string, cseq uint32) bool {
 func (b *Bridge) List(prefix, after string, limit int) []Registration {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	keys := make([]string, 0, len(b.aors))
-	for k := range b.aors {
-		if strings.HasPrefix(k, prefix) && k > after {
+	keys := make([]string, 0, b.aors.n)
+	b.aors.each(func(a *aorState) {
+		if k := a.key(); strings.HasPrefix(k, prefix) && k > after {
 			keys = append(keys, k)
 		}
-	}
+	})
 	slices.Sort(keys)
 	if limit > 0 && len(keys) > limit {
 		keys = keys[:limit]
 	}
 	out := make([]Registration, len(keys))
 	for i, k := range keys {
-		a := b.aors[k]
-		out[i] = Registration{AOR: a.aor, ID: a.id, State: RegActive, Contacts: make([]ContactView, len(a.bindings))}
+		a := b.aors.get(k)
+		out[i] = Registration{AOR: a.aor, ID: registrationID(a.key()), State: RegActive, Contacts: make([]ContactView, len(a.bindings))}
 		for j, bd := range a.bindings {
-			out[i].Contacts[j] = bd.view
+			out[i].Contacts[j] = bd.view()
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"iter"
 	"log/slog"
 	"slices"
 	"sync"
@@ -28,8 +29,9 @@ type Bridge struct {
 
 	// stateMu guards everything below it.
 	stateMu    sync.RWMutex
-	aors       map[string]*aorState // by canonical AOR
-	byKey      map[string]*binding  // by store key
+	aors       keyIndex[*aorState] // by canonical AOR
+	byKey      keyIndex[*binding]  // by store key
+	gone       []*binding          // sweep buffer
 	seq        uint64
 	gen        uint32 // full-snapshot sweep generation
 	expiries   expiryHeap
@@ -38,22 +40,65 @@ type Bridge struct {
 	pendingOrd []*aorState
 	tombstones map[string]tombstone // bindings ended by an operator, by key
 	restored   bool                 // Restore loaded a previous state: diff the first snapshot
+	interned   map[string]string    // see intern
 
 	ready    atomic.Bool
 	wake     chan struct{} // nudges Run when the earliest expiry moved
 	contacts atomic.Int64
 }
 
+// aorState is one registration. Its reginfo id is derived when a
+// Registration or Change is built (registrationID), not stored.
 type aorState struct {
-	aor, canonical, id string
-	bindings           []*binding
+	aor      string // as the store wrote it for the first binding
+	bindings []*binding
+	odd      *aorOdd // nil for nearly every registration
 }
 
-type binding struct {
-	view ContactView
-	aor  *aorState
-	gen  uint32
-	dead bool
+// aorOdd is what few registrations need: a canonical AOR that differs
+// from aor's text, and the AOR text of bindings whose store wrote it
+// differently from aor (same canonical AOR).
+type aorOdd struct {
+	canonical string
+	texts     map[*binding]string
+}
+
+// key is the canonical AOR.
+func (a *aorState) key() string {
+	if a.odd != nil && a.odd.canonical != "" {
+		return a.odd.canonical
+	}
+	return a.aor
+}
+
+// textOf is bd's AOR text when it differs from aor.
+func (a *aorState) textOf(bd *binding) (string, bool) {
+	if a.odd == nil {
+		return "", false
+	}
+	t, ok := a.odd.texts[bd]
+	return t, ok
+}
+
+// setText records bd's AOR text.
+func (a *aorState) setText(bd *binding, text string) {
+	if text == a.aor {
+		a.dropText(bd)
+		return
+	}
+	if a.odd == nil {
+		a.odd = &aorOdd{}
+	}
+	if a.odd.texts == nil {
+		a.odd.texts = make(map[*binding]string)
+	}
+	a.odd.texts[bd] = text
+}
+
+func (a *aorState) dropText(bd *binding) {
+	if a.odd != nil {
+		delete(a.odd.texts, bd)
+	}
 }
 
 // var _ source.Sink is the contract the adapters push into.
@@ -63,10 +108,9 @@ var _ source.Sink = (*Bridge)(nil)
 func New(log *slog.Logger) *Bridge {
 	return &Bridge{
 		log:        log.With("component", "bridge"),
-		aors:       make(map[string]*aorState),
-		byKey:      make(map[string]*binding),
 		pending:    make(map[*aorState]*Change),
 		tombstones: make(map[string]tombstone),
+		interned:   make(map[string]string),
 		wake:       make(chan struct{}, 1),
 	}
 }
@@ -87,7 +131,7 @@ func (b *Bridge) Ready() bool { return b.ready.Load() }
 func (b *Bridge) Stats() (aors, contacts int) {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	return len(b.aors), len(b.byKey)
+	return b.aors.n, b.byKey.n
 }
 
 // Lookup returns the current registration of aor (state init with no
@@ -97,13 +141,13 @@ func (b *Bridge) Lookup(aor string) (Registration, uint64) {
 	canonical := CanonicalAOR(aor)
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	a := b.aors[canonical]
+	a := b.aors.get(canonical)
 	if a == nil {
 		return Registration{AOR: aor, ID: registrationID(canonical), State: RegInit}, b.seq
 	}
-	reg := Registration{AOR: a.aor, ID: a.id, State: RegActive, Contacts: make([]ContactView, len(a.bindings))}
+	reg := Registration{AOR: a.aor, ID: registrationID(a.key()), State: RegActive, Contacts: make([]ContactView, len(a.bindings))}
 	for i, bd := range a.bindings {
-		reg.Contacts[i] = bd.view
+		reg.Contacts[i] = bd.view()
 	}
 	return reg, b.seq
 }
@@ -114,8 +158,21 @@ func (b *Bridge) Apply(ctx context.Context, batch source.Batch) error {
 	return nil
 }
 
+// ApplyFull takes a Full batch that carries only the bindings that changed
+// since the source's last batch; same yields the key of every binding the
+// store holds, the unchanged ones included (sqlwatch.KeyedSink). An
+// unchanged binding is neither decoded by the source nor compared here.
+func (b *Bridge) ApplyFull(ctx context.Context, batch source.Batch, same iter.Seq[string]) error {
+	batch.Full = true
+	b.applySame(batch, same, time.Now())
+	return nil
+}
+
 // apply is the whole classification step at an explicit instant.
-func (b *Bridge) apply(batch source.Batch, now time.Time) {
+func (b *Bridge) apply(batch source.Batch, now time.Time) { b.applySame(batch, nil, now) }
+
+// applySame is apply with the keys of a Full batch's unchanged bindings.
+func (b *Bridge) applySame(batch source.Batch, same iter.Seq[string], now time.Time) {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	first := batch.Full && !b.ready.Load()
@@ -126,16 +183,33 @@ func (b *Bridge) apply(batch source.Batch, now time.Time) {
 	for i := range batch.Contacts {
 		b.upsert(&batch.Contacts[i], now, baseline)
 	}
-	if batch.Full {
-		for key, bd := range b.byKey {
-			if bd.gen != b.gen {
-				b.remove(key, bd, now)
+	if batch.Full && same != nil {
+		for key := range same {
+			if bd := b.byKey.get(key); bd != nil {
+				bd.gen = b.gen
 			}
 		}
+	}
+	if batch.Full {
+		b.byKey.each(func(bd *binding) {
+			if bd.gen != b.gen {
+				b.gone = append(b.gone, bd)
+			}
+		})
+		for _, bd := range b.gone {
+			b.remove(bd, now)
+		}
+		clear(b.gone)
+		b.gone = b.gone[:0]
 		if len(b.tombstones) > 0 {
 			present := make(map[string]struct{}, len(batch.Contacts))
 			for i := range batch.Contacts {
 				present[batch.Contacts[i].Key] = struct{}{}
+			}
+			if same != nil {
+				for key := range same {
+					present[key] = struct{}{}
+				}
 			}
 			for key := range b.tombstones {
 				if _, ok := present[key]; !ok {
@@ -146,15 +220,15 @@ func (b *Bridge) apply(batch source.Batch, now time.Time) {
 	} else {
 		for _, key := range batch.Deleted {
 			delete(b.tombstones, key)
-			if bd := b.byKey[key]; bd != nil {
-				b.remove(key, bd, now)
+			if bd := b.byKey.get(key); bd != nil {
+				b.remove(bd, now)
 			}
 		}
 	}
 	b.flush(batch.SeenAt, now)
 	if first {
 		b.ready.Store(true)
-		b.log.Info("baseline loaded", "aors", len(b.aors), "contacts", len(b.byKey), "restored", b.restored)
+		b.log.Info("baseline loaded", "aors", b.aors.n, "contacts", b.byKey.n, "restored", b.restored)
 		select {
 		case b.wake <- struct{}{}: // the expiry clock waited for this
 		default:
@@ -164,8 +238,8 @@ func (b *Bridge) apply(batch source.Batch, now time.Time) {
 
 func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 	expired := !c.Permanent() && !c.Expires.After(now)
-	bd := b.byKey[c.Key]
-	if bd != nil && CanonicalAOR(c.AOR) != bd.aor.canonical {
+	bd := b.byKey.get(c.Key)
+	if bd != nil && c.AOR != bd.aorText() && CanonicalAOR(c.AOR) != bd.aor.key() {
 		// The row moved to another AOR: for subscribers that is one
 		// binding gone and another one new.
 		b.terminate(bd, EventDeactivated, now)
@@ -180,13 +254,12 @@ func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 		return
 	}
 	bd.gen = b.gen
-	old := &bd.view.Contact
-	if !expired && contactEqual(old, c) {
+	if !expired && bd.equal(c) {
 		return
 	}
-	newRegister := old.CallID != c.CallID || old.CSeq != c.CSeq
+	newRegister := bd.callID() != c.CallID || bd.cseq != c.CSeq
 	switch {
-	case old.URI != c.URI:
+	case bd.uri() != c.URI:
 		b.terminate(bd, EventDeactivated, now)
 		if !expired {
 			b.add(c, now, false).gen = b.gen
@@ -196,64 +269,63 @@ func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 	case expired:
 		b.terminate(bd, EventExpired, now)
 	case newRegister:
-		bd.view.Contact = *c
-		bd.view.Event = EventRefreshed
+		b.set(bd, c)
+		bd.event = codeOf(EventRefreshed)
 		b.changed(bd, now)
-	case c.Expires.Equal(old.Expires):
-		bd.view.Contact = *c // other columns only: nothing to report
-	case earlier(c, old):
-		bd.view.Contact = *c
-		bd.view.Event = EventShortened
+	case sameTime(bd.expSec, bd.expNs, c.Expires):
+		b.set(bd, c) // other columns only: nothing to report
+	case earlier(c, bd):
+		b.set(bd, c)
+		bd.event = codeOf(EventShortened)
 		b.changed(bd, now)
 	default:
 		// Expiry extended without a REGISTER (an operator tool): the
 		// closest RFC 3680 event is refreshed.
-		bd.view.Contact = *c
-		bd.view.Event = EventRefreshed
+		b.set(bd, c)
+		bd.event = codeOf(EventRefreshed)
 		b.changed(bd, now)
 	}
 }
 
-// earlier reports whether c expires before old does.
-func earlier(c, old *source.Contact) bool {
+// earlier reports whether c expires before bd does.
+func earlier(c *source.Contact, bd *binding) bool {
 	if c.Permanent() {
 		return false
 	}
-	return old.Permanent() || c.Expires.Before(old.Expires)
+	return bd.permanent() || c.Expires.Before(join(bd.expSec, bd.expNs))
 }
 
 func (b *Bridge) add(c *source.Contact, now time.Time, baseline bool) *binding {
 	canonical := CanonicalAOR(c.AOR)
-	a := b.aors[canonical]
+	a := b.aors.get(canonical)
 	if a == nil {
-		a = &aorState{aor: c.AOR, canonical: canonical, id: registrationID(canonical)}
-		b.aors[canonical] = a
+		a = &aorState{aor: c.AOR}
+		if canonical != c.AOR {
+			a.odd = &aorOdd{canonical: canonical}
+		}
+		b.aors.put(a)
 	}
-	bd := &binding{aor: a, view: ContactView{
-		Contact: *c,
-		ID:      contactID(canonical, c.Key, c.URI),
-		State:   ContactActive,
-		Event:   EventRegistered,
-	}}
+	bd := &binding{aor: a, key: c.Key, event: codeOf(EventRegistered)}
+	bd.sinceSec, bd.sinceNs = split(time.Time{})
+	b.set(bd, c)
 	if c.Administrative {
-		bd.view.Event = EventCreated
+		bd.event = codeOf(EventCreated)
 	}
 	a.bindings = append(a.bindings, bd)
-	b.byKey[c.Key] = bd
+	b.byKey.put(bd)
 	b.contacts.Add(1)
 	if baseline {
 		b.scheduleExpiry(bd)
 		return bd
 	}
-	bd.view.Since = now
+	bd.sinceSec, bd.sinceNs = split(now)
 	b.changed(bd, now)
 	return bd
 }
 
 // remove handles a binding that left the store.
-func (b *Bridge) remove(key string, bd *binding, now time.Time) {
-	c := &bd.view.Contact
-	if !c.Permanent() && !c.Expires.After(now) {
+func (b *Bridge) remove(bd *binding, now time.Time) {
+	if !bd.permanent() && !join(bd.expSec, bd.expNs).After(now) {
 		b.terminate(bd, EventExpired, now)
 		return
 	}
@@ -262,34 +334,41 @@ func (b *Bridge) remove(key string, bd *binding, now time.Time) {
 
 // terminate ends a binding with event ev and drops it from the state.
 func (b *Bridge) terminate(bd *binding, ev Event, now time.Time) {
-	bd.view.State = ContactTerminated
-	bd.view.Event = ev
-	b.record(bd)
-	delete(b.byKey, bd.view.Key)
+	b.terminateView(bd, ev, 0)
+}
+
+// terminateView is terminate with a probation retry-after; it returns the
+// binding's last view.
+func (b *Bridge) terminateView(bd *binding, ev Event, retryAfter uint32) ContactView {
+	v := bd.view()
+	v.State, v.Event, v.RetryAfter = ContactTerminated, ev, retryAfter
+	b.record(bd.aor, v)
+	b.byKey.del(bd)
 	b.contacts.Add(-1)
 	a := bd.aor
 	a.bindings = slices.DeleteFunc(a.bindings, func(x *binding) bool { return x == bd })
+	a.dropText(bd)
 	bd.dead = true // for the expiry heap
 	// An AOR left without bindings is dropped by flush, so that a binding
 	// replaced in the same step stays in the same registration.
+	return v
 }
 
 // changed records an active binding's new state and (re)arms its expiry.
 func (b *Bridge) changed(bd *binding, now time.Time) {
-	b.record(bd)
+	b.record(bd.aor, bd.view())
 	b.scheduleExpiry(bd)
 }
 
-// record adds the binding's current view to the change being built for
-// its AOR.
-func (b *Bridge) record(bd *binding) {
-	ch := b.pending[bd.aor]
+// record adds a binding's view to the change being built for its AOR.
+func (b *Bridge) record(a *aorState, v ContactView) {
+	ch := b.pending[a]
 	if ch == nil {
-		ch = &Change{AOR: bd.aor.aor, RegID: bd.aor.id}
-		b.pending[bd.aor] = ch
-		b.pendingOrd = append(b.pendingOrd, bd.aor)
+		ch = &Change{AOR: a.aor, RegID: registrationID(a.key())}
+		b.pending[a] = ch
+		b.pendingOrd = append(b.pendingOrd, a)
 	}
-	ch.Contacts = append(ch.Contacts, bd.view)
+	ch.Contacts = append(ch.Contacts, v)
 }
 
 // flush publishes the changes built by one step, one per AOR.
@@ -303,7 +382,7 @@ func (b *Bridge) flush(seenAt, now time.Time) {
 		ch.State = RegActive
 		if len(a.bindings) == 0 {
 			ch.State = RegTerminated
-			delete(b.aors, a.canonical)
+			b.aors.del(a)
 		}
 		for _, p := range b.consumers {
 			p.Publish(*ch)
@@ -311,15 +390,6 @@ func (b *Bridge) flush(seenAt, now time.Time) {
 	}
 	clear(b.pendingOrd)
 	b.pendingOrd = b.pendingOrd[:0]
-}
-
-func contactEqual(a, b *source.Contact) bool {
-	return a.Key == b.Key && a.URI == b.URI && a.Expires.Equal(b.Expires) &&
-		a.CallID == b.CallID && a.CSeq == b.CSeq && a.Q == b.Q &&
-		a.Modified.Equal(b.Modified) && a.UserAgent == b.UserAgent &&
-		a.Instance == b.Instance && a.RegID == b.RegID &&
-		a.Received == b.Received && a.Path == b.Path &&
-		a.Administrative == b.Administrative && a.AOR == b.AOR
 }
 
 // ErrNotReady is returned while the first snapshot has not been loaded.

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"container/heap"
 	"context"
 	"time"
 )
@@ -14,31 +13,73 @@ type expiryItem struct {
 	bd *binding
 }
 
+// expiryHeap is a binary min-heap by at. It does its own sifting rather
+// than container/heap, whose Push and Pop box every item in an interface
+// (an allocation per change).
 type expiryHeap []expiryItem
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
+func (h *expiryHeap) push(it expiryItem) {
+	*h = append(*h, it)
+	h.up(len(*h) - 1)
+}
+
+func (h *expiryHeap) pop() expiryItem {
 	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = expiryItem{}
-	*h = old[:len(old)-1]
+	it := old[0]
+	last := len(old) - 1
+	old[0] = old[last]
+	old[last] = expiryItem{}
+	*h = old[:last]
+	h.down(0)
 	return it
 }
 
+func (h expiryHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].at <= h[i].at {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func (h expiryHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].at < h[l].at {
+			m = r
+		}
+		if h[i].at <= h[m].at {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+func (h expiryHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
 func (it expiryItem) stale() bool {
-	return it.bd.dead || it.bd.view.Expires.IsZero() || it.bd.view.Expires.UnixNano() != it.at
+	return it.bd.dead || it.bd.permanent() || it.bd.expiresAt() != it.at
 }
 
 // scheduleExpiry arms the binding's current expiry. Called with stateMu held.
 func (b *Bridge) scheduleExpiry(bd *binding) {
-	if bd.view.Permanent() {
+	if bd.permanent() {
 		return
 	}
-	at := bd.view.Expires.UnixNano()
-	heap.Push(&b.expiries, expiryItem{at: at, bd: bd})
+	at := bd.expiresAt()
+	b.expiries.push(expiryItem{at: at, bd: bd})
 	if b.expiries[0].bd == bd && b.expiries[0].at == at {
 		select {
 		case b.wake <- struct{}{}:
@@ -47,7 +88,7 @@ func (b *Bridge) scheduleExpiry(bd *binding) {
 	}
 	// Refreshes leave stale items behind; rebuild when they dominate so the
 	// heap stays proportional to the live contacts.
-	if n := len(b.expiries); n > 1024 && n > 4*len(b.byKey) {
+	if n := len(b.expiries); n > 1024 && n > 4*b.byKey.n {
 		live := b.expiries[:0]
 		for _, it := range b.expiries {
 			if !it.stale() {
@@ -56,7 +97,7 @@ func (b *Bridge) scheduleExpiry(bd *binding) {
 		}
 		clear(b.expiries[len(live):])
 		b.expiries = live
-		heap.Init(&b.expiries)
+		b.expiries.init()
 	}
 }
 
@@ -77,13 +118,13 @@ func (b *Bridge) expireDue(now time.Time) time.Time {
 	for len(b.expiries) > 0 {
 		top := b.expiries[0]
 		if top.stale() {
-			heap.Pop(&b.expiries)
+			b.expiries.pop()
 			continue
 		}
 		if top.at > limit {
 			break
 		}
-		heap.Pop(&b.expiries)
+		b.expiries.pop()
 		b.terminate(top.bd, EventExpired, now)
 	}
 	b.flush(now, now)

@@ -1,8 +1,8 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"encoding/hex"
-	"hash/fnv"
 	"strings"
 )
 
@@ -51,15 +51,23 @@ func contactID(canonical, key, uri string) string {
 }
 
 func hashID(prefix byte, a, b, c string) string {
-	h := fnv.New64a()
-	h.Write([]byte(a))
-	h.Write([]byte{0})
-	h.Write([]byte(b))
-	h.Write([]byte{0})
-	h.Write([]byte(c))
+	// FNV-1a 64 of a, 0, b, 0, c, inline: derived on every change and
+	// read (the bridge does not store ids), so it must not allocate
+	// beyond its result.
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i, s := range [...]string{a, b, c} {
+		if i > 0 {
+			h = (h ^ 0) * prime
+		}
+		for j := 0; j < len(s); j++ {
+			h = (h ^ uint64(s[j])) * prime
+		}
+	}
 	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], h)
 	var out [17]byte
 	out[0] = prefix
-	hex.Encode(out[1:], h.Sum(sum[:0]))
+	hex.Encode(out[1:], sum[:])
 	return string(out[:])
 }

@@ -24,13 +24,13 @@ func (b *Bridge) Restore(contacts []source.Contact) {
 	}
 	for i := range contacts {
 		c := &contacts[i]
-		if b.byKey[c.Key] != nil {
+		if b.byKey.get(c.Key) != nil {
 			continue
 		}
 		b.add(c, time.Time{}, true)
 	}
 	b.restored = true
-	b.log.Info("previous state restored", "aors", len(b.aors), "contacts", len(b.byKey))
+	b.log.Info("previous state restored", "aors", b.aors.n, "contacts", b.byKey.n)
 }
 
 // EachContact calls fn with every active contact while holding the
@@ -38,9 +38,10 @@ func (b *Bridge) Restore(contacts []source.Contact) {
 func (b *Bridge) EachContact(fn func(c *source.Contact)) {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	for _, bd := range b.byKey {
-		fn(&bd.view.Contact)
-	}
+	b.byKey.each(func(bd *binding) {
+		c := bd.contact()
+		fn(&c)
+	})
 }
 
 // StateWriter records contacts durably (substore.Redis).

@@ -138,7 +138,7 @@ func (l *astdbLayout) Table() sqlwatch.Table {
 // SQLite returns what was stored either way.
 func (l *astdbLayout) Bind([]string) error { return nil }
 
-func (l *astdbLayout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
+func (l *astdbLayout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	if row[0].Kind != sqlwatch.Text || row[1].Kind != sqlwatch.Text {
 		return badRow("key or value is not text")
 	}
@@ -150,11 +150,7 @@ func (l *astdbLayout) Decode(row []sqlwatch.Value, prev, c *source.Contact) erro
 	if err := decodeAstDBValue(row[1].Bytes, &f); err != nil {
 		return err
 	}
-	key := string(id)
-	if prev != nil && prev.Key == key {
-		key = prev.Key // the last snapshot's string: no allocation
-	}
-	return decodeContact(key, &f, l.domain, c)
+	return decodeContact(string(id), &f, l.domain, c)
 }
 
 // astdbValue is the JSON object res_sorcery_astdb stores. Every member is

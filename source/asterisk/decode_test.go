@@ -68,7 +68,7 @@ func TestDecodeAstDB(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &astdbLayout{prefix: "/registrar/contact/", domain: tt.domain}
 			var c source.Contact
-			err := l.Decode([]sqlwatch.Value{text(tt.key), text(tt.value)}, nil, &c)
+			err := l.Decode([]sqlwatch.Value{text(tt.key), text(tt.value)}, &c)
 			if tt.wantErr != "" {
 				if err == nil || !errors.Is(err, errBadRow) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want a bad-row error naming %s", err, tt.wantErr)
@@ -110,7 +110,7 @@ func TestDecodeRealtime(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &realtimeLayout{table: DefaultTable, domain: "example.com"}
 			var c source.Contact
-			err := l.Decode(tt.row, nil, &c)
+			err := l.Decode(tt.row, &c)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)

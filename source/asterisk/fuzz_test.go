@@ -40,7 +40,7 @@ func FuzzDecodeAstDB(f *testing.F) {
 		}
 		l := &astdbLayout{prefix: "/registrar/contact/", domain: domain}
 		var c source.Contact
-		if err := l.Decode([]sqlwatch.Value{text(key), text(value)}, nil, &c); err != nil {
+		if err := l.Decode([]sqlwatch.Value{text(key), text(value)}, &c); err != nil {
 			return
 		}
 		checkAccepted(t, &c)
@@ -62,7 +62,7 @@ func FuzzDecodeRealtime(f *testing.F) {
 		row := []sqlwatch.Value{col(0, id), col(1, uri), col(2, exp), col(3, ua), col(4, callID), col(5, path), text("pbx1")}
 		l := &realtimeLayout{table: DefaultTable, domain: "example.com"}
 		var c source.Contact
-		if err := l.Decode(row, nil, &c); err != nil {
+		if err := l.Decode(row, &c); err != nil {
 			return
 		}
 		checkAccepted(t, &c)

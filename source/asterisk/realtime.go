@@ -144,20 +144,16 @@ func (l *realtimeLayout) Table() sqlwatch.Table {
 // text the server sends.
 func (l *realtimeLayout) Bind([]string) error { return nil }
 
-func (l *realtimeLayout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
-	var p source.Contact
-	if prev != nil {
-		p = *prev
-	}
+func (l *realtimeLayout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	if row[rtID].Kind != sqlwatch.Text {
 		return badRow("id is not text")
 	}
 	f := fields{
-		uri:       row[rtURI].String(p.URI),
-		userAgent: row[rtUserAgent].String(p.UserAgent),
-		callID:    row[rtCallID].String(p.CallID),
-		path:      row[rtPath].String(p.Path),
+		uri:       row[rtURI].String(""),
+		userAgent: row[rtUserAgent].String(""),
+		callID:    row[rtCallID].String(""),
+		path:      row[rtPath].String(""),
 	}
 	f.expires, f.expiresOK = row[rtExpirationTime].Int64()
-	return decodeContact(row[rtID].String(p.Key), &f, l.domain, c)
+	return decodeContact(row[rtID].String(""), &f, l.domain, c)
 }

@@ -314,7 +314,7 @@ func decodeRowAs(r *rawRow, domain string, loc *time.Location, types []string, c
 	if err := l.Bind(types); err != nil {
 		return err
 	}
-	return l.Decode(row, nil, c)
+	return l.Decode(row, c)
 }
 
 // storedTime decodes a db_sqlite time value as the SQLite watcher does.

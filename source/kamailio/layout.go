@@ -72,19 +72,15 @@ func serverCodec(col, typ string) (timeCodec, error) {
 	return 0, fmt.Errorf("column %s has type %s; want DATETIME or TIMESTAMP (without time zone), or BIGINT (usrloc expires_type=1)", col, typ)
 }
 
-// Decode turns one location row into c, reusing prev's strings where the
-// text is unchanged. On error c is left partly written and must be
+// Decode turns one location row into c (sqlwatch calls it only for rows
+// that are new or changed). On error c is left partly written and must be
 // discarded.
-func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
-	var old source.Contact
-	if prev != nil {
-		old = *prev
-	}
+func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	key, ok := row[colRUID].TextOrNull()
 	if !ok || len(key) == 0 || !sqlwatch.Printable(key) {
 		return badRow("ruid is not a non-empty printable string")
 	}
-	c.Key = row[colRUID].String(old.Key)
+	c.Key = row[colRUID].String("")
 	user, ok := row[colUsername].TextOrNull()
 	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
 		return badRow("username is not a non-empty printable string")
@@ -94,11 +90,11 @@ func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
 		return badRow("domain is not a printable string")
 	}
 	l.aorBuf = sqlwatch.AppendAOR(l.aorBuf[:0], user, dom, l.domain)
-	c.AOR = sqlwatch.Intern(l.aorBuf, old.AOR)
+	c.AOR = sqlwatch.Intern(l.aorBuf, "")
 	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
 		return badRow("contact is not a sip:, sips: or tel: URI")
 	}
-	c.URI = row[colContact].String(old.URI)
+	c.URI = row[colContact].String("")
 	if row[colExpires].Kind == sqlwatch.Null {
 		return badRow("expires is NULL")
 	}
@@ -117,19 +113,19 @@ func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
 	if c.RegID, ok = row[colRegID].Uint32(); !ok {
 		return badRow("reg_id is not an integer between 0 and 2^32-1")
 	}
-	if c.CallID, ok = row[colCallID].StringOrNull(old.CallID); !ok {
+	if c.CallID, ok = row[colCallID].StringOrNull(""); !ok {
 		return badRow("callid is not a string")
 	}
-	if c.UserAgent, ok = row[colUserAgent].StringOrNull(old.UserAgent); !ok {
+	if c.UserAgent, ok = row[colUserAgent].StringOrNull(""); !ok {
 		return badRow("user_agent is not a string")
 	}
-	if c.Instance, ok = row[colInstance].StringOrNull(old.Instance); !ok {
+	if c.Instance, ok = row[colInstance].StringOrNull(""); !ok {
 		return badRow("instance is not a string")
 	}
-	if c.Received, ok = row[colReceived].StringOrNull(old.Received); !ok {
+	if c.Received, ok = row[colReceived].StringOrNull(""); !ok {
 		return badRow("received is not a string")
 	}
-	if c.Path, ok = row[colPath].StringOrNull(old.Path); !ok {
+	if c.Path, ok = row[colPath].StringOrNull(""); !ok {
 		return badRow("path is not a string")
 	}
 	c.Administrative = strings.HasPrefix(c.Key, administrativePrefix)

@@ -102,20 +102,16 @@ func (l *layout) Bind(types []string) error {
 	return nil
 }
 
-// Decode turns one location row into c, reusing prev's strings where the
-// text is unchanged. On error c is left partly written and must be
+// Decode turns one location row into c (sqlwatch calls it only for rows
+// that are new or changed). On error c is left partly written and must be
 // discarded.
-func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
-	var old source.Contact
-	if prev != nil {
-		old = *prev
-	}
+func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	id, ok := row[colContactID].Int64()
 	if !ok || id < 0 {
 		return badRow("contact_id is not a non-negative integer")
 	}
 	l.buf = strconv.AppendInt(l.buf[:0], id, 10) // canonical on every backend
-	c.Key = sqlwatch.Intern(l.buf, old.Key)
+	c.Key = sqlwatch.Intern(l.buf, "")
 	user, ok := row[colUsername].TextOrNull()
 	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
 		return badRow("username is not a non-empty printable string")
@@ -125,11 +121,11 @@ func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
 		return badRow("domain is not a printable string")
 	}
 	l.buf = sqlwatch.AppendAOR(l.buf[:0], user, dom, l.domain)
-	c.AOR = sqlwatch.Intern(l.buf, old.AOR)
+	c.AOR = sqlwatch.Intern(l.buf, "")
 	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
 		return badRow("contact is not a sip:, sips: or tel: URI")
 	}
-	c.URI = row[colContact].String(old.URI)
+	c.URI = row[colContact].String("")
 	if c.Expires, ok = row[colExpires].Epoch(); !ok {
 		return badRow("expires is not an epoch")
 	}
@@ -142,19 +138,19 @@ func (l *layout) Decode(row []sqlwatch.Value, prev, c *source.Contact) error {
 	if c.CSeq, ok = row[colCSeq].Uint32(); !ok {
 		return badRow("cseq is not an integer between 0 and 2^32-1")
 	}
-	if c.CallID, ok = row[colCallID].StringOrNull(old.CallID); !ok {
+	if c.CallID, ok = row[colCallID].StringOrNull(""); !ok {
 		return badRow("callid is not a string")
 	}
-	if c.UserAgent, ok = row[colUserAgent].StringOrNull(old.UserAgent); !ok {
+	if c.UserAgent, ok = row[colUserAgent].StringOrNull(""); !ok {
 		return badRow("user_agent is not a string")
 	}
-	if c.Instance, ok = row[colInstance].StringOrNull(old.Instance); !ok {
+	if c.Instance, ok = row[colInstance].StringOrNull(""); !ok {
 		return badRow("sip_instance is not a string")
 	}
-	if c.Received, ok = row[colReceived].StringOrNull(old.Received); !ok {
+	if c.Received, ok = row[colReceived].StringOrNull(""); !ok {
 		return badRow("received is not a string")
 	}
-	if c.Path, ok = row[colPath].StringOrNull(old.Path); !ok {
+	if c.Path, ok = row[colPath].StringOrNull(""); !ok {
 		return badRow("path is not a string")
 	}
 	c.RegID, c.Administrative = 0, false // OpenSIPS stores neither

@@ -203,6 +203,7 @@ func (w *Watcher) readKeys(ctx context.Context, p Partial, keys []string) (bool,
 	list := keys[:0]
 	for _, k := range keys {
 		if !SafeKey(k) {
+			st.abandonStep()
 			return false, nil
 		}
 		if _, dup := uniq[k]; !dup {
@@ -222,8 +223,8 @@ func (w *Watcher) readKeys(ctx context.Context, p Partial, keys []string) (bool,
 		return false, fmt.Errorf("reading changed rows of %s: %w", w.table.Name, err)
 	}
 	for _, k := range list {
-		if _, read := st.next[k]; !read {
-			if i, ok := st.idx[k]; ok {
+		if _, read := st.merged[k]; !read {
+			if i, ok := st.lookupString(k); ok {
 				st.remove(i)
 			}
 		}
@@ -236,6 +237,7 @@ func (w *Watcher) readKeys(ctx context.Context, p Partial, keys []string) (bool,
 func (w *Watcher) deliverStep(ctx context.Context, sink source.Sink, seenAt time.Time) bool {
 	b := w.snap.batch()
 	if len(b.Contacts) == 0 && len(b.Deleted) == 0 {
+		w.snap.synced = w.snap.stepSynced
 		return true
 	}
 	b.SeenAt = seenAt
@@ -243,7 +245,8 @@ func (w *Watcher) deliverStep(ctx context.Context, sink source.Sink, seenAt time
 		if ctx.Err() == nil {
 			w.log.Warn("sink rejected changes, offering a full snapshot at next poll", "err", err)
 		}
-		return false
+		return false // not synced: the next read is complete
 	}
+	w.snap.synced = w.snap.stepSynced
 	return true
 }

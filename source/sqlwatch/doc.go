@@ -25,8 +25,15 @@
 //     into a source.Contact, choosing its time decoding from the column
 //     types the dialect reports.
 //
-// Rows reach the Layout as Values that point into the driver's buffers
-// (MySQL's text protocol, PostgreSQL's simple protocol, SQLite's values),
-// and decoders reuse the previous snapshot's strings for unchanged rows, so
-// a steady-state snapshot allocates next to nothing per contact.
+// Rows reach the watcher as Values that point into the driver's buffers
+// (MySQL's text protocol, PostgreSQL's simple protocol, SQLite's values).
+// The watcher does not keep the decoded contacts (the sink does): per row
+// it keeps the key, a 64-bit hash of every column read and the server's
+// hash (snapshot.go, about 40 bytes besides the key string it shares with
+// the bridge), and decodes only rows whose hash moved. To a KeyedSink (the
+// bridge) a Full batch then carries only the new and changed rows and
+// names the rest by key, so a steady-state snapshot allocates next to
+// nothing per contact; other sinks get every row decoded, as before. The
+// first Full batch, and the first after the sink rejected one or the
+// column types changed, is complete.
 package sqlwatch

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
@@ -122,19 +123,15 @@ func (l *testLayout) Bind(types []string) error { return l.bindErr }
 
 var errBad = errors.New("bad test row")
 
-func (l *testLayout) Decode(row []Value, prev, c *source.Contact) error {
-	var old source.Contact
-	if prev != nil {
-		old = *prev
-	}
+func (l *testLayout) Decode(row []Value, c *source.Contact) error {
 	if row[0].Kind != Text || len(row[0].Bytes) == 0 {
 		return errBad
 	}
-	c.Key = row[0].String(old.Key)
+	c.Key = row[0].String("")
 	if !bytes.HasPrefix(row[1].Bytes, []byte("sip:")) {
 		return errBad
 	}
-	c.URI = row[1].String(old.URI)
+	c.URI = row[1].String("")
 	c.AOR = c.URI
 	sec, ok := row[2].Int64()
 	if !ok {
@@ -168,6 +165,52 @@ func (b *batchLog) all() []source.Batch {
 	defer b.mu.Unlock()
 	return slices.Clone(b.batches)
 }
+
+// keyedLog is a batchLog that is a KeyedSink; same and keyed parallel
+// batches (what ApplyFull named, whether it was ApplyFull).
+type keyedLog struct {
+	batchLog
+	same      [][]string
+	keyed     []bool
+	failKeyed int // fail this many ApplyFull calls first
+	failed    bool
+}
+
+func (k *keyedLog) Apply(ctx context.Context, batch source.Batch) error {
+	err := k.batchLog.Apply(ctx, batch)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		k.same, k.keyed = append(k.same, nil), append(k.keyed, false)
+	}
+	return err
+}
+
+func (k *keyedLog) ApplyFull(ctx context.Context, batch source.Batch, same iter.Seq[string]) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.failKeyed > 0 {
+		k.failKeyed--
+		k.failed = true
+		return errors.New("sink busy")
+	}
+	batch.Contacts = slices.Clone(batch.Contacts)
+	k.batches = append(k.batches, batch)
+	keys := slices.Sorted(same)
+	k.same, k.keyed = append(k.same, keys), append(k.keyed, true)
+	return nil
+}
+
+// keyedFailing reports whether failKeyed was set (and is now used up).
+func (k *keyedLog) keyedFailing() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f := k.failed
+	k.failed = false
+	return f
+}
+
+var _ KeyedSink = (*keyedLog)(nil)
 
 func keysOf(b source.Batch) []string {
 	var k []string

@@ -17,6 +17,11 @@ import (
 // once. All of it runs in one REPEATABLE READ transaction, so the
 // aggregate and the rows describe the same state of the table.
 
+func mapHas(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // incrementalSlack covers last_modified's 1 s resolution and writers whose
 // commits land out of order with their timestamps.
 const incrementalSlack = 2e9 // 2 s
@@ -61,8 +66,8 @@ func (w *Watcher) incremental(ctx context.Context, p Partial) (fp string, ok boo
 			return err
 		}
 		var gone []string
-		for k := range st.idx {
-			if _, ok := present[k]; !ok {
+		for i := range int32(len(st.rows)) {
+			if k := st.rawOf(i); !mapHas(present, k) {
 				gone = append(gone, k)
 			}
 		}
@@ -80,6 +85,7 @@ func (w *Watcher) incremental(ctx context.Context, p Partial) (fp string, ok boo
 		return "", false, fmt.Errorf("reading changes of %s: %w", w.table.Name, err)
 	}
 	if n, s := st.aggregate(); !exact || n != rows || s != sum {
+		st.abandonStep()
 		return "", false, nil
 	}
 	return fmt.Sprintf("%d,%d,", rows, sum), true, nil

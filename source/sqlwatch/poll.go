@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/regbridge/regbridge/source"
@@ -19,6 +20,9 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	}
 	defer w.running.Store(false)
 	defer w.up.Store(false) // nobody is watching the store any more
+	w.keyed, _ = sink.(KeyedSink)
+	defer func() { w.keyed = nil }()
+	w.snap.synced = false // a new sink has nothing yet
 	backoff := w.cfg.MinBackoff
 	down := false
 	recovered := func() {
@@ -141,9 +145,15 @@ func (w *Watcher) open(ctx context.Context) (Session, error) {
 		return nil, fmt.Errorf("opening %s: %w", w.table.Name, err)
 	}
 	_, w.snap.hashed = s.(Partial)
-	if err := w.layout.Bind(s.Types()); err != nil {
+	types := s.Types()
+	if err := w.layout.Bind(types); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("table %s: %w", w.table.Name, err)
+	}
+	if !slices.Equal(types, w.snap.types) {
+		// The layout may decode the same bytes differently now.
+		w.snap.types = slices.Clone(types)
+		w.snap.synced = false
 	}
 	return s, nil
 }
@@ -163,22 +173,38 @@ func (w *Watcher) fingerprint(ctx context.Context, s Session) (string, error) {
 	return fp, nil
 }
 
-// read takes one snapshot into w.snap.
+// read takes one snapshot into w.snap: complete (every row decoded into
+// w.snap.full) unless a KeyedSink holds what the state describes, which
+// then gets the changed rows alone.
 func (w *Watcher) read(ctx context.Context, s Session) error {
 	qctx, cancel := w.queryContext(ctx)
 	defer cancel()
 	w.polls.Add(1)
-	if err := w.snap.read(qctx, s, w); err != nil {
+	w.complete = w.keyed == nil || !w.snap.synced
+	if err := w.snap.read(qctx, s, w, w.complete); err != nil {
 		return fmt.Errorf("reading %s: %w", w.table.Name, err)
 	}
 	return nil
 }
 
-// deliver hands the current snapshot to sink. A failing sink is not a
-// store outage: the snapshot is read and offered again at the next poll.
-// wasOK is the previous outcome, so a failure is logged once.
+// deliver hands the snapshot just read to sink as a Full batch. A failing
+// sink is not a store outage: the snapshot is read and offered again (in
+// full) at the next poll. wasOK is the previous outcome, so a failure is
+// logged once.
 func (w *Watcher) deliver(ctx context.Context, sink source.Sink, seenAt time.Time, wasOK bool) bool {
-	err := sink.Apply(ctx, source.Batch{Full: true, Contacts: w.snap.cur, SeenAt: seenAt})
+	st := &w.snap
+	var err error
+	if w.complete {
+		err = sink.Apply(ctx, source.Batch{Full: true, Contacts: st.full, SeenAt: seenAt})
+		if w.keyed != nil {
+			// Rare (start, rejection, new column types): do not keep a
+			// whole table of contacts for the next one.
+			st.full = nil
+		}
+	} else {
+		err = w.keyed.ApplyFull(ctx, source.Batch{Full: true, Contacts: st.changed, SeenAt: seenAt}, st.keys)
+	}
+	st.synced = err == nil
 	switch {
 	case err == nil:
 		w.lastFull.Store(time.Now().UnixNano())
@@ -208,10 +234,11 @@ func (w *Watcher) Snapshot(ctx context.Context) ([]source.Contact, error) {
 		return nil, err
 	}
 	defer s.Close()
+	w.keyed = nil
 	if err := w.read(ctx, s); err != nil {
 		return nil, err
 	}
-	return w.snap.cur, nil
+	return w.snap.full, nil
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

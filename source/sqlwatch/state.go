@@ -15,13 +15,29 @@ func (st *snapshotState) beginStep() {
 	clear(st.changed)
 	st.changed = st.changed[:0]
 	st.deleted = st.deleted[:0]
-	clear(st.next) // keys merged by key in this step
+	clear(st.merged) // keys merged by key in this step
+	st.stepSynced, st.synced = st.synced, false
 }
 
-// merge decodes one row (the table's columns, then its hash when
-// st.hashed) into the state. byKey says the row was read by key, so that
-// every row of its key is in the same read (bad rows of the key were
-// dropped before); otherwise it was read by modification time.
+// abandonStep is called when a step's changes will not be delivered and
+// a full read follows instead: the rows it merged are marked for decoding
+// (their contacts never reached the sink), so that read may still send
+// only what changed. Keys it dropped need nothing: a Full batch names
+// every row the table holds.
+func (st *snapshotState) abandonStep() {
+	for i := range st.changed {
+		if j, ok := st.lookupString(st.raw(st.changed[i].Key)); ok {
+			st.rows[j].sum = 0
+		}
+	}
+	st.synced = st.stepSynced
+}
+
+// merge reads one row (the table's columns, then its hash when
+// st.hashed) into the state, decoding it when it is new or changed. byKey
+// says the row was read by key, so that every row of its key is in the
+// same read (bad rows of the key were dropped before); otherwise it was
+// read by modification time.
 func (st *snapshotState) merge(all []Value, byKey bool, w *Watcher) {
 	ncol := len(w.table.Columns)
 	row := all[:ncol]
@@ -35,20 +51,30 @@ func (st *snapshotState) merge(all []Value, byKey bool, w *Watcher) {
 		st.maxMod.Bytes, st.maxMod.str = st.maxModBuf, ""
 	}
 	st.keyBuf = row[w.table.Key].AppendText(st.keyBuf[:0])
-	i, known := st.idx[string(st.keyBuf)]
-	var p *source.Contact
-	if known {
-		p = &st.cur[i]
-	}
-	var c source.Contact
-	err := w.layout.Decode(row, p, &c)
-	if err == nil && c.Key != string(st.keyBuf) {
-		err = errKeyChanged
-	}
-	if err == nil && byKey {
-		if _, dup := st.next[c.Key]; dup {
+	i, known := st.lookup(st.keyBuf)
+	var err error
+	if byKey {
+		if _, dup := st.merged[string(st.keyBuf)]; dup {
 			err = errDuplicateKey
 		}
+	}
+	sum := st.rowSum(row)
+	if err == nil && known && st.rows[i].sum == sum {
+		// Unchanged (a read by modification time overlaps the last one).
+		st.rows[i].srv = h
+		if byKey {
+			st.merged[st.rows[i].key] = struct{}{}
+		} else {
+			delete(st.bad, st.rows[i].key)
+		}
+		return
+	}
+	var c source.Contact
+	if err == nil {
+		err = w.layout.Decode(row, &c)
+	}
+	if err == nil && c.Key != string(st.keyBuf) {
+		err = errKeyChanged // read by key: the key column must be the key
 	}
 	if err != nil {
 		w.skipped.Add(1)
@@ -70,44 +96,43 @@ func (st *snapshotState) merge(all []Value, byKey bool, w *Watcher) {
 		return
 	}
 	if byKey {
-		st.next[c.Key] = 0
+		st.merged[c.Key] = struct{}{}
 	} else {
 		delete(st.bad, c.Key) // the key's row is good now
 	}
+	st.changed = append(st.changed, c)
 	if known {
-		if c != st.cur[i] {
-			st.changed = append(st.changed, c)
-		}
-		st.cur[i], st.hashes[i] = c, h
+		st.rows[i].sum, st.rows[i].srv = sum, h
 		return
 	}
-	st.idx[c.Key] = len(st.cur)
-	st.cur = append(st.cur, c)
-	st.hashes = append(st.hashes, h)
-	st.changed = append(st.changed, c)
+	st.rows = append(st.rows, rowState{key: c.Key, sum: sum, srv: h})
+	st.indexAdd(int32(len(st.rows) - 1))
 }
 
 // errKeyChanged marks a row whose decoded key differs from its key
-// column's text: such a layout cannot be merged by key.
+// column's text: the state finds rows by that text.
 var errKeyChanged = errors.New("decoded key differs from the key column")
 
-// remove drops cur[i] (swapping the last contact into its place) and
+// remove drops rows[i] (swapping the last row into its place) and
 // records its key as deleted.
-func (st *snapshotState) remove(i int) {
-	key := st.cur[i].Key
-	last := len(st.cur) - 1
-	st.cur[i], st.hashes[i] = st.cur[last], st.hashes[last]
-	st.idx[st.cur[i].Key] = i
-	st.cur[last] = source.Contact{}
-	st.cur, st.hashes = st.cur[:last], st.hashes[:last]
-	delete(st.idx, key)
+func (st *snapshotState) remove(i int32) {
+	key := st.rows[i].key
+	st.indexDel(i)
+	last := int32(len(st.rows) - 1)
+	if i != last {
+		st.rows[i] = st.rows[last]
+		st.indexMove(last, i)
+	}
+	st.rows[last] = rowState{}
+	st.rows = st.rows[:last]
+	delete(st.raws, key)
 	st.deleted = append(st.deleted, key)
 }
 
-// forget drops key from the state: its good contact (recorded as
-// deleted) and its bad rows.
+// forget drops key from the state: its good row (recorded as deleted)
+// and its bad rows.
 func (st *snapshotState) forget(key string) {
-	if i, ok := st.idx[key]; ok {
+	if i, ok := st.lookupString(key); ok {
 		st.remove(i)
 	}
 	delete(st.bad, key)
@@ -116,9 +141,9 @@ func (st *snapshotState) forget(key string) {
 // aggregate is the fingerprint of what the state believes the table
 // holds: rows and hash sum, as Partial.Aggregate computes it.
 func (st *snapshotState) aggregate() (rows, sum int64) {
-	rows = int64(len(st.cur))
-	for _, h := range st.hashes {
-		sum += h
+	rows = int64(len(st.rows))
+	for i := range st.rows {
+		sum += st.rows[i].srv
 	}
 	for _, b := range st.bad {
 		rows += b.n
@@ -129,7 +154,7 @@ func (st *snapshotState) aggregate() (rows, sum int64) {
 
 // known reports whether the state has a row (good or bad) with key.
 func (st *snapshotState) known(key []byte) bool {
-	if _, ok := st.idx[string(key)]; ok {
+	if _, ok := st.lookup(key); ok {
 		return true
 	}
 	_, ok := st.bad[string(key)]

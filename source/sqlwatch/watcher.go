@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
@@ -149,11 +150,29 @@ type Layout interface {
 	// so the layout can pick how to decode; an error makes the store
 	// unusable until the next reconnect.
 	Bind(types []string) error
-	// Decode turns one row into c. prev is the same key's contact from
-	// the previous snapshot, or nil: decoders reuse its strings when the
-	// text is unchanged (Value.String), keeping steady-state snapshots
-	// free of allocations. An error skips the row.
-	Decode(row []Value, prev, c *source.Contact) error
+	// Decode turns one row into c. It is called only for rows that are
+	// new or changed since the last read (and for every row of a
+	// complete read), so it may allocate its strings. An error skips the
+	// row.
+	Decode(row []Value, c *source.Contact) error
+}
+
+// KeyedSink is a sink that keeps, by Key, the contacts it accepted (the
+// bridge does). The watcher sends it Full batches that carry only the new
+// and changed rows and name the unchanged ones by key, so neither side
+// decodes or compares an unchanged row again and the watcher need not
+// keep the contacts (it keeps a hash per row). The first Full batch of a
+// Run, and the first after the sink rejected a batch, a read failed or the
+// column types changed, is complete (Apply).
+type KeyedSink interface {
+	source.Sink
+	// ApplyFull takes a Full batch whose Contacts are the bindings that
+	// are new or changed since the last batch the sink accepted from this
+	// watcher; every other binding of the store is one that batch left
+	// as it is, and same yields the Keys of all bindings the store holds
+	// (valid only during the call). A binding the sink has that same does
+	// not name is gone.
+	ApplyFull(ctx context.Context, b source.Batch, same iter.Seq[string]) error
 }
 
 // Dialect connects to one kind of store.
@@ -199,8 +218,10 @@ type Watcher struct {
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
 	snap       snapshotState
-	cdcWarned  bool // "triggers not installed" was logged
-	cdcRunning bool // the last session used CDC (for log lines)
+	keyed      KeyedSink // the sink of Run, when it is one
+	complete   bool      // the last read decoded every row
+	cdcWarned  bool      // "triggers not installed" was logged
+	cdcRunning bool      // the last session used CDC (for log lines)
 }
 
 var (
@@ -222,7 +243,7 @@ func New(cfg Config, d Dialect, l Layout, log *slog.Logger) (*Watcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{cfg: cfg, dialect: d, layout: l, table: t, log: log}
-	w.snap.init(len(t.Columns), slices.Index(t.Columns, t.Modified))
+	w.snap.init(slices.Index(t.Columns, t.Modified))
 	return w, nil
 }
 

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
-	"unsafe"
 
 	"github.com/regbridge/regbridge/source"
 )
@@ -238,45 +238,96 @@ func TestBadRowLogCapped(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// An unchanged row decodes into the previous snapshot's strings; a changed
-// one gets new ones. Steady state allocates nothing per row.
-func TestSnapshotReusesStrings(t *testing.T) {
-	store := &fakeStore{}
-	store.set(rowsAB...)
-	w, _ := newTestWatcher(t, Config{}, store, &testLayout{})
-	first, err := w.Snapshot(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriA, uriB := unsafe.StringData(first[0].URI), unsafe.StringData(first[1].URI)
-	store.set(rowsAB[0], [3]string{"b", "sip:b2@x", "2000000000"})
-	second, err := w.Snapshot(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if unsafe.StringData(second[0].URI) != uriA {
-		t.Errorf("unchanged URI was copied")
-	}
-	if unsafe.StringData(second[1].URI) == uriB || second[1].URI != "sip:b2@x" {
-		t.Errorf("changed URI = %q (same memory: %v)", second[1].URI, unsafe.StringData(second[1].URI) == uriB)
-	}
+// A KeyedSink gets the whole table once, then Full batches of the changed
+// rows alone with every key named; after it rejects a batch, the whole
+// table again.
+func TestKeyedSinkGetsChangedRows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &fakeStore{}
+		store.set(rowsAB...)
+		w, _ := newTestWatcher(t, Config{PollInterval: 100 * time.Millisecond, ReconcileInterval: Never}, store, &testLayout{})
+		var sink keyedLog
+		stop := run(t, w, &sink)
+		defer stop()
+		step := func(rows ...[3]string) {
+			store.set(rows...)
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		synctest.Wait()
+		steps := []struct {
+			name     string
+			rows     [][3]string
+			keyed    bool     // delivered through ApplyFull
+			contacts []string // keys of Contacts
+			same     []string // keys ApplyFull named
+		}{
+			{"first batch is complete", rowsAB, false, []string{"a", "b"}, nil},
+			{"changed row alone", [][3]string{rowsAB[0], {"b", "sip:b2@x", "2000000000"}}, true, []string{"b"}, []string{"a", "b"}},
+			{"delete", [][3]string{rowsAB[0]}, true, nil, []string{"a"}},
+			{"insert", [][3]string{rowsAB[0], {"c", "sip:c@x", "2000000000"}}, true, []string{"c"}, []string{"a", "c"}},
+			{"rejected: offered again in full", [][3]string{rowsAB[0], {"c", "sip:c@x", "2000000001"}}, false, []string{"a", "c"}, nil},
+			{"then changes again", [][3]string{{"c", "sip:c@x", "2000000001"}}, true, nil, []string{"c"}},
+		}
+		for i, st := range steps {
+			if i > 0 {
+				if strings.HasPrefix(st.name, "rejected") {
+					sink.mu.Lock()
+					sink.failKeyed = 1
+					sink.mu.Unlock()
+				}
+				step(st.rows...)
+				if sink.keyedFailing() {
+					time.Sleep(100 * time.Millisecond) // the rejection, then the retry
+					synctest.Wait()
+				}
+			}
+			b := sink.all()
+			if len(b) == 0 {
+				t.Fatalf("%s: no batch", st.name)
+			}
+			last := b[len(b)-1]
+			sink.mu.Lock()
+			same, keyed := sink.same[len(b)-1], sink.keyed[len(b)-1]
+			sink.mu.Unlock()
+			if !last.Full || keyed != st.keyed || !slices.Equal(keysOf(last), st.contacts) || !slices.Equal(same, st.same) {
+				t.Errorf("%s: got Full=%v keyed=%v contacts %v same %v; want keyed=%v contacts %v same %v",
+					st.name, last.Full, keyed, keysOf(last), same, st.keyed, st.contacts, st.same)
+			}
+		}
+		if b := sink.all(); b[1].Contacts[0].URI != "sip:b2@x" {
+			t.Errorf("changed row decoded as %+v", b[1].Contacts[0])
+		}
+	})
+}
 
+// With a KeyedSink in sync, an unchanged row is hashed, not decoded: a
+// steady-state read allocates nothing per row.
+func TestSteadyReadDoesNotAllocate(t *testing.T) {
+	store := &fakeStore{}
 	var many [][3]string
 	for i := range 1000 {
 		many = append(many, [3]string{"k" + itoa(i), "sip:u" + itoa(i) + "@x", "2000000000"})
 	}
 	store.set(many...)
+	w, _ := newTestWatcher(t, Config{}, store, &testLayout{})
 	s, err := store.Open(t.Context(), &w.table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.read(t.Context(), s); err != nil { // warm up both arrays
-		t.Fatal(err)
+	w.keyed = &keyedLog{}
+	if err := w.read(t.Context(), s); err != nil || !w.complete || len(w.snap.full) != 1000 {
+		t.Fatalf("first read: complete=%v, %d contacts, %v", w.complete, len(w.snap.full), err)
 	}
+	w.snap.synced = true // as after delivering it
 	allocs := testing.AllocsPerRun(5, func() {
 		if err := w.read(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
+		if w.complete || len(w.snap.changed) != 0 || len(w.snap.rows) != 1000 {
+			t.Fatalf("steady read: complete=%v, %d changed, %d rows", w.complete, len(w.snap.changed), len(w.snap.rows))
+		}
+		w.snap.synced = true
 	})
 	if perRow := allocs / 1000; perRow > 0.01 {
 		t.Errorf("steady-state snapshot allocates %.3f times per row, want about 0", perRow)
