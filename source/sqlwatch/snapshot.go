@@ -153,8 +153,7 @@ func (st *snapshotState) read(ctx context.Context, s Session, w *Watcher, comple
 	st.synced = false
 	clear(st.full)
 	full := st.full[:0]
-	clear(st.changed)
-	st.changed = st.changed[:0]
+	st.changed = recycle(st.changed)
 	st.deleted = st.deleted[:0]
 	clear(st.seen)
 	clear(st.badSeen)

@@ -10,10 +10,23 @@ import (
 // modification time are merged into the last snapshot, and what changed
 // is collected in changed and deleted for a non-Full batch.
 
+// recycleCap is the largest batch array kept for reuse.
+const recycleCap = 4096
+
+// recycle empties a reused batch array for the next batch, and lets a
+// large one go: a burst (a million bindings written at once) must not
+// keep its array for the life of the process.
+func recycle(cs []source.Contact) []source.Contact {
+	if cap(cs) > recycleCap {
+		return nil
+	}
+	clear(cs)
+	return cs[:0]
+}
+
 // beginStep starts collecting a non-Full batch.
 func (st *snapshotState) beginStep() {
-	clear(st.changed)
-	st.changed = st.changed[:0]
+	st.changed = recycle(st.changed)
 	st.deleted = st.deleted[:0]
 	clear(st.merged) // keys merged by key in this step
 	st.stepSynced, st.synced = st.synced, false
