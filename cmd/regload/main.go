@@ -81,6 +81,7 @@ type runner struct {
 	subs  []subscriber
 	lanes []*lane
 
+	timers  sipTimers     // the SUBSCRIBE transactions' timers
 	window  chan struct{} // one token per outstanding SUBSCRIBE
 	stage   atomic.Int32
 	pending atomic.Int64 // SUBSCRIBEs not yet active or failed
@@ -107,7 +108,7 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		}
 		defer pprof.StopCPUProfile()
 	}
-	r := &runner{cfg: cfg, run: strconv.FormatUint(rand.Uint64N(1<<24)+1<<24, 36), t0: time.Now()}
+	r := &runner{cfg: cfg, run: strconv.FormatUint(rand.Uint64N(1<<24)+1<<24, 36), t0: time.Now(), timers: defaultTimers}
 	r.window = make(chan struct{}, cfg.window)
 	now := time.Now()
 	r.users = make([]string, cfg.aors)
@@ -272,7 +273,9 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 	say("subscribing %d watchers to %d AORs over %d %s sockets at %.0f/s", cfg.subscriptions, cfg.aors, cfg.sockets, cfg.network, cfg.subscribeRate)
 	p0, start := proc(), time.Now()
 	r.stage.Store(stageSubscribe)
-	r.subscribeAll(ctx)
+	if err := r.subscribeAll(ctx); err != nil {
+		return nil, err // the deferred cleanups remove the bindings
+	}
 	rep.Subscribe.Seconds = time.Since(start).Seconds()
 	p1 := proc()
 	rep.Regbridge.SubscribeCPU = p1.CPU - p0.CPU

@@ -38,6 +38,7 @@ type lane struct {
 	firsts  []uint32 // µs from SUBSCRIBE to the first NOTIFY
 
 	sendErrors atomic.Uint64
+	heard      atomic.Int64 // when (ns since t0) a message last arrived; 0 never
 
 	// Owned by the lane's reader goroutine.
 	from netip.AddrPort // source of the message being handled (UDP)
