@@ -56,6 +56,7 @@ type config struct {
 	writers    int
 	batch      int
 	drain      time.Duration
+	settle     time.Duration
 
 	pid          int
 	spawn        string
@@ -102,6 +103,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.writers, "writers", 1, "store connections writing changes in parallel (SQLite: always 1)")
 	fs.IntVar(&c.batch, "batch", 1, "when a writer falls behind, commit up to this many waiting changes in one transaction (1: one commit per change, as Kamailio)")
 	fs.DurationVar(&c.drain, "drain", defaultDrain, "how long to wait after the last change for its NOTIFYs")
+	fs.DurationVar(&c.settle, "settle", 0, "wait this long between subscribing and the first change (35s: the server's SUBSCRIBE transactions have ended, as in a steady state)")
 	fs.IntVar(&c.pid, "pid", 0, "regbridge's process id, for its CPU and memory (default: found by the SIP port)")
 	fs.StringVar(&c.spawn, "spawn", "", "start this regbridge binary on a temporary SQLite file (or on --store) and stop it at the end")
 	fs.Var(&c.env, "env", "KEY=VALUE for the spawned regbridge (repeatable), e.g. REGBRIDGE_NOTIFY_MAX_IN_FLIGHT=8192")
@@ -171,6 +173,9 @@ func (c *config) finish(set map[string]bool) error {
 	}
 	if c.changes < 0 || c.changes > maxChanges {
 		return fmt.Errorf("--changes (or rate x duration) must be 0 to %d", maxChanges)
+	}
+	if c.settle < 0 || c.settle > maxRunTime/4 {
+		return fmt.Errorf("--settle must be 0 to %v", maxRunTime/4)
 	}
 	if c.duration+c.drain > maxRunTime/2 {
 		return fmt.Errorf("--duration plus --drain must stay under %v", maxRunTime/2)

@@ -290,6 +290,13 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		l.subsMu.Unlock()
 	}
 	rep.Subscribe.Rate = float64(rep.Subscribe.Active) / rep.Subscribe.Seconds
+	if cfg.settle > 0 && ctx.Err() == nil {
+		say("settling for %v", cfg.settle)
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.settle):
+		}
+	}
 
 	var log *changeLog
 	if ctx.Err() == nil && rep.Subscribe.Active > 0 {
