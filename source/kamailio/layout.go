@@ -113,20 +113,14 @@ func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	if c.RegID, ok = row[colRegID].Uint32(); !ok {
 		return badRow("reg_id is not an integer between 0 and 2^32-1")
 	}
-	if c.CallID, ok = row[colCallID].StringOrNull(""); !ok {
-		return badRow("callid is not a string")
-	}
-	if c.UserAgent, ok = row[colUserAgent].StringOrNull(""); !ok {
-		return badRow("user_agent is not a string")
-	}
-	if c.Instance, ok = row[colInstance].StringOrNull(""); !ok {
-		return badRow("instance is not a string")
-	}
-	if c.Received, ok = row[colReceived].StringOrNull(""); !ok {
-		return badRow("received is not a string")
-	}
-	if c.Path, ok = row[colPath].StringOrNull(""); !ok {
-		return badRow("path is not a string")
+	if err := sqlwatch.DecodeTexts(row,
+		sqlwatch.TextField{Col: colCallID, Name: "callid", Dst: &c.CallID},
+		sqlwatch.TextField{Col: colUserAgent, Name: "user_agent", Dst: &c.UserAgent},
+		sqlwatch.TextField{Col: colInstance, Name: "instance", Dst: &c.Instance},
+		sqlwatch.TextField{Col: colReceived, Name: "received", Dst: &c.Received},
+		sqlwatch.TextField{Col: colPath, Name: "path", Dst: &c.Path},
+	); err != nil {
+		return badRow("%v", err)
 	}
 	c.Administrative = strings.HasPrefix(c.Key, administrativePrefix)
 	return nil

@@ -2,6 +2,7 @@ package sqlwatch
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"time"
 	"unicode/utf8"
@@ -32,6 +33,27 @@ func (v *Value) StringOrNull(old string) (string, bool) {
 		return v.String(old), true
 	}
 	return "", false
+}
+
+// TextField is one nullable text column of a row and the string it is
+// decoded into.
+type TextField struct {
+	Col  int    // position in the row
+	Name string // column name, for the error
+	Dst  *string
+}
+
+// DecodeTexts decodes nullable text columns (NULL reads as "") into their
+// strings, in order; the error names the first column that is not text.
+func DecodeTexts(row []Value, fields ...TextField) error {
+	for _, f := range fields {
+		s, ok := row[f.Col].StringOrNull("")
+		if !ok {
+			return fmt.Errorf("%s is not a string", f.Name)
+		}
+		*f.Dst = s
+	}
+	return nil
 }
 
 // Uint32 decodes a CSeq or reg-id column; NULL is 0 (absent).

@@ -229,3 +229,22 @@ func TestFileDSNEscapes(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeTexts(t *testing.T) {
+	row := []Value{{Kind: Text, Bytes: []byte("call-1")}, {}, {Kind: Int, Int: 7}, {Kind: Text, Bytes: []byte("after")}}
+	var callID, agent, bad, after string
+	agent = "stale"
+	if err := DecodeTexts(row[:2],
+		TextField{Col: 0, Name: "callid", Dst: &callID},
+		TextField{Col: 1, Name: "user_agent", Dst: &agent},
+	); err != nil || callID != "call-1" || agent != "" {
+		t.Fatalf("DecodeTexts = %v; callid %q, user_agent %q (NULL must read as empty)", err, callID, agent)
+	}
+	err := DecodeTexts(row,
+		TextField{Col: 2, Name: "instance", Dst: &bad},
+		TextField{Col: 3, Name: "path", Dst: &after},
+	)
+	if err == nil || err.Error() != "instance is not a string" || after != "" {
+		t.Fatalf("a number in a text column: err %v, later field %q; want the column named and nothing after it decoded", err, after)
+	}
+}
