@@ -76,8 +76,9 @@ func BenchmarkSubscriptionMemory(b *testing.B) {
 	}()
 
 	settle := func() uint64 {
-		time.Sleep(200 * time.Millisecond) // sipgo's Timer J: 64*T1 = 320 ms... and more
-		time.Sleep(200 * time.Millisecond)
+		// sipgo's server transactions end after Timer J, 64*T1 = 320 ms
+		// with the timers above; wait past it.
+		time.Sleep(2 * sip.Timer_J)
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.GC()
