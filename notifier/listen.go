@@ -88,7 +88,7 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 			return listener{network: l.Network, packet: pc}, nil
 		}
 		local, _ := netip.ParseAddrPort(uc.LocalAddr().String())
-		sock := &udpSocket{UDPConn: uc, local: local, txs: n.udpTxs}
+		sock := &udpSocket{UDPConn: uc, local: local, txs: n.udpTxs, srv: n.udpSrv}
 		n.udpSockets = append(n.udpSockets, sock)
 		return listener{network: l.Network, packet: sock}, nil
 	case "tcp", "ws":

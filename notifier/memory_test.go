@@ -17,18 +17,18 @@ import (
 
 // BenchmarkSubscriptionMemory reports the live heap one subscription
 // costs once its SUBSCRIBE transaction is over (issue 8: bytes per
-// subscription). Each op is one subscription to its own AOR, made over
-// loopback UDP by a raw subscriber that answers every NOTIFY; sipgo's
-// server transactions are let expire (short SIP timers) before the heap
-// is read. Run with -benchtime=20000x for a stable figure.
+// subscription), and what each SUBSCRIBE transaction holds until Timer J
+// ends it (B/held-transaction: the cost of a burst, rate x 32 s of them).
+// Each op is one subscription to its own AOR, made over loopback UDP by a
+// raw subscriber that answers every NOTIFY. Run with -benchtime=20000x
+// for a stable figure.
 func BenchmarkSubscriptionMemory(b *testing.B) {
-	sip.SetTimers(5*time.Millisecond, 20*time.Millisecond, 20*time.Millisecond)
-	b.Cleanup(func() { sip.SetTimers(500*time.Millisecond, 4*time.Second, 5*time.Second) })
 	br := bridge.New(testLog())
 	n, err := New(Config{Listen: ListenAddrs{{"udp", "127.0.0.1:0"}}, Drain: 100 * time.Millisecond}, br, testLog())
 	if err != nil {
 		b.Fatal(err)
 	}
+	n.udpSrv.linger = time.Hour // held until the benchmark ends them
 	br.Subscribe(n)
 	if err := br.Apply(b.Context(), source.Batch{Full: true}); err != nil {
 		b.Fatal(err)
@@ -76,9 +76,7 @@ func BenchmarkSubscriptionMemory(b *testing.B) {
 	}()
 
 	settle := func() uint64 {
-		// sipgo's server transactions end after Timer J, 64*T1 = 320 ms
-		// with the timers above; wait past it.
-		time.Sleep(2 * sip.Timer_J)
+		time.Sleep(200 * time.Millisecond) // the last NOTIFYs' 200s
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.GC()
@@ -123,6 +121,15 @@ func BenchmarkSubscriptionMemory(b *testing.B) {
 	if got := n.Count(); got != b.N {
 		b.Fatalf("%d subscriptions, want %d", got, b.N)
 	}
+	held := settle()
+	if got := n.udpSrv.len(); got != b.N {
+		b.Fatalf("%d SUBSCRIBE transactions held, want %d", got, b.N)
+	}
+	n.udpSrv.sweepAt(time.Now().Add(2 * time.Hour)) // Timer J, for all
+	if got := n.udpSrv.len(); got != 0 {
+		b.Fatalf("%d SUBSCRIBE transactions left after Timer J", got)
+	}
 	after := settle()
 	b.ReportMetric(float64(after-before)/float64(b.N), "B/subscription")
+	b.ReportMetric(float64(held-after)/float64(b.N), "B/held-transaction")
 }

@@ -62,8 +62,9 @@ type Notifier struct {
 	// our NOTIFY transactions to udpTxs (udptx.go).
 	udpSockets []*udpSocket
 	udpTxs     *udpTxs
-	leanUDP    bool        // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
-	tlsServer  *tls.Config // nil without REGBRIDGE_TLS_CERT
+	udpSrv     *udpServerTxs // SUBSCRIBE transactions over UDP (udpsrv.go)
+	leanUDP    bool          // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
+	tlsServer  *tls.Config   // nil without REGBRIDGE_TLS_CERT
 
 	// recent remembers SUBSCRIBE transactions for CANCEL matching.
 	recent recentTxs
@@ -158,6 +159,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
+	n.udpSrv = newUDPServerTxs(n.onSubscribe)
 	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)

@@ -179,13 +179,21 @@ func statusCode(msg []byte) (int, bool) {
 }
 
 // topViaBranch returns the branch parameter of the first Via of a SIP
-// message, or nil. Header names are case-insensitive and "v" is Via's
-// compact form (RFC 3261 7.3.3); a folded Via line is not followed, which
-// leaves such a response to sipgo.
+// message, or nil.
 func topViaBranch(msg []byte) []byte {
+	_, branch := topVia(msg)
+	return branch
+}
+
+// topVia returns the sent-by and the branch parameter of the first Via
+// of a SIP message (nil where absent) without parsing the message. Header
+// names are case-insensitive and "v" is Via's compact form (RFC 3261
+// 7.3.3); a folded Via line is not followed, which leaves such a message
+// to sipgo.
+func topVia(msg []byte) (sentBy, branch []byte) {
 	i := bytes.Index(msg, []byte("\r\n"))
 	if i < 0 {
-		return nil
+		return nil, nil
 	}
 	rest := msg[i+2:]
 	for len(rest) > 0 {
@@ -196,7 +204,7 @@ func topViaBranch(msg []byte) []byte {
 			line, rest = rest, nil
 		}
 		if len(line) == 0 {
-			return nil // end of the header
+			return nil, nil // end of the header
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 || line[0] == ' ' || line[0] == '\t' {
@@ -210,23 +218,32 @@ func topViaBranch(msg []byte) []byte {
 		if k := bytes.IndexByte(value, ','); k >= 0 {
 			value = value[:k]
 		}
-		for _, p := range bytes.Split(value, []byte(";"))[1:] {
+		params := bytes.Split(value, []byte(";"))
+		// "SIP/2.0/UDP host:port": the sent-by follows the protocol.
+		if f := bytes.Fields(params[0]); len(f) == 2 {
+			sentBy = f[1]
+		} else if len(f) > 2 { // "SIP / 2.0 / UDP host:port" (LWS allowed)
+			sentBy = f[len(f)-1]
+		}
+		for _, p := range params[1:] {
 			k, v, _ := bytes.Cut(p, []byte("="))
 			if bytes.EqualFold(bytes.TrimSpace(k), []byte("branch")) {
-				return bytes.TrimSpace(v)
+				return sentBy, bytes.TrimSpace(v)
 			}
 		}
-		return nil
+		return sentBy, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // udpSocket is a UDP listener as sipgo reads it, minus the responses to
-// our NOTIFY transactions, which its reader hands to the table instead.
+// our NOTIFY transactions and the SUBSCRIBEs, which its reader hands to
+// their tables instead (udpsrv.go).
 type udpSocket struct {
 	*net.UDPConn
 	local netip.AddrPort
 	txs   *udpTxs
+	srv   *udpServerTxs
 }
 
 func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -235,9 +252,10 @@ func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, nil, err
 		}
-		if !s.txs.consume(b[:n]) {
-			return n, net.UDPAddrFromAddrPort(from), nil
+		if s.txs.consume(b[:n]) || s.srv.receive(s, b[:n], from) {
+			continue
 		}
+		return n, net.UDPAddrFromAddrPort(from), nil
 	}
 }
 

@@ -43,16 +43,20 @@ type doerFunc func(context.Context, *sip.Request) (*sip.Response, error)
 
 func (f doerFunc) Do(ctx context.Context, r *sip.Request) (*sip.Response, error) { return f(ctx, r) }
 
+// loopbackUDP is a UDP socket on 127.0.0.1, closed at the test's end.
+func loopbackUDP(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func newUDPTxHarness(t *testing.T) *udpTxHarness {
 	t.Helper()
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uc, peer := loopbackUDP(t), loopbackUDP(t)
 	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
 	n := &Notifier{udpTxs: newUDPTxs(), leanUDP: true}
 	n.udpSockets = []*udpSocket{{UDPConn: uc, local: local, txs: n.udpTxs}}
