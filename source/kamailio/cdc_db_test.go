@@ -77,7 +77,10 @@ func newCDCFixture(t *testing.T, srv server, cfg DBConfig, installed bool) *cdcF
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = slow
 	}
-	cfg.ReconcileInterval, cfg.MaxBackoff = slow, 200*time.Millisecond
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = slow
+	}
+	cfg.MaxBackoff = 200 * time.Millisecond
 	w, err := srv.newWatcher(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +149,70 @@ func TestCDCChangesWithoutPolling(t *testing.T) {
 			for _, b := range f.rec.all()[1:] {
 				if b.Full {
 					t.Errorf("unexpected Full batch after the first: %d contacts", len(b.Contacts))
+				}
+			}
+		})
+	}
+}
+
+// TestCDCReconcileVerifies: changes the feed never reported (written
+// while the triggers were away) are found by the periodic reconcile,
+// which verifies the table beside the feed: they arrive as non-Full
+// batches, and the feed keeps working.
+func TestCDCReconcileVerifies(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, ReconcileInterval: 300 * time.Millisecond}, true)
+			kept, changed, gone := bindingN(1), bindingN(2), bindingN(3)
+			for _, b := range []kamBinding{kept, changed, gone} {
+				n := f.rec.count()
+				f.kw.insert(t, b)
+				f.rec.waitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
+			}
+
+			// Behind the feed's back: the triggers dropped, three writes,
+			// the triggers back.
+			stmts, err := f.w.CaptureSQL(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var drops []string
+			for _, q := range stmts {
+				if strings.HasPrefix(q, "DROP TRIGGER") {
+					drops = append(drops, q)
+				}
+			}
+			if err := f.w.ExecCapture(t.Context(), drops); err != nil {
+				t.Fatal(err)
+			}
+			added := bindingN(4)
+			changed.cseq = 7
+			n := f.rec.count()
+			f.kw.insert(t, added)
+			f.kw.update(t, changed)
+			f.kw.delete(t, gone.ruid)
+			install(t, f.w, true)
+
+			f.rec.waitFor(t, n, "unreported insert", hasKey(added.ruid, false))
+			f.rec.waitFor(t, n, "unreported delete", hasKey(gone.ruid, true))
+			got := f.rec.waitFor(t, n, "unreported update", hasKey(changed.ruid, false))
+			if c := byKey(got)[changed.ruid]; c.CSeq != 7 {
+				t.Errorf("CSeq after the unreported update = %d, want 7", c.CSeq)
+			}
+
+			// The feed still carries changes, and reconciles go on
+			// without finding anything more.
+			n = f.rec.count()
+			kept.cseq = 2
+			f.kw.update(t, kept)
+			f.rec.waitFor(t, n, "update through the feed", hasKey(kept.ruid, false))
+			time.Sleep(time.Second) // three more reconciles
+			for i, b := range f.rec.all() {
+				if i > 0 && b.Full {
+					t.Errorf("batch %d is Full: the reconcile read the table in full", i)
+				}
+				if i > n && (slices.Contains(b.Deleted, gone.ruid) || byKey(b)[added.ruid].Key != "") {
+					t.Errorf("batch %d repeats a change the reconcile already delivered", i)
 				}
 			}
 		})

@@ -16,8 +16,9 @@ import (
 // received with LISTEN; MySQL/MariaDB: a changelog table read by sequence
 // number). The watcher re-reads just those keys and sends non-Full
 // batches. The feed is opened before the first snapshot of every session,
-// so nothing committed after the snapshot is missed, and the periodic full
-// reconcile stays as a safety net.
+// so nothing committed after the snapshot is missed, and the periodic
+// reconcile stays as a safety net; it verifies the table beside the feed
+// instead of stopping it (verify.go).
 
 const (
 	// feedLinger is how long a feed keeps collecting keys after the first
@@ -157,12 +158,47 @@ func (w *Watcher) feedLoop(ctx context.Context, sink source.Sink, s Session, f F
 		reconcile = t.C
 	}
 	p, _ := s.(Partial)
+	var v *verification // a verifying reconcile in progress (verify.go)
+	defer func() {
+		if v != nil {
+			v.stop()
+		}
+	}()
 	for {
 		var r feedResult
+		var chunks <-chan *verifyChunk
+		if v != nil {
+			chunks = v.chunks
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-reconcile:
+			if v != nil {
+				continue // the last one is still scanning
+			}
+			if p != nil && sinkOK && !w.cfg.FullReads {
+				v = w.startVerify(ctx)
+				continue
+			}
+			r.full = true
+		case c, more := <-chunks:
+			if more {
+				w.verifyChunk(v, c)
+				continue
+			}
+			suspects, full := w.finishVerify(v)
+			v.stop()
+			v = nil
+			if !full {
+				ok, err := w.readSuspects(ctx, p, sink, suspects, &sinkOK)
+				if err != nil {
+					return err
+				}
+				if ok {
+					continue
+				}
+			}
 			r.full = true
 		case r = <-results:
 			if r.err != nil {
@@ -178,6 +214,9 @@ func (w *Watcher) feedLoop(ctx context.Context, sink source.Sink, s Session, f F
 		}
 		seenAt := time.Now()
 		if !r.full && sinkOK && p != nil {
+			if v != nil {
+				v.touch(r.keys)
+			}
 			ok, err := w.readKeys(ctx, p, r.keys)
 			if err != nil {
 				return err
@@ -187,11 +226,33 @@ func (w *Watcher) feedLoop(ctx context.Context, sink source.Sink, s Session, f F
 				continue
 			}
 		}
+		if v != nil { // a full read makes the verification moot
+			v.stop()
+			v = nil
+		}
 		if err := w.read(ctx, s); err != nil {
 			return err
 		}
 		sinkOK = w.deliver(ctx, sink, seenAt, sinkOK)
 	}
+}
+
+// readSuspects reads the keys a verification found suspect, in feed-sized
+// steps, and delivers what changed; false means a full read must follow.
+func (w *Watcher) readSuspects(ctx context.Context, p Partial, sink source.Sink, keys []string, sinkOK *bool) (bool, error) {
+	seenAt := time.Now()
+	for len(keys) > 0 {
+		n := min(len(keys), maxFeedKeys)
+		ok, err := w.readKeys(ctx, p, keys[:n])
+		if err != nil || !ok {
+			return false, err
+		}
+		if *sinkOK = w.deliverStep(ctx, sink, seenAt); !*sinkOK {
+			return false, nil
+		}
+		keys = keys[n:]
+	}
+	return true, nil
 }
 
 // readKeys re-reads the rows of keys into the state; false means only a

@@ -39,3 +39,36 @@ func TestKeyIndexAgreesWithMap(t *testing.T) {
 		}
 	}
 }
+
+// Marks of a verifying reconcile follow rows through swap-removes: a row
+// keeps its mark, whatever position it moves to.
+func TestSeenMarksFollowRows(t *testing.T) {
+	var st snapshotState
+	st.init(-1)
+	seen := map[string]bool{}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 300 {
+		k := "k" + strconv.Itoa(i)
+		st.rows = append(st.rows, rowState{key: k, sum: 1})
+		st.indexAdd(int32(i))
+		if r.IntN(2) == 0 {
+			st.markSeen(int32(i))
+			seen[k] = true
+		}
+	}
+	for range 200 {
+		i := int32(r.IntN(len(st.rows)))
+		delete(seen, st.rows[i].key)
+		st.remove(i)
+	}
+	for i := range int32(len(st.rows)) {
+		if got := st.isSeen(i); got != seen[st.rows[i].key] {
+			t.Fatalf("row %s at %d: seen %v, want %v", st.rows[i].key, i, got, !got)
+		}
+	}
+	for i := int32(len(st.rows)); i < 300; i++ {
+		if st.isSeen(i) {
+			t.Fatalf("position %d past the rows is still marked", i)
+		}
+	}
+}

@@ -99,10 +99,13 @@ func (s *snapshotState) init(modIdx int) {
 // snapshot already had (a table without the registrar's UNIQUE index).
 var errDuplicateKey = errors.New("duplicate key: an earlier row has the same one")
 
+// rowSum hashes the values of row with the state's seed.
+func (st *snapshotState) rowSum(row []Value) uint64 { return rowSum(&st.hash, row) }
+
 // rowSum hashes the values of row: kind and content of each, so that any
 // change of what Decode sees changes the sum (up to 64-bit collisions).
-func (st *snapshotState) rowSum(row []Value) uint64 {
-	h := &st.hash
+// Hashes with the same seed agree (the verifying reconcile relies on it).
+func rowSum(h *maphash.Hash, row []Value) uint64 {
 	h.Reset()
 	var b [17]byte
 	for i := range row {
@@ -143,6 +146,23 @@ func (st *snapshotState) markSeen(i int32) {
 		st.seen = append(st.seen, 0)
 	}
 	st.seen[i/64] |= 1 << (i % 64)
+}
+
+// moveSeen gives position to the mark of position from, and clears
+// from's (remove swaps the last row into a removed one's place).
+func (st *snapshotState) moveSeen(from, to int32) {
+	seen := st.isSeen(from)
+	st.clearSeen(from)
+	st.clearSeen(to)
+	if seen {
+		st.markSeen(to)
+	}
+}
+
+func (st *snapshotState) clearSeen(i int32) {
+	if int(i/64) < len(st.seen) {
+		st.seen[i/64] &^= 1 << (i % 64)
+	}
 }
 
 // read takes one snapshot from s into the state. With complete, every row

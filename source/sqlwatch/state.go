@@ -135,6 +135,9 @@ func (st *snapshotState) remove(i int32) {
 	if i != last {
 		st.rows[i] = st.rows[last]
 		st.indexMove(last, i)
+		st.moveSeen(last, i) // a verifying reconcile's marks follow the row
+	} else {
+		st.clearSeen(i)
 	}
 	st.rows[last] = rowState{}
 	st.rows = st.rows[:last]
