@@ -116,7 +116,7 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 		dst = append(dst, "\r\n"...)
 	}
 	dst = append(dst, "From: <"...)
-	d.localURI.StringWrite(w)
+	dst = append(dst, d.localURI...)
 	dst = append(dst, ">;tag="...)
 	dst = append(dst, d.localTag...)
 	dst = append(dst, "\r\nTo: "...)
@@ -126,7 +126,7 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 		dst = append(dst, `" `...)
 	}
 	dst = append(dst, '<')
-	d.remoteURI.StringWrite(w)
+	dst = append(dst, d.remoteURI...)
 	dst = append(dst, ">;tag="...)
 	dst = append(dst, d.remoteTag...)
 	dst = append(dst, "\r\nCall-ID: "...)

@@ -80,11 +80,21 @@ func (n *Notifier) Subscriptions() []Info {
 	for _, s := range all {
 		s.mu.Lock()
 		out = append(out, Info{
-			AOR: s.aor, Event: s.event, Subscriber: s.d.remoteURI.Addr(), Contact: s.d.target.String(),
+			AOR: s.aor, Event: s.event, Subscriber: uriAddr(s.d.remoteURI), Contact: s.d.target.String(),
 			Transport: s.d.transport, Source: s.d.source, CallID: s.d.callID,
 			Expires: s.expiresAt, Version: int64(s.version) - 1,
 		})
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// uriAddr is the user@host of a URI's text (the URI itself when it does
+// not parse).
+func uriAddr(uri string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		return uri
+	}
+	return u.Addr()
 }

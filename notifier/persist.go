@@ -174,14 +174,16 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 		return nil, errExpired
 	}
 	d := dialog{
+		localURI: rec.LocalURI, remoteURI: rec.RemoteURI,
 		callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
 		remoteName: rec.RemoteName, localCSeq: rec.LocalCSeq, remoteCSeq: rec.RemoteCSeq,
 		transport: rec.Transport, source: rec.Source, symmetric: rec.Symmetric, contact: rec.Contact,
 	}
+	var check sip.Uri // the stored URIs must parse: they are written as they are
 	for _, u := range []struct {
 		dst *sip.Uri
 		src string
-	}{{&d.localURI, rec.LocalURI}, {&d.remoteURI, rec.RemoteURI}, {&d.target, rec.Target}} {
+	}{{&check, rec.LocalURI}, {&check, rec.RemoteURI}, {&d.target, rec.Target}} {
 		if err := sip.ParseUri(u.src, u.dst); err != nil {
 			return nil, fmt.Errorf("parsing %q: %w", u.src, err)
 		}
@@ -220,7 +222,7 @@ func (n *Notifier) recordOf(s *subscription) *substore.Record {
 	}
 	return &substore.Record{
 		ID: s.id, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
-		LocalURI: d.localURI.String(), RemoteURI: d.remoteURI.String(), RemoteName: d.remoteName,
+		LocalURI: d.localURI, RemoteURI: d.remoteURI, RemoteName: d.remoteName,
 		Target: d.target.String(), Routes: routes, LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
 		Transport: d.transport, Source: d.source, Symmetric: d.symmetric, Contact: d.contact,
 		Package: s.pkg.name, Event: s.event, AOR: s.aor, Expires: s.expiresAt, Version: s.version,

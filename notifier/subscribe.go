@@ -123,8 +123,8 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 	d := dialog{
 		callID:     req.CallID().Value(),
 		remoteTag:  fromTag,
-		localURI:   *req.To().Address.Clone(),
-		remoteURI:  *req.From().Address.Clone(),
+		localURI:   req.To().Address.String(),
+		remoteURI:  req.From().Address.String(),
 		remoteName: req.From().DisplayName,
 		target:     *contact.Address.Clone(),
 		remoteCSeq: req.CSeq().SeqNo,
@@ -191,7 +191,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 	n.add(s)
 	n.enqueue(s)
 	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
-		"subscriber", d.remoteURI.Addr(), "transport", d.transport, "expires", int(expires/time.Second))
+		"subscriber", d.remoteURI, "transport", d.transport, "expires", int(expires/time.Second))
 }
 
 // refresh handles an in-dialog SUBSCRIBE: a refresh or an unsubscribe.

@@ -86,8 +86,8 @@ func (h *udpTxHarness) job() *job {
 		event: "reg", contentType: "application/reginfo+xml", remain: 3600,
 		d: dialog{
 			callID: "c1@peer", localTag: "lt", remoteTag: "rt",
-			localURI:  sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"},
-			remoteURI: sip.Uri{Scheme: "sip", User: "w", Host: "example.com"},
+			localURI:  "sip:alice@example.com",
+			remoteURI: "sip:w@example.com",
 			target:    sip.Uri{Scheme: "sip", User: "w", Host: "127.0.0.1", Port: h.peer.LocalAddr().(*net.UDPAddr).Port},
 			localCSeq: 7, transport: "UDP",
 			contact: "<sip:regbridge@127.0.0.1:" + strconv.Itoa(int(h.local.Port())) + ">",
@@ -272,8 +272,8 @@ func BenchmarkNotifyConstruction(b *testing.B) {
 		event: "reg", contentType: "application/reginfo+xml", remain: 3599,
 		d: dialog{
 			callID: "a84b4c76e66710@pc33.example.com", localTag: "a6c85cf", remoteTag: "1928301774",
-			localURI:   sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"},
-			remoteURI:  sip.Uri{Scheme: "sip", User: "watcher", Host: "example.com"},
+			localURI:   "sip:alice@example.com",
+			remoteURI:  "sip:watcher@example.com",
 			remoteName: "Watcher",
 			target:     sip.Uri{Scheme: "sip", User: "watcher", Host: "198.51.100.7", Port: 5060},
 			localCSeq:  101, transport: "UDP", source: "198.51.100.7:5060", symmetric: true,
