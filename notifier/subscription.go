@@ -70,9 +70,9 @@ type ending struct {
 // dialog is the notifier's side of the SUBSCRIBE dialog (RFC 3261 12,
 // RFC 6665 4.1.2.1). sipgo keeps no SUBSCRIBE dialogs, so regbridge does.
 type dialog struct {
-	callID     string
-	localTag   string  // our tag: the To tag of our 2xx
-	remoteTag  string  // the subscriber's From tag
+	callID    string
+	localTag  string // our tag: the To tag of our 2xx
+	remoteTag string // the subscriber's From tag
 	// localURI and remoteURI are the SUBSCRIBE's To and From URIs as
 	// written in our From and To: only ever written, so kept as text
 	// (two parsed URIs cost a subscription about 400 bytes more).
