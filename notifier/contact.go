@@ -2,7 +2,10 @@ package notifier
 
 import (
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
+	"time"
 )
 
 // contactFor returns our Contact header value for a subscriber reached
@@ -32,11 +35,8 @@ func (n *Notifier) contactFor(transport, source string, secure bool) string {
 	}
 	host, port, _ := net.SplitHostPort(pick)
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && srcIP != nil {
-		// A UDP "connect" sends nothing; it only asks the kernel which
-		// local address routes to the subscriber.
-		if c, err := net.Dial("udp", source); err == nil {
-			host, _, _ = net.SplitHostPort(c.LocalAddr().String())
-			c.Close()
+		if local, ok := n.localRoutes.local(source); ok {
+			host = local
 		}
 	}
 	hostport := net.JoinHostPort(host, port)
@@ -58,4 +58,66 @@ func (n *Notifier) contactFor(transport, source string, secure bool) string {
 		uri = "sip:regbridge@" + hostport + ";transport=" + network
 	}
 	return "<" + uri + ">"
+}
+
+// routeCache remembers, per subscriber address, the local address the
+// kernel routes to it from, for listeners on a wildcard address (the
+// container default). Asking costs a socket, a connect, a getsockname and
+// a close; a burst of SUBSCRIBEs from one network asks once a minute.
+type routeCache struct {
+	mu   sync.Mutex
+	m    map[netip.Addr]routeEntry
+	dial func(source string) (string, error) // nil: dialRoute
+}
+
+type routeEntry struct {
+	host string
+	at   time.Time
+}
+
+const (
+	routeCacheMax = 4096        // entries; the cache starts over when full
+	routeTTL      = time.Minute // routes change rarely; interfaces may
+)
+
+// local returns the local address that routes to source (host:port).
+func (c *routeCache) local(source string) (string, bool) {
+	ap, err := netip.ParseAddrPort(source)
+	if err != nil {
+		return "", false
+	}
+	ip, now := ap.Addr().Unmap(), time.Now()
+	c.mu.Lock()
+	e, ok := c.m[ip]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < routeTTL {
+		return e.host, true
+	}
+	dial := c.dial
+	if dial == nil {
+		dial = dialRoute
+	}
+	host, err := dial(source)
+	if err != nil {
+		return "", false
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= routeCacheMax {
+		c.m = make(map[netip.Addr]routeEntry)
+	}
+	c.m[ip] = routeEntry{host, now}
+	c.mu.Unlock()
+	return host, true
+}
+
+// dialRoute asks the kernel: a UDP "connect" sends nothing, it only picks
+// the route and so the local address.
+func dialRoute(source string) (string, error) {
+	c, err := net.Dial("udp", source)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	host, _, err := net.SplitHostPort(c.LocalAddr().String())
+	return host, err
 }

@@ -68,6 +68,9 @@ type Notifier struct {
 
 	// recent remembers SUBSCRIBE transactions for CANCEL matching.
 	recent recentTxs
+	// localRoutes caches our address towards subscribers, for wildcard
+	// listeners (contact.go).
+	localRoutes routeCache
 
 	// subsMu guards subs and byAOR.
 	subsMu sync.RWMutex
