@@ -7,7 +7,10 @@
 // deletes by a key scan, checked against the server's count and hash sum,
 // else a full read), or, with Config.CDC, from change-capture triggers
 // (cdc.go: PostgreSQL LISTEN/NOTIFY, a MySQL changelog table; STORES.md
-// 1.5) that Capturer installs for `regbridge cdc`. Outages are retried
+// 1.5) that Capturer installs for `regbridge cdc`; beside a feed the
+// periodic reconcile verifies the table on a second connection while the
+// feed goes on, and reads by key only the rows that differ (verify.go).
+// Outages are retried
 // with capped exponential backoff, logged once per state change and
 // reported through Stats; after every recovery a fresh Full batch lets the
 // bridge reconcile (DESIGN.md invariant 1). Bad rows are skipped, counted

@@ -24,7 +24,8 @@ const (
 	// check saw nothing, to catch what an aggregate can miss (two changes
 	// that cancel out in the checksum, a clock-skewed last_modified).
 	// Half a minute keeps a missed change shorter than a typical registrar
-	// timer_interval while costing one full read per 30 s.
+	// timer_interval while costing one full read per 30 s. Beside a change
+	// feed the read verifies instead (verify.go) and holds nothing back.
 	DefaultReconcileInterval = 30 * time.Second
 	// DefaultQueryTimeout bounds one query, so a black-holed connection
 	// becomes an outage instead of a hang.
