@@ -62,18 +62,30 @@ func TestConformanceCDC(t *testing.T) {
 
 // cdcFixture is one table with a watcher running on it.
 type cdcFixture struct {
-	db  *sqltest.DB
-	w   *sqlwatch.Watcher
-	kw  kamWriter
-	rec *recorder
-	log *logBuffer
+	db    *sqltest.DB
+	w     *sqlwatch.Watcher
+	kw    kamWriter
+	rec   *recorder
+	log   *logBuffer
+	proxy *sourcetest.Proxy // nil unless newCDCFixtureVia was asked for one
 }
 
 func newCDCFixture(t *testing.T, srv server, cfg DBConfig, installed bool) *cdcFixture {
+	return newCDCFixtureVia(t, srv, cfg, installed, false)
+}
+
+// newCDCFixtureVia is newCDCFixture with the watcher reaching the server
+// through a sourcetest.Proxy (f.proxy) when proxied.
+func newCDCFixtureVia(t *testing.T, srv server, cfg DBConfig, installed, proxied bool) *cdcFixture {
 	db := srv.open(t)
 	srv.createTable(t, db, "location", false)
 	log, lb := newLogger(t)
 	cfg.Endpoint, cfg.Domain, cfg.TZ = db.Endpoint, sourcetest.Domain, registrarTZ
+	var proxy *sourcetest.Proxy
+	if proxied {
+		proxy = sourcetest.NewProxy(t, db.Endpoint.Addr)
+		cfg.Endpoint = db.Via(proxy.Addr())
+	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = slow
 	}
@@ -88,7 +100,7 @@ func newCDCFixture(t *testing.T, srv server, cfg DBConfig, installed bool) *cdcF
 	if installed {
 		install(t, w, true)
 	}
-	f := &cdcFixture{db: db, w: w, rec: &recorder{}, log: lb,
+	f := &cdcFixture{db: db, w: w, rec: &recorder{}, log: lb, proxy: proxy,
 		kw: kamWriter{db: db, srv: srv, table: "location", loc: mustLoad(t, registrarTZ)}}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -213,6 +225,46 @@ func TestCDCReconcileVerifies(t *testing.T) {
 				}
 				if i > n && (slices.Contains(b.Deleted, gone.ruid) || byKey(b)[added.ruid].Key != "") {
 					t.Errorf("batch %d repeats a change the reconcile already delivered", i)
+				}
+			}
+		})
+	}
+}
+
+// TestCDCReconcileFallsBack: when the verifying reconcile cannot open its
+// connection (the server refuses new ones), the watcher reads the table
+// in full on its own connection, as before verification existed, and
+// says so; once connections are accepted again, reconciles verify.
+func TestCDCReconcileFallsBack(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			f := newCDCFixtureVia(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, ReconcileInterval: 300 * time.Millisecond}, true, true)
+			b := bindingN(1)
+			n := f.rec.count()
+			f.kw.insert(t, b)
+			f.rec.waitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
+
+			f.proxy.RefuseNew(true)
+			n = f.rec.count()
+			got := f.rec.waitFor(t, n, "a Full batch from the fallback", func(b source.Batch) bool { return b.Full })
+			if _, ok := byKey(got)[b.ruid]; !ok {
+				t.Errorf("fallback Full batch lacks %s", b.ruid)
+			}
+			if f.log.count("reconcile scan failed") == 0 {
+				t.Errorf("no log line for the failed scan:\n%s", f.log)
+			}
+
+			f.proxy.RefuseNew(false)
+			accepted := f.proxy.Accepted()
+			time.Sleep(time.Second) // reconciles verify again
+			if f.proxy.Accepted() == accepted {
+				t.Fatal("no reconcile connection after connections were accepted again")
+			}
+			n = f.rec.count()
+			time.Sleep(time.Second)
+			for i, b := range f.rec.all()[n:] {
+				if b.Full {
+					t.Errorf("batch %d after the refusal is Full: the reconcile did not verify", n+i)
 				}
 			}
 		})

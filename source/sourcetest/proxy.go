@@ -17,10 +17,12 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	// connsMu guards conns and broken.
-	connsMu sync.Mutex
-	conns   map[net.Conn]struct{}
-	broken  bool
+	// connsMu guards conns, broken and refusing.
+	connsMu  sync.Mutex
+	conns    map[net.Conn]struct{}
+	broken   bool
+	refusing bool
+	accepted int // client connections let through
 
 	wg sync.WaitGroup
 }
@@ -60,6 +62,22 @@ func (p *Proxy) Restore() {
 	p.broken = false
 }
 
+// RefuseNew closes new connections as soon as they are accepted (on) or
+// lets them through again (off); open connections are left alone, as
+// when a server reaches its connection limit.
+func (p *Proxy) RefuseNew(on bool) {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	p.refusing = on
+}
+
+// Accepted is the number of client connections let through so far.
+func (p *Proxy) Accepted() int {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	return p.accepted
+}
+
 func (p *Proxy) close() {
 	p.ln.Close()
 	p.Break()
@@ -73,7 +91,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return // listener closed
 		}
-		if !p.track(c) {
+		if !p.admit(c) {
 			c.Close()
 			continue
 		}
@@ -90,6 +108,21 @@ func (p *Proxy) track(c net.Conn) bool {
 		return false
 	}
 	p.conns[c] = struct{}{}
+	return true
+}
+
+// admit registers a new client connection unless the proxy is broken or
+// refusing new ones.
+func (p *Proxy) admit(c net.Conn) bool {
+	p.connsMu.Lock()
+	refusing := p.refusing
+	p.connsMu.Unlock()
+	if refusing || !p.track(c) {
+		return false
+	}
+	p.connsMu.Lock()
+	p.accepted++
+	p.connsMu.Unlock()
 	return true
 }
 
