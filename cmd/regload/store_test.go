@@ -294,3 +294,49 @@ func TestParseStore(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisScriptFlushed: when Redis's script cache is flushed while
+// regload writes (SCRIPT FLUSH, a restart, a failover), a batched refresh
+// loads the script again and still writes every binding.
+func TestRedisScriptFlushed(t *testing.T) {
+	opt, _ := redis.ParseURL(testRedis)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx := t.Context()
+	if err := c.Ping(ctx).Err(); err != nil {
+		unavailable(t, "redis", err)
+	}
+	table := fmt.Sprintf("regload_flush_%06x", rand.Uint32N(1<<24))
+	spec, err := parseStore(testRedis, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(ctx, spec, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	now := time.Now().UTC().Truncate(time.Second)
+	rows := []row{newRow("f1", "example.com", 0, now), newRow("f1", "example.com", 1, now)}
+	if err := st.prepare(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.cleanup(context.Background(), rows) })
+
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows[0].cseq, rows[1].cseq = 41, 42
+	if err := st.refresh(ctx, 0, rows); err != nil {
+		t.Fatalf("batched refresh after SCRIPT FLUSH: %v", err)
+	}
+	for _, r := range rows {
+		got, err := c.HGet(ctx, table+":entry::"+r.ruid, "cseq").Result()
+		if err != nil || got != fmt.Sprint(r.cseq) {
+			t.Errorf("%s: cseq %q (%v), want %d", r.ruid, got, err, r.cseq)
+		}
+	}
+	if ok, err := c.ScriptExists(ctx, updateEntry.Hash()).Result(); err != nil || !ok[0] {
+		t.Errorf("script not loaded again after the flush: %v %v", ok, err)
+	}
+}
