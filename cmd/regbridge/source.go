@@ -165,7 +165,7 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
 		}
-		ac.Domain, ac.Watch = cfg.Domain, sqlwatch.Config{PollInterval: cfg.PollInterval}
+		ac.Domain, ac.Watch.PollInterval = cfg.Domain, cfg.PollInterval
 		return asterisk.NewRealtime(ac, log)
 	}
 	return nil, fmt.Errorf("REGBRIDGE_SOURCE: unsupported scheme %q", s.scheme)
@@ -180,44 +180,24 @@ func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
 	if strings.HasSuffix(strings.ToLower(u.Scheme), "+mysql") {
 		driver = sqlwatch.DriverMySQL
 	}
-	ep, own, err := sqlwatch.ParseURL(u, driver, "table", "tz", "cdc", "changelog_poll", "reconcile", "incremental")
+	ep, own, err := sqlwatch.ParseURL(u, driver, append([]string{"table", "tz"}, sqlwatch.ReadParamNames...)...)
 	if err != nil {
 		return ep, nil, err
 	}
 	if err := checkTZ(own); err != nil {
 		return ep, nil, err
 	}
-	if v := own.Get("cdc"); v != "" && v != sqlwatch.CDCTrigger {
-		return ep, nil, fmt.Errorf("cdc=%q: the only mode is cdc=%s", v, sqlwatch.CDCTrigger)
-	}
-	for _, k := range []string{"changelog_poll", "reconcile"} {
-		if v := own.Get(k); v != "" {
-			if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-				return ep, nil, fmt.Errorf("%s=%q is not a positive duration (such as 20ms)", k, v)
-			}
-		}
-	}
-	if v := own.Get("incremental"); v != "" {
-		if _, err := strconv.ParseBool(v); err != nil {
-			return ep, nil, fmt.Errorf("incremental=%q is not a boolean", v)
-		}
+	if _, err := sqlwatch.ParseReadParams(own); err != nil {
+		return ep, nil, err
 	}
 	return ep, own, nil
 }
 
-// readParams are how a SQL server source reads (validated by dbEndpoint):
-// cdc=trigger (change capture by the triggers `regbridge cdc install`
-// adds), changelog_poll (MySQL changelog read interval, default 20ms),
-// reconcile (full read interval, default 30s) and incremental=false (full
-// reads on every change instead of reading changed rows).
+// readParams are how a SQL server source reads (sqlwatch.ReadParamNames,
+// validated by dbEndpoint).
 func readParams(own url.Values) (cdc string, changelogPoll, reconcile time.Duration, fullReads bool) {
-	changelogPoll, _ = time.ParseDuration(own.Get("changelog_poll"))
-	reconcile, _ = time.ParseDuration(own.Get("reconcile"))
-	if v := own.Get("incremental"); v != "" {
-		inc, _ := strconv.ParseBool(v)
-		fullReads = !inc
-	}
-	return own.Get("cdc"), changelogPoll, reconcile, fullReads
+	p, _ := sqlwatch.ParseReadParams(own)
+	return p.CDC, p.ChangelogPoll, p.ReconcileInterval, p.FullReads
 }
 
 // checkTZ rejects a tz parameter that names no IANA time zone.

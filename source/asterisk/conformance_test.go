@@ -153,6 +153,7 @@ var psContactsDDL = map[string][]string{
 // through a proxy that Break cuts.
 type realtimeHarness struct {
 	driver string
+	cdc    bool // change capture by triggers, polling off
 	db     *sqltest.DB
 	proxy  *sourcetest.Proxy
 	table  string
@@ -162,6 +163,17 @@ func TestConformanceRealtime(t *testing.T) {
 	for _, driver := range []string{sqlwatch.DriverMySQL, sqlwatch.DriverPostgres} {
 		t.Run(driver, func(t *testing.T) {
 			sourcetest.Run(t, &realtimeHarness{driver: driver})
+		})
+	}
+}
+
+// TestConformanceRealtimeCDC runs the suite with ?cdc=trigger and
+// polling and reconciles an hour apart: every change the suite sees came
+// through the triggers on ps_contacts.
+func TestConformanceRealtimeCDC(t *testing.T) {
+	for _, driver := range []string{sqlwatch.DriverMySQL, sqlwatch.DriverPostgres} {
+		t.Run(driver, func(t *testing.T) {
+			sourcetest.Run(t, &realtimeHarness{driver: driver, cdc: true})
 		})
 	}
 }
@@ -177,9 +189,22 @@ func (h *realtimeHarness) NewSource(t *testing.T) source.Source {
 		h.db.Exec(t, strings.ReplaceAll(stmt, "{table}", h.table))
 	}
 	h.proxy = sourcetest.NewProxy(t, h.db.Endpoint.Addr)
-	w, err := NewRealtime(RealtimeConfig{Driver: h.driver, Endpoint: h.db.Via(h.proxy.Addr()), Domain: sourcetest.Domain, Watch: testWatch}, nil)
+	watch := testWatch
+	if h.cdc {
+		watch.CDC, watch.PollInterval, watch.ReconcileInterval = sqlwatch.CDCTrigger, time.Hour, time.Hour
+	}
+	w, err := NewRealtime(RealtimeConfig{Driver: h.driver, Endpoint: h.db.Via(h.proxy.Addr()), Domain: sourcetest.Domain, Watch: watch}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h.cdc {
+		stmts, err := w.CaptureSQL(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ExecCapture(t.Context(), stmts); err != nil {
+			t.Fatalf("cdc install: %v", err)
+		}
 	}
 	return w
 }

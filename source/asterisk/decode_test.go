@@ -178,6 +178,17 @@ func TestParseRealtimeURL(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "read parameters", url: "asterisk+mysql://ast@db/pbx?cdc=trigger&changelog_poll=5ms&reconcile=10m&incremental=false",
+			check: func(t *testing.T, c RealtimeConfig) {
+				w := c.Watch
+				if w.CDC != sqlwatch.CDCTrigger || w.ChangelogPoll != 5*time.Millisecond || w.ReconcileInterval != 10*time.Minute || !w.FullReads {
+					t.Errorf("got %+v", w)
+				}
+			},
+		},
+		{name: "bad cdc", url: "asterisk+mysql://ast:s3cret@db/pbx?cdc=binlog", wantErr: "cdc="},
+		{name: "bad reconcile", url: "asterisk+postgres://ast:s3cret@db/pbx?reconcile=soon", wantErr: "reconcile="},
 		{name: "no database", url: "asterisk+mysql://ast:s3cret@db", wantErr: "database"},
 		{name: "bad table", url: "asterisk+postgres://db/pbx?table=ps-contacts", wantErr: "Table"},
 		{name: "unknown parameter", url: "asterisk+mysql://ast:s3cret@db/pbx?tz=UTC", wantErr: "tz"},

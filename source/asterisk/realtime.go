@@ -56,8 +56,11 @@ func (c *RealtimeConfig) Validate() error {
 	return nil
 }
 
-// ParseRealtimeURL reads an asterisk+mysql:// or asterisk+postgres:// URL.
-// Errors never repeat the URL (it may hold a password).
+// ParseRealtimeURL reads an asterisk+mysql:// or asterisk+postgres:// URL:
+// the server, table= and the read parameters every SQL server source
+// takes (sqlwatch.ReadParamNames: cdc=trigger, changelog_poll=,
+// reconcile=, incremental=). Errors never repeat the URL (it may hold a
+// password).
 func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
 	var c RealtimeConfig
 	u, err := url.Parse(raw)
@@ -73,9 +76,14 @@ func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
 		return c, fmt.Errorf("scheme %q is not %s or %s", u.Scheme, SchemeMySQL, SchemePostgres)
 	}
 	var own url.Values
-	if c.Endpoint, own, err = sqlwatch.ParseURL(u, c.Driver, "table"); err != nil {
+	if c.Endpoint, own, err = sqlwatch.ParseURL(u, c.Driver, append([]string{"table"}, sqlwatch.ReadParamNames...)...); err != nil {
 		return c, err
 	}
+	params, err := sqlwatch.ParseReadParams(own)
+	if err != nil {
+		return c, err
+	}
+	params.Apply(&c.Watch)
 	c.Table = own.Get("table")
 	if own.Has("table") && c.Table == "" {
 		return c, errors.New("table is empty")
