@@ -127,11 +127,12 @@ func (n *Notifier) acquire(req *sip.Request, tx sip.ServerTransaction, adm admis
 	return lease, true
 }
 
-// refuse sends a guard's response and counts it.
+// refuse counts a guard's response and sends it: counted first, so that
+// whoever has seen the response sees it counted.
 func (n *Notifier) refuse(tx sip.ServerTransaction, req *sip.Request, res *sip.Response, reason string) {
-	_ = tx.Respond(res)
 	n.obs.SubscribeAnswered(res.StatusCode)
 	n.stats.countRefusal(reason)
+	_ = tx.Respond(res)
 }
 
 // leases holds each live subscription's place under the caps, released

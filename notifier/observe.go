@@ -27,16 +27,16 @@ type nopObserver struct{}
 func (nopObserver) SubscribeAnswered(int)                               {}
 func (nopObserver) NotifyDone(string, string, time.Duration, time.Time) {}
 
-// respond sends a final response with extra headers and tells the
-// observer. A failure to send is not returned: the transaction layer has
-// logged it and there is nobody else to tell.
+// respond tells the observer and sends a final response with extra
+// headers. A failure to send is not returned: nothing is left to undo, and
+// the subscriber retransmits its request.
 func (n *Notifier) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
+	n.obs.SubscribeAnswered(code) // before: whoever sees the response sees it counted
 	_ = tx.Respond(res)
-	n.obs.SubscribeAnswered(code)
 }
 
 // outcome names the result of a NOTIFY transaction for the observer.
