@@ -301,7 +301,7 @@ func TestParseStore(t *testing.T) {
 func TestRedisScriptFlushed(t *testing.T) {
 	opt, _ := redis.ParseURL(testRedis)
 	c := redis.NewClient(opt)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() }) // after the cleanups below (LIFO)
 	ctx := t.Context()
 	if err := c.Ping(ctx).Err(); err != nil {
 		unavailable(t, "redis", err)
@@ -315,13 +315,21 @@ func TestRedisScriptFlushed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.close()
+	t.Cleanup(func() { st.close() })
 	now := time.Now().UTC().Truncate(time.Second)
 	rows := []row{newRow("f1", "example.com", 0, now), newRow("f1", "example.com", 1, now)}
 	if err := st.prepare(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.cleanup(context.Background(), rows) })
+	t.Cleanup(func() {
+		if err := st.cleanup(context.Background(), rows); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		c.Del(context.Background(), table+"::index::timer", table+":timer::0:0")
+		if n, err := c.Keys(context.Background(), table+"*").Result(); err != nil || len(n) > 0 {
+			t.Errorf("keys left behind: %v %v", n, err)
+		}
+	})
 
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
