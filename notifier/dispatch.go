@@ -184,8 +184,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 	}
 	switch {
 	case !withState:
-		clear(s.pending)
-		s.pending = s.pending[:0]
+		s.releasePending()
 		s.dirty = false
 		// reginfo: an empty partial document keeps the version sequence;
 		// presence: no body (RFC 3856 6.8 allows a NOTIFY without one).
@@ -200,8 +199,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 		for _, p := range s.pending {
 			reg.Contacts = append(reg.Contacts, p.view)
 		}
-		clear(s.pending)
-		s.pending = s.pending[:0]
+		s.releasePending()
 		j.doc = Document{Registrations: []bridge.Registration{reg}}
 	}
 	if s.pkg.presence {
