@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -74,9 +75,10 @@ func (n *Notifier) dispatch(ctx context.Context) {
 		n.deliveries.Add(1)
 		go func() {
 			defer func() { <-slots; n.deliveries.Done() }()
-			var scratch []bridge.ContactView
+			bufs := deliveryPool.Get().(*deliveryBufs)
+			defer deliveryPool.Put(bufs)
 			for ; s != nil; s = n.pop() {
-				scratch = n.deliver(ctx, s, scratch)
+				n.deliver(ctx, s, bufs)
 			}
 		}()
 	}
@@ -96,26 +98,46 @@ type job struct {
 	seenAt      time.Time
 }
 
+// deliveryBufs are a delivery worker's buffers, kept from one NOTIFY to
+// the next (and pooled between workers) so that a NOTIFY allocates
+// neither its body nor the contact list of a partial document.
+type deliveryBufs struct {
+	scratch []bridge.ContactView // a partial document's contacts
+	body    []byte               // the rendered document
+}
+
+// maxKeptBody is the largest body buffer a worker keeps between NOTIFYs.
+const maxKeptBody = 64 << 10
+
+// deliveryPool keeps the buffers of workers that ended (a worker ends
+// when the ready queue is empty, so a burst of changes starts new ones).
+var deliveryPool = sync.Pool{New: func() any { return new(deliveryBufs) }}
+
 // deliver sends NOTIFYs on s until it has nothing left to say; the
 // subscription's inFlight flag makes it the only sender on the dialog.
-// scratch is the caller's buffer for partial documents' contacts, returned
-// (perhaps grown) for the next delivery.
-func (n *Notifier) deliver(ctx context.Context, s *subscription, scratch []bridge.ContactView) []bridge.ContactView {
+func (n *Notifier) deliver(ctx context.Context, s *subscription, bufs *deliveryBufs) {
 	n.delivering.Add(1)
 	defer n.delivering.Add(-1)
-	var body []byte
-	for {
-		j, ok := n.next(s, scratch[:0])
-		if !ok {
-			return scratch
+	defer func() {
+		if cap(bufs.body) > maxKeptBody {
+			bufs.body = nil
 		}
-		if len(j.doc.Registrations) == 1 && cap(j.doc.Registrations[0].Contacts) > cap(scratch) {
-			scratch = j.doc.Registrations[0].Contacts[:0]
+	}()
+	for {
+		j, ok := n.next(s, bufs.scratch[:0])
+		if !ok {
+			return
+		}
+		if len(j.doc.Registrations) == 1 && cap(j.doc.Registrations[0].Contacts) > cap(bufs.scratch) {
+			bufs.scratch = j.doc.Registrations[0].Contacts[:0]
 		}
 		if s.stored && !n.fence(ctx, s, &j) {
-			return scratch
+			return
 		}
-		body = render(body[:0], &j, time.Now())
+		// The body is not kept past this loop: the UDP path copies it
+		// into its datagram, sipgo's path into the request it parses.
+		bufs.body = render(bufs.body[:0], &j, time.Now())
+		body := bufs.body
 		start := time.Now()
 		res, err := n.send(ctx, &j, body)
 		if err == nil && n.cfg.NotifyAuthUser != "" && (res.StatusCode == 401 || res.StatusCode == 407) {
@@ -126,7 +148,7 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription, scratch []bridg
 		n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), j.seenAt)
 		n.finish(s, &j, res, err)
 		if j.final != nil {
-			return scratch
+			return
 		}
 	}
 }
