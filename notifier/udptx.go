@@ -159,6 +159,9 @@ func finalResponse(msg []byte, code int) *sip.Response {
 			return r
 		}
 	}
+	if code == 200 {
+		return ok200
+	}
 	res := &sip.Response{StatusCode: code, Reason: "OK"}
 	if code != 200 {
 		line, _, _ := bytes.Cut(msg[12:], []byte("\r\n"))
@@ -168,6 +171,15 @@ func finalResponse(msg []byte, code int) *sip.Response {
 	res.SetTransport("UDP")
 	return res
 }
+
+// ok200 is what every 200 OK to a NOTIFY becomes: only its status is
+// read, so one value, never modified, serves them all.
+var ok200 = func() *sip.Response {
+	r := &sip.Response{StatusCode: 200, Reason: "OK"}
+	r.SipVersion = "SIP/2.0"
+	r.SetTransport("UDP")
+	return r
+}()
 
 // statusCode reads the status code of a response's status line.
 func statusCode(msg []byte) (int, bool) {
@@ -218,14 +230,16 @@ func topVia(msg []byte) (sentBy, branch []byte) {
 		if k := bytes.IndexByte(value, ','); k >= 0 {
 			value = value[:k]
 		}
-		params := bytes.Split(value, []byte(";"))
-		// "SIP/2.0/UDP host:port": the sent-by follows the protocol.
-		if f := bytes.Fields(params[0]); len(f) == 2 {
-			sentBy = f[1]
-		} else if len(f) > 2 { // "SIP / 2.0 / UDP host:port" (LWS allowed)
-			sentBy = f[len(f)-1]
+		// "SIP/2.0/UDP host:port": the sent-by is the last word before
+		// the parameters (LWS is allowed inside the protocol part).
+		proto, params, _ := bytes.Cut(value, []byte(";"))
+		proto = bytes.TrimSpace(proto)
+		if i := bytes.LastIndexAny(proto, " \t"); i >= 0 {
+			sentBy = proto[i+1:]
 		}
-		for _, p := range params[1:] {
+		for len(params) > 0 { // without bytes.Split: this runs per 200 OK
+			var p []byte
+			p, params, _ = bytes.Cut(params, []byte(";"))
 			k, v, _ := bytes.Cut(p, []byte("="))
 			if bytes.EqualFold(bytes.TrimSpace(k), []byte("branch")) {
 				return sentBy, bytes.TrimSpace(v)

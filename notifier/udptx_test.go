@@ -29,6 +29,20 @@ func TestTopViaBranch(t *testing.T) {
 	}
 }
 
+func TestTopViaSentBy(t *testing.T) {
+	for _, tc := range []struct{ msg, sentBy, branch string }{
+		{"SUBSCRIBE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;rport;branch=z9hG4bKa\r\n\r\n", "192.0.2.1:5070", "z9hG4bKa"},
+		{"SUBSCRIBE sip:a@b SIP/2.0\r\nv: SIP / 2.0 / UDP [::1]:5060 ;branch=z9hG4bKb\r\n\r\n", "[::1]:5060", "z9hG4bKb"},
+		{"SUBSCRIBE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n", "", ""},
+		{"SUBSCRIBE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h.example;received=192.0.2.9\r\n\r\n", "h.example", ""},
+	} {
+		sentBy, branch := topVia([]byte(tc.msg))
+		if string(sentBy) != tc.sentBy || string(branch) != tc.branch {
+			t.Errorf("topVia(%q) = %q, %q; want %q, %q", tc.msg, sentBy, branch, tc.sentBy, tc.branch)
+		}
+	}
+}
+
 // udpTxHarness is a Notifier reduced to its UDP transaction layer, on a
 // loopback socket read the way sipgo reads it, and a raw peer.
 type udpTxHarness struct {
