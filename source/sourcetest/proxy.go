@@ -115,14 +115,12 @@ func (p *Proxy) track(c net.Conn) bool {
 // refusing new ones.
 func (p *Proxy) admit(c net.Conn) bool {
 	p.connsMu.Lock()
-	refusing := p.refusing
-	p.connsMu.Unlock()
-	if refusing || !p.track(c) {
+	defer p.connsMu.Unlock()
+	if p.broken || p.refusing {
 		return false
 	}
-	p.connsMu.Lock()
+	p.conns[c] = struct{}{}
 	p.accepted++
-	p.connsMu.Unlock()
 	return true
 }
 
