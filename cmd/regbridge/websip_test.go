@@ -36,6 +36,7 @@ type pageRecord struct {
 	Received    []pageLine
 	Sent        []pageLine
 	States      []string
+	Warnings    []string
 	Errors      []string
 }
 
@@ -222,6 +223,9 @@ func TestWebSubscriber(t *testing.T) {
 				t.Logf("SIP.js NOTIFY CSeq %d, %s: version %d %s, %s", n.CSeq, n.SubscriptionState, n.Doc.Version, n.Doc.State, contactsSummary(n))
 			}
 			t.Logf("final NOTIFY CSeq %d, %s: version %d %s", final.CSeq().SeqNo, final.GetHeader("Subscription-State").Value(), doc.Version, doc.State)
+			if w := record(wd).Warnings; len(w) > 0 {
+				t.Errorf("SIP.js warned: %q", w)
+			}
 			if n := countLines(record(wd).Sent, "SUBSCRIBE "); n != 2 {
 				t.Errorf("SIP.js sent %d SUBSCRIBEs, want 2 (subscribe, unsubscribe)", n)
 			}
