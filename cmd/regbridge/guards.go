@@ -48,8 +48,7 @@ func newGuards(ctx context.Context, cfg *config, log *slog.Logger) (notifier.Gua
 // warnNoRemoteWatcher says once, at start-up, that SIP listens beyond
 // loopback while the policy can admit no watcher from another host: every
 // such SUBSCRIBE would be refused (403), which an operator otherwise only
-// learns from the subscriber's side, as with the compose example before it
-// trusted its proxy.
+// learns from the subscriber's side.
 func warnNoRemoteWatcher(cfg *config, log *slog.Logger) {
 	var exposed []string
 	for _, l := range cfg.SIP.Listen {
