@@ -24,8 +24,8 @@ var allListeners = ListenAddrs{
 // purpose), and our Contact names the transport (RFC 3261 12.1.1, RFC 7118
 // 5.2).
 func TestTransports(t *testing.T) {
-	pki := newTestPKI(t)
-	h := newHarness(t, Config{Listen: allListeners, TLSCert: pki.certFile, TLSKey: pki.keyFile}, tAlice)
+	pki := siptest.NewPKI(t)
+	h := newHarness(t, Config{Listen: allListeners, TLSCert: pki.CertFile, TLSKey: pki.KeyFile}, tAlice)
 	tests := []struct {
 		network   string
 		aor       string
@@ -41,7 +41,7 @@ func TestTransports(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.network+" "+strings.SplitN(tt.aor, ":", 2)[0], func(t *testing.T) {
-			p := siptest.New(t, tt.network, h.addr(tt.network), siptest.WithTLS(pki.clientConfig(false)))
+			p := siptest.New(t, tt.network, h.addr(tt.network), siptest.WithTLS(pki.ClientConfig(false)))
 			res := p.Subscribe(tt.aor, siptest.Header("Event", "reg"))
 			if res.StatusCode != 200 {
 				t.Fatalf("SUBSCRIBE: %d %s", res.StatusCode, res.Reason)
@@ -82,10 +82,10 @@ func TestTransports(t *testing.T) {
 // TestTLSClientCertificate: with REGBRIDGE_TLS_CLIENT_CA a client without
 // a certificate from that CA cannot talk SIP over TLS; one with it can.
 func TestTLSClientCertificate(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := siptest.NewPKI(t)
 	h := newHarness(t, Config{
 		Listen:  ListenAddrs{{"udp", "127.0.0.1:0"}, {"tls", "127.0.0.1:0"}},
-		TLSCert: pki.certFile, TLSKey: pki.keyFile, TLSClientCA: pki.caFile,
+		TLSCert: pki.CertFile, TLSKey: pki.KeyFile, TLSClientCA: pki.CAFile,
 	}, tAlice)
 
 	t.Run("without certificate", func(t *testing.T) {
@@ -96,7 +96,7 @@ func TestTLSClientCertificate(t *testing.T) {
 			}
 			return strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate")
 		}
-		conn, err := tls.Dial("tcp", h.addr("tls"), pki.clientConfig(false))
+		conn, err := tls.Dial("tcp", h.addr("tls"), pki.ClientConfig(false))
 		if err != nil {
 			if !refused(err) { // refused in the handshake (TLS 1.2)
 				t.Fatalf("dial: %v, want a refusal for the missing certificate", err)
@@ -113,7 +113,7 @@ func TestTLSClientCertificate(t *testing.T) {
 		}
 	})
 	t.Run("with certificate", func(t *testing.T) {
-		p := siptest.New(t, "tls", h.addr("tls"), siptest.WithTLS(pki.clientConfig(true)))
+		p := siptest.New(t, "tls", h.addr("tls"), siptest.WithTLS(pki.ClientConfig(true)))
 		if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
 			t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
 		}
@@ -125,7 +125,7 @@ func TestTLSClientCertificate(t *testing.T) {
 // variable (ParseListen accepts every transport; Validate and New refuse
 // what cannot work).
 func TestTLSConfig(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := siptest.NewPKI(t)
 	tlsListen := ListenAddrs{{"tls", "127.0.0.1:0"}}
 	tests := []struct {
 		name string
@@ -134,12 +134,12 @@ func TestTLSConfig(t *testing.T) {
 	}{
 		{"tls without certificate", Config{Listen: tlsListen}, "REGBRIDGE_TLS_CERT"},
 		{"wss without certificate", Config{Listen: ListenAddrs{{"wss", "127.0.0.1:0"}}}, "REGBRIDGE_TLS_CERT"},
-		{"certificate without key", Config{Listen: tlsListen, TLSCert: pki.certFile}, "REGBRIDGE_TLS_KEY"},
-		{"client CA without certificate", Config{Listen: ListenAddrs{{"udp", "127.0.0.1:0"}}, TLSClientCA: pki.caFile}, "REGBRIDGE_TLS_CLIENT_CA"},
-		{"unreadable certificate", Config{Listen: tlsListen, TLSCert: pki.certFile + ".missing", TLSKey: pki.keyFile}, "REGBRIDGE_TLS_CERT"},
-		{"key of another certificate", Config{Listen: tlsListen, TLSCert: pki.caFile, TLSKey: pki.keyFile}, "REGBRIDGE_TLS_CERT"},
-		{"client CA not PEM", Config{Listen: tlsListen, TLSCert: pki.certFile, TLSKey: pki.keyFile, TLSClientCA: pki.keyFile}, "REGBRIDGE_TLS_CLIENT_CA"},
-		{"valid", Config{Listen: tlsListen, TLSCert: pki.certFile, TLSKey: pki.keyFile, TLSClientCA: pki.caFile}, ""},
+		{"certificate without key", Config{Listen: tlsListen, TLSCert: pki.CertFile}, "REGBRIDGE_TLS_KEY"},
+		{"client CA without certificate", Config{Listen: ListenAddrs{{"udp", "127.0.0.1:0"}}, TLSClientCA: pki.CAFile}, "REGBRIDGE_TLS_CLIENT_CA"},
+		{"unreadable certificate", Config{Listen: tlsListen, TLSCert: pki.CertFile + ".missing", TLSKey: pki.KeyFile}, "REGBRIDGE_TLS_CERT"},
+		{"key of another certificate", Config{Listen: tlsListen, TLSCert: pki.CAFile, TLSKey: pki.KeyFile}, "REGBRIDGE_TLS_CERT"},
+		{"client CA not PEM", Config{Listen: tlsListen, TLSCert: pki.CertFile, TLSKey: pki.KeyFile, TLSClientCA: pki.KeyFile}, "REGBRIDGE_TLS_CLIENT_CA"},
+		{"valid", Config{Listen: tlsListen, TLSCert: pki.CertFile, TLSKey: pki.KeyFile, TLSClientCA: pki.CAFile}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

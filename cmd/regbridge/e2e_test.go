@@ -103,9 +103,25 @@ func startServerEnv(t *testing.T, path string, envs *syncEnv, extra map[string]s
 	for k, v := range env {
 		envs.set(k, v)
 	}
+	s.run(t, envs)
+
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	s.db = db
+	return s
+}
+
+// run runs regbridge through run(), as the binary starts it, with env
+// until the test ends (or s.stop), and waits until s.http answers /readyz.
+func (s *server) run(t *testing.T, env *syncEnv) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, nil, envs, s.log, s.log) }()
+	go func() { code <- run(ctx, nil, env, s.log, s.log) }()
 	var once sync.Once
 	var exit int
 	s.stop = func() int {
@@ -134,15 +150,6 @@ func startServerEnv(t *testing.T, path string, envs *syncEnv, extra map[string]s
 		res.Body.Close()
 		return res.StatusCode == 200
 	}, "/readyz 200")
-
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	s.db = db
-	return s
 }
 
 func (s *server) exec(t *testing.T, query string, args ...any) {

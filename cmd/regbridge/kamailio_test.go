@@ -85,10 +85,11 @@ func kamTools(t *testing.T) (kamailio, sipp, modules string) {
 
 // kamStore is one store Kamailio writes and regbridge reads.
 type kamStore struct {
-	module     string // db_mysql or db_sqlite
-	dbURL      string // Kamailio's usrloc db_url
-	sqliteFile string // the SQLite file, for db_set_journal_mode
-	source     string // REGBRIDGE_SOURCE
+	module     string      // db_mysql or db_sqlite
+	dbURL      string      // Kamailio's usrloc db_url
+	sqliteFile string      // the SQLite file, for db_set_journal_mode
+	source     string      // REGBRIDGE_SOURCE
+	db         *sqltest.DB // the MariaDB database (db_mysql only)
 }
 
 // kamMySQL makes a database on the local MariaDB with Kamailio's 5.6+
@@ -110,6 +111,7 @@ func kamMySQL(t *testing.T) kamStore {
 		module: "db_mysql",
 		dbURL:  fmt.Sprintf("mysql://%s@%s/%s", db.Endpoint.User, db.Endpoint.Addr, db.Name()),
 		source: fmt.Sprintf("kamailio+mysql://%s@%s/%s?table=location&tz=%s", db.Endpoint.User, db.Endpoint.Addr, db.Name(), kamTZ),
+		db:     db,
 	}
 }
 

@@ -85,7 +85,9 @@ type webDriver struct {
 	browser string
 }
 
-func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
+// startWebDriver runs chromedriver and a Chromium session with
+// chromiumFlags and the flags in extra.
+func startWebDriver(t *testing.T, driver, chromium string, extra ...string) *webDriver {
 	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
@@ -108,7 +110,7 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 		return wd.call("GET", root+"/status", nil, &st) == nil && st.Ready
 	}, "chromedriver ready")
 
-	args := append([]string{"--user-data-dir=" + t.TempDir()}, chromiumFlags...)
+	args := append(append([]string{"--user-data-dir=" + t.TempDir()}, chromiumFlags...), extra...)
 	var sess struct{ SessionID string }
 	err := wd.call("POST", root+"/session", map[string]any{
 		"capabilities": map[string]any{"alwaysMatch": map[string]any{

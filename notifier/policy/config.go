@@ -47,6 +47,15 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// AdmitsRemote reports whether any source beyond loopback can be admitted
+// without digest authentication: an open network, or a trusted network
+// whose proxies assert identities, reaches past the host. With neither, a
+// SIP listener on other addresses refuses every remote watcher unless
+// REGBRIDGE_AUTH lets them log in.
+func (c *Config) AdmitsRemote() bool {
+	return !c.OpenNetworks.LoopbackOnly() || !c.TrustedNetworks.LoopbackOnly()
+}
+
 // Networks is a list of address prefixes.
 type Networks []netip.Prefix
 
@@ -106,6 +115,25 @@ func (ns Networks) Contains(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// loopback holds every loopback address; a prefix inside one of them
+// reaches nothing beyond the host.
+var loopback = [...]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// LoopbackOnly reports whether every address of the list is a loopback
+// address (true for the empty list).
+func (ns Networks) LoopbackOnly() bool {
+	for _, p := range ns {
+		inside := false
+		for _, l := range loopback {
+			inside = inside || (p.Bits() >= l.Bits() && l.Contains(p.Addr()))
+		}
+		if !inside {
+			return false
+		}
+	}
+	return true
 }
 
 // String formats the list as it is configured.

@@ -231,3 +231,31 @@ func TestConfigFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestAdmitsRemote: only an open or trusted network reaching past
+// loopback lets a watcher on another host in without digest
+// authentication.
+func TestAdmitsRemote(t *testing.T) {
+	tests := []struct {
+		name, open, trusted string
+		want                bool
+	}{
+		{"defaults", DefaultOpenNetworks, "", false},
+		{"nothing open", "none", "", false},
+		{"one loopback address", "127.0.0.1", "::1", false},
+		{"a /7 reaches past 127/8", "126.0.0.0/7", "", true},
+		{"IPv6 /127 holds ::0", "::/127", "", true},
+		{"open LAN", "10.0.0.0/8", "", true},
+		{"trusted proxy", DefaultOpenNetworks, "172.28.0.10", true},
+		{"trusted on loopback only", "none", "127.0.0.2", false},
+		{"open everything", "0.0.0.0/0", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{OpenNetworks: mustNetworks(t, tt.open), TrustedNetworks: mustNetworks(t, tt.trusted)}
+			if got := c.AdmitsRemote(); got != tt.want {
+				t.Errorf("AdmitsRemote() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -117,9 +117,16 @@ type Peer struct {
 type Option func(*peerOptions)
 
 type peerOptions struct {
-	tls *tls.Config
-	nat bool
+	tls    *tls.Config
+	nat    bool
+	source string
 }
+
+// WithSource makes a UDP peer send from (and receive NOTIFYs on) the
+// loopback address ip instead of 127.0.0.1: another host, as far as
+// source-address policies are concerned (127.0.0.2 is outside
+// 127.0.0.1/32).
+func WithSource(ip string) Option { return func(o *peerOptions) { o.source = ip } }
 
 // WithNAT makes the peer ask for symmetric response routing: rport in its
 // Via (RFC 3581), as a client behind NAT does.
@@ -136,7 +143,7 @@ var Quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // ("udp", "tcp", "tls", "ws" or "wss"). It is closed when the test ends.
 func New(t testing.TB, network, server string, opts ...Option) *Peer {
 	t.Helper()
-	var o peerOptions
+	o := peerOptions{source: "127.0.0.1"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -157,7 +164,7 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 		CallID: fmt.Sprintf("siptest-%d@127.0.0.1", time.Now().UnixNano()), FromTag: sip.GenerateTagN(10), CSeq: 1}
 	var clientOpts []sipgo.ClientOption
 	if network == "udp" {
-		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		conn, err := net.ListenPacket("udp", net.JoinHostPort(o.source, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}

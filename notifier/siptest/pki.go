@@ -1,4 +1,4 @@
-package notifier
+package siptest
 
 import (
 	"crypto/ecdsa"
@@ -16,15 +16,18 @@ import (
 	"time"
 )
 
-// testPKI is a CA made at test time, a server certificate for loopback
-// and a client certificate, written as PEM files to a temporary directory.
-type testPKI struct {
-	caFile, certFile, keyFile string
-	caPool                    *x509.CertPool
-	client                    tls.Certificate
+// PKI is a CA made at test time, a server certificate for loopback
+// (localhost, 127.0.0.1, ::1) and a client certificate, written as PEM
+// files to a temporary directory: what REGBRIDGE_TLS_CERT, _KEY and
+// _CLIENT_CA name in tests of tls:// and wss://.
+type PKI struct {
+	CAFile, CertFile, KeyFile string
+	CAPool                    *x509.CertPool
+	Client                    tls.Certificate
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+// NewPKI makes a PKI valid for an hour.
+func NewPKI(t testing.TB) *PKI {
 	t.Helper()
 	dir := t.TempDir()
 	caKey := newKey(t)
@@ -60,32 +63,32 @@ func newTestPKI(t *testing.T) *testPKI {
 		}
 		return der, key
 	}
-	p := &testPKI{
-		caFile:   filepath.Join(dir, "ca.pem"),
-		certFile: filepath.Join(dir, "cert.pem"),
-		keyFile:  filepath.Join(dir, "key.pem"),
-		caPool:   x509.NewCertPool(),
+	p := &PKI{
+		CAFile:   filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "cert.pem"),
+		KeyFile:  filepath.Join(dir, "key.pem"),
+		CAPool:   x509.NewCertPool(),
 	}
-	p.caPool.AddCert(ca)
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+	p.CAPool.AddCert(ca)
+	writePEM(t, p.CAFile, "CERTIFICATE", caDER)
 	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth)
-	writePEM(t, p.certFile, "CERTIFICATE", srvDER)
-	writePEM(t, p.keyFile, "PRIVATE KEY", marshalKey(t, srvKey))
+	writePEM(t, p.CertFile, "CERTIFICATE", srvDER)
+	writePEM(t, p.KeyFile, "PRIVATE KEY", marshalKey(t, srvKey))
 	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth)
-	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	p.Client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
 	return p
 }
 
-// clientConfig trusts the test CA; withCert adds the client certificate.
-func (p *testPKI) clientConfig(withCert bool) *tls.Config {
-	c := &tls.Config{RootCAs: p.caPool, MinVersion: tls.VersionTLS12}
+// ClientConfig trusts the test CA; withCert adds the client certificate.
+func (p *PKI) ClientConfig(withCert bool) *tls.Config {
+	c := &tls.Config{RootCAs: p.CAPool, MinVersion: tls.VersionTLS12}
 	if withCert {
-		c.Certificates = []tls.Certificate{p.client}
+		c.Certificates = []tls.Certificate{p.Client}
 	}
 	return c
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -94,7 +97,7 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-func marshalKey(t *testing.T, k *ecdsa.PrivateKey) []byte {
+func marshalKey(t testing.TB, k *ecdsa.PrivateKey) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
@@ -103,7 +106,7 @@ func marshalKey(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	return der
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
