@@ -122,6 +122,8 @@ func validateNotify(t *testing.T, n siptest.Notify) {
 		validateXML(t, schemaReginfo, body)
 	case ct.Value() == ContentTypePIDF:
 		validateXML(t, schemaPIDF, body)
+	case ct.Value() == ContentTypeWatcherinfo:
+		validateXML(t, schemaWatcherinfo, body)
 	default:
 		t.Errorf("NOTIFY Content-Type %q", ct.Value())
 	}
