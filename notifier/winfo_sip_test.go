@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/notifier/substore"
 )
 
 // Identities in the winfo tests are asserted by a trusted proxy (loopback
@@ -220,5 +222,69 @@ func TestWinfoWatcherGone(t *testing.T) {
 	w := nextWinfo(t, owner, "reg.winfo", 2, "partial", "active")
 	if x := w.Lists[0].Watchers; len(x) != 1 || x[0].Status != "terminated" || x[0].Event != "timeout" {
 		t.Fatalf("watcher whose NOTIFY failed: %+v", x)
+	}
+}
+
+// TestWinfoSharedStore: two notifiers share one Redis, as two instances
+// with REGBRIDGE_STATE=redis do. A reg.winfo subscriber at b sees the
+// watchers at a (full state, then partial documents as they come and go),
+// and, once a's watcher is gone, b's own; every document validates.
+func TestWinfoSharedStore(t *testing.T) {
+	rdb, prefix := siptest.Redis(t)
+	shared := func(id string) func(*Notifier) {
+		return func(n *Notifier) {
+			st := substore.NewRedis(rdb, prefix, id, time.Second, testLog())
+			n.SetStore(st, time.Second)
+			n.SetWatcherStore(st)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- n.RunWatchers(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+		}
+	}
+	a := newHarnessWith(t, Config{Winfo: true, Presence: true}, shared("a"), tAlice)
+	b := newHarnessWith(t, Config{Winfo: true, Presence: true}, shared("b"), tAlice)
+	siptest.Eventually(t, func() bool {
+		m, _ := rdb.PubSubNumSub(context.Background(), "{"+prefix+"}winfo").Result()
+		return m["{"+prefix+"}winfo"] == 2
+	}, "both notifiers following watcher changes")
+
+	first := siptest.New(t, "udp", a.addr("udp"))
+	first.FromUser = "first"
+	first.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
+	first.Next()
+
+	owner := siptest.New(t, "tcp", b.addr("tcp"))
+	if res := owner.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg.winfo")); res.StatusCode != 200 {
+		t.Fatalf("reg.winfo at b: %d", res.StatusCode)
+	}
+	w := nextWinfo(t, owner, "reg.winfo", 0, "full", "active")
+	if ws := w.Lists[0].Watchers; len(ws) != 1 || ws[0].URI != "sip:first@127.0.0.1" {
+		t.Fatalf("b's full state: %+v", ws)
+	}
+	firstID := w.Lists[0].Watchers[0].ID
+
+	second := siptest.New(t, "tcp", b.addr("tcp"))
+	second.FromUser = "second"
+	second.Subscribe("sip:alice@example.com", siptest.Header("Event", "presence"))
+	second.Next()
+	owner.None(300 * time.Millisecond) // a presence watcher: not for reg.winfo
+	third := siptest.New(t, "udp", a.addr("udp"))
+	third.FromUser = "third"
+	third.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"))
+	third.Next()
+	w = nextWinfo(t, owner, "reg.winfo", 1, "partial", "active")
+	if ws := w.Lists[0].Watchers; len(ws) != 1 || ws[0].URI != "sip:third@127.0.0.1" || ws[0].Status != "active" {
+		t.Fatalf("a's new watcher at b: %+v", ws)
+	}
+	first.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0"))
+	first.Next()
+	w = nextWinfo(t, owner, "reg.winfo", 2, "partial", "active")
+	if ws := w.Lists[0].Watchers; len(ws) != 1 || ws[0].ID != firstID || ws[0].Status != "terminated" || ws[0].Event != "timeout" {
+		t.Fatalf("a's watcher leaving, at b: %+v", ws)
+	}
+	list, err := b.n.Watchers(t.Context(), "sip:alice@example.com")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("b lists %+v (%v), want third (reg) and second (presence)", list, err)
 	}
 }
