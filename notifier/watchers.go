@@ -70,13 +70,20 @@ func watcherID(dialogID string) string {
 
 // watched reports whether s is listed as a watcher: reg and presence
 // subscriptions, not winfo ones (regbridge serves no winfo of winfo), and
-// not politely blocked ones (refused by policy, RFC-NOTES F vector 66).
+// not politely blocked ones (refused by policy, vector 66 of the winfo
+// conformance list). Without the winfo packages nothing is recorded.
 func (n *Notifier) watched(s *subscription) bool {
-	if s.pkg.watched != nil {
+	if !n.recordsWatchers(s) {
 		return false
 	}
 	_, neutral := n.neutral.Load(s.id)
 	return !neutral
+}
+
+// recordsWatchers reports whether subscriptions like s are recorded at
+// all: reg and presence ones, while the winfo packages are served.
+func (n *Notifier) recordsWatchers(s *subscription) bool {
+	return n.cfg.Winfo && s.pkg.watched == nil
 }
 
 // watcherOf is the record of s; identity, when known, is the watcher's
@@ -123,7 +130,7 @@ func (n *Notifier) watchRefreshed(s *subscription) {
 // or, when it was removed because a NOTIFY failed (the subscriber is
 // gone), with timeout.
 func (n *Notifier) watchEnded(s *subscription) {
-	if s.pkg.watched != nil {
+	if !n.recordsWatchers(s) {
 		return
 	}
 	w := watcherOf(s, "")

@@ -48,8 +48,8 @@ func nextWinfo(t *testing.T, p *siptest.Peer, event string, version uint32, stat
 	return w
 }
 
-// TestWinfo walks RFC-NOTES section F's vectors over real sockets, on UDP
-// and TCP: the owner's reg.winfo subscription gets the current watchers
+// TestWinfo walks the watcher information conformance vectors 62-66 over
+// real sockets, on UDP and TCP: the owner's reg.winfo subscription gets the current watchers
 // as full state (62), a new reg watcher as a partial document with the
 // watcher active (63), its unsubscription as terminated with event
 // timeout and the same id (64); a stranger's reg.winfo SUBSCRIBE is
