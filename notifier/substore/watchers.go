@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,25 +50,27 @@ type LocalWatchers struct {
 	sink func(WatcherChange)
 	// watchersMu guards byAOR and seq.
 	watchersMu sync.Mutex
-	byAOR      map[string]map[string]Watcher
-	seq        uint64
+	// byAOR holds each AOR's watchers in a slice, not a map: most AORs
+	// have one or two, and a map's first bucket alone would cost about
+	// 1.4 KB per watched AOR.
+	byAOR map[string][]Watcher
+	seq   uint64
 }
 
 // NewLocalWatchers returns an empty store that calls sink (outside its
 // lock) for every change.
 func NewLocalWatchers(sink func(WatcherChange)) *LocalWatchers {
-	return &LocalWatchers{sink: sink, byAOR: make(map[string]map[string]Watcher)}
+	return &LocalWatchers{sink: sink, byAOR: make(map[string][]Watcher)}
 }
 
 // AddWatcher records a new watcher.
 func (l *LocalWatchers) AddWatcher(_ context.Context, w Watcher) error {
 	l.watchersMu.Lock()
-	m := l.byAOR[w.AOR]
-	if m == nil {
-		m = make(map[string]Watcher)
-		l.byAOR[w.AOR] = m
+	if i := l.index(w); i >= 0 {
+		l.byAOR[w.AOR][i] = w
+	} else {
+		l.byAOR[w.AOR] = append(l.byAOR[w.AOR], w)
 	}
-	m[w.ID] = w
 	l.seq++
 	c := WatcherChange{Watcher: w, Seq: l.seq}
 	l.watchersMu.Unlock()
@@ -79,9 +82,8 @@ func (l *LocalWatchers) AddWatcher(_ context.Context, w Watcher) error {
 func (l *LocalWatchers) RefreshWatcher(_ context.Context, w Watcher) error {
 	l.watchersMu.Lock()
 	defer l.watchersMu.Unlock()
-	if old, ok := l.byAOR[w.AOR][w.ID]; ok {
-		old.Expires = w.Expires
-		l.byAOR[w.AOR][w.ID] = old
+	if i := l.index(w); i >= 0 {
+		l.byAOR[w.AOR][i].Expires = w.Expires
 	}
 	return nil
 }
@@ -90,14 +92,19 @@ func (l *LocalWatchers) RefreshWatcher(_ context.Context, w Watcher) error {
 // ended is not reported again.
 func (l *LocalWatchers) EndWatcher(_ context.Context, w Watcher, event string) error {
 	l.watchersMu.Lock()
-	old, ok := l.byAOR[w.AOR][w.ID]
-	if !ok {
+	i := l.index(w)
+	if i < 0 {
 		l.watchersMu.Unlock()
 		return nil
 	}
-	delete(l.byAOR[w.AOR], w.ID)
-	if len(l.byAOR[w.AOR]) == 0 {
+	list := l.byAOR[w.AOR]
+	old := list[i]
+	list[i] = list[len(list)-1]
+	list[len(list)-1] = Watcher{}
+	if list = list[:len(list)-1]; len(list) == 0 {
 		delete(l.byAOR, w.AOR)
+	} else {
+		l.byAOR[w.AOR] = list
 	}
 	l.seq++
 	c := WatcherChange{Watcher: old, Ended: event, Seq: l.seq}
@@ -111,11 +118,13 @@ func (l *LocalWatchers) EndWatcher(_ context.Context, w Watcher, event string) e
 func (l *LocalWatchers) ListWatchers(_ context.Context, aor string) ([]Watcher, uint64, error) {
 	l.watchersMu.Lock()
 	defer l.watchersMu.Unlock()
-	out := make([]Watcher, 0, len(l.byAOR[aor]))
-	for _, w := range l.byAOR[aor] {
-		out = append(out, w)
-	}
-	return out, l.seq, nil
+	return slices.Clone(l.byAOR[aor]), l.seq, nil
+}
+
+// index is the position of w among its AOR's watchers, or -1. Called
+// with watchersMu held.
+func (l *LocalWatchers) index(w Watcher) int {
+	return slices.IndexFunc(l.byAOR[w.AOR], func(x Watcher) bool { return x.ID == w.ID })
 }
 
 // FollowWatchers does nothing: changes reach the sink as they happen.
