@@ -80,6 +80,13 @@ func TestWinfo(t *testing.T) {
 				}
 			}
 
+			// A configured (privileged) watcher may subscribe to reg.winfo.
+			asw := siptest.New(t, network, addr)
+			if res := asw.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg.winfo"), asserted("as")); res.StatusCode != 200 {
+				t.Fatalf("configured watcher's reg.winfo SUBSCRIBE: %d", res.StatusCode)
+			}
+			nextWinfo(t, asw, "reg.winfo", 0, "full", "active")
+
 			// (62) The owner subscribes: full state with the one watcher.
 			owner := siptest.New(t, network, addr)
 			owner.FromUser = "alice"
@@ -286,5 +293,33 @@ func TestWinfoSharedStore(t *testing.T) {
 	list, err := b.n.Watchers(t.Context(), "sip:alice@example.com")
 	if err != nil || len(list) != 2 {
 		t.Fatalf("b lists %+v (%v), want third (reg) and second (presence)", list, err)
+	}
+}
+
+// TestWinfoDigest: with digest authentication a reg.winfo SUBSCRIBE is
+// challenged like a reg one (401, never 407), and the owner's answer
+// admits it; another user's answer gets 403.
+func TestWinfoDigest(t *testing.T) {
+	h := newHarness(t, Config{Winfo: true}, tAlice)
+	h.n.SetGuards(guardsFromEnv(t, map[string]string{"AUTH": "file://" + credentialsFile(t), "AUTH_REALM": "example.com", "OPEN_NETWORKS": "none"}))
+	for _, tt := range []struct {
+		user, password string
+		code           int
+	}{{"watcher", "as-secret", 403}, {"alice", "alice-secret", 200}} {
+		p := siptest.New(t, "udp", h.addr("udp"))
+		res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg.winfo"))
+		if res.StatusCode != 401 || res.GetHeader("WWW-Authenticate") == nil {
+			t.Fatalf("unauthenticated reg.winfo: %d, want 401 with a challenge", res.StatusCode)
+		}
+		cred := answerChallenge(t, res.GetHeader("WWW-Authenticate").Value(), "sip:alice@example.com", tt.user, tt.password)
+		res = p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg.winfo"), siptest.Header("Authorization", cred))
+		if res.StatusCode != tt.code {
+			t.Fatalf("%s's reg.winfo: %d, want %d", tt.user, res.StatusCode, tt.code)
+		}
+		if tt.code == 200 {
+			nextWinfo(t, p, "reg.winfo", 0, "full", "active")
+		} else {
+			p.None(200 * time.Millisecond)
+		}
 	}
 }
