@@ -54,6 +54,9 @@ type Config struct {
 	// Presence serves Event: presence (RFC 3856) derived from the
 	// registrations: basic open while the AOR has an active contact.
 	Presence bool `env:"PRESENCE, default=true" desc:"serve Event: presence with PIDF documents derived from registrations (false: 489 Bad Event)"`
+	// Winfo serves the watcher information packages (RFC 3857):
+	// reg.winfo, and presence.winfo when presence is served.
+	Winfo bool `env:"WINFO, default=true" desc:"serve Event: reg.winfo and presence.winfo (RFC 3857 watcher information: who subscribes to an AOR) to the AOR's owner and configured watchers (false: 489 Bad Event)"`
 
 	TLSCert     string `env:"TLS_CERT" desc:"PEM certificate chain for tls:// and wss:// listeners"`
 	TLSKey      string `env:"TLS_KEY" desc:"PEM private key of REGBRIDGE_TLS_CERT"`

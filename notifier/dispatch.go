@@ -96,6 +96,7 @@ type job struct {
 	d           dialog
 	event       string
 	seenAt      time.Time
+	winfo       *WatcherDoc // watcherinfo instead of doc
 }
 
 // deliveryBufs are a delivery worker's buffers, kept from one NOTIFY to
@@ -158,6 +159,8 @@ func render(dst []byte, j *job, now time.Time) []byte {
 	switch {
 	case j.noBody:
 		return dst
+	case j.winfo != nil:
+		return AppendWatcherinfo(dst, *j.winfo, now)
 	case j.presence:
 		return AppendPIDF(dst, j.doc.Registrations[0], j.ts)
 	default:
@@ -170,6 +173,9 @@ func render(dst []byte, j *job, now time.Time) []byte {
 // timer takes the subscription over and hands it back when it ends. A
 // partial document's contacts are appended to scratch.
 func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, bool) {
+	if s.pkg.watched != nil {
+		return n.nextWinfo(s)
+	}
 	now := time.Now()
 	s.mu.Lock()
 	work := s.full || s.final != nil || len(s.pending) > 0 || s.dirty

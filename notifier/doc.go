@@ -2,7 +2,10 @@
 // `reg` event package, and of `presence` derived from registrations (RFC
 // 3680 3.2, RFC 3856, PIDF of RFC 3863), over the RFC 6665 (and RFC 3265)
 // events framework, built on sipgo, on UDP, TCP, TLS, WS and WSS (RFC
-// 7118).
+// 7118). It also serves the watcher information template packages
+// reg.winfo and presence.winfo (RFC 3857, documents of RFC 3858) over
+// the same machinery: who subscribes to an AOR, on every instance when
+// they share Redis (watchers.go, winfo.go).
 //
 // It accepts, refreshes and ends subscriptions, keeps each subscription's
 // dialog itself (sipgo has no SUBSCRIBE dialogs; route sets, CSeq and

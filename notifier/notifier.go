@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/substore"
 )
 
 // States is the one read the notifier needs from the bridge.
@@ -100,6 +101,9 @@ type Notifier struct {
 	// NOTIFY once the registrations are known.
 	deferredMu sync.Mutex
 	deferred   []*subscription
+	// watchers records reg and presence subscriptions for the winfo
+	// packages (watchers.go).
+	watchers WatcherStore
 }
 
 // Stats counts what the notifier did (exported for metrics and tests).
@@ -162,6 +166,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
+	n.watchers = substore.NewLocalWatchers(n.watcherChanged)
 	n.udpSrv = newUDPServerTxs(n.onSubscribe)
 	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
@@ -322,6 +327,7 @@ func (n *Notifier) lookup(id string) *subscription {
 // remove ends a subscription: it is forgotten here and in the store.
 func (n *Notifier) remove(s *subscription) {
 	n.drop(s)
+	n.watchEnded(s)
 	if s.stored {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()

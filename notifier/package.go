@@ -1,6 +1,9 @@
 package notifier
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // eventPackage is one SIP event package the notifier serves: reg (RFC
 // 3680) or presence derived from registrations (RFC 3680 3.2, RFC 3856).
@@ -11,6 +14,9 @@ type eventPackage struct {
 	contentType string        // the one body type produced
 	defExpires  time.Duration // duration when SUBSCRIBE has no Expires
 	presence    bool          // full PIDF documents instead of reginfo
+	// watched is set for a watcher information package (RFC 3857): the
+	// package whose watchers it lists.
+	watched *eventPackage
 }
 
 var (
@@ -25,15 +31,38 @@ var (
 		defExpires:  DefaultPresenceExpires,
 		presence:    true,
 	}
+	pkgRegWinfo = &eventPackage{
+		name:        "reg.winfo",
+		contentType: ContentTypeWatcherinfo,
+		defExpires:  DefaultWinfoExpires,
+		watched:     pkgReg,
+	}
+	pkgPresenceWinfo = &eventPackage{
+		name:        "presence.winfo",
+		contentType: ContentTypeWatcherinfo,
+		defExpires:  DefaultWinfoExpires,
+		watched:     pkgPresence,
+	}
 )
 
 // packages lists the enabled packages and the Allow-Events value naming
 // them (RFC 6665 8.2.2: every package the notifier can notify for).
 func packages(cfg *Config) ([]*eventPackage, string) {
+	list := []*eventPackage{pkgReg}
 	if cfg.Presence {
-		return []*eventPackage{pkgReg, pkgPresence}, "reg, presence"
+		list = append(list, pkgPresence)
 	}
-	return []*eventPackage{pkgReg}, "reg"
+	if cfg.Winfo {
+		list = append(list, pkgRegWinfo)
+		if cfg.Presence {
+			list = append(list, pkgPresenceWinfo)
+		}
+	}
+	names := make([]string, len(list))
+	for i, p := range list {
+		names[i] = p.name
+	}
+	return list, strings.Join(names, ", ")
 }
 
 // packageNamed returns the enabled package called name, or nil.

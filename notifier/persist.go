@@ -300,6 +300,9 @@ func (n *Notifier) fence(ctx context.Context, s *subscription, j *job) bool {
 	if !s.pkg.presence {
 		j.doc.Version, s.version = ver, ver+1
 	}
+	if j.winfo != nil {
+		j.winfo.Version = ver
+	}
 	return true
 }
 

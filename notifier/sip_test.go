@@ -47,6 +47,13 @@ func (n *Notifier) anySubscription() *subscription {
 
 func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfg, nil, contacts...)
+}
+
+// newHarnessWith is newHarness with setup called on the notifier before
+// it runs (a shared store, say).
+func newHarnessWith(t *testing.T, cfg Config, setup func(*Notifier), contacts ...source.Contact) *harness {
+	t.Helper()
 	if cfg.Listen == nil {
 		cfg.Listen = ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}}
 	}
@@ -63,6 +70,9 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 	br.Subscribe(n)
 	if err := br.Apply(t.Context(), source.Batch{Full: true, Contacts: contacts}); err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(n)
 	}
 	if err := n.Listen(); err != nil {
 		t.Fatal(err)
@@ -122,6 +132,8 @@ func validateNotify(t *testing.T, n siptest.Notify) {
 		validateXML(t, schemaReginfo, body)
 	case ct.Value() == ContentTypePIDF:
 		validateXML(t, schemaPIDF, body)
+	case ct.Value() == ContentTypeWatcherinfo:
+		validateXML(t, schemaWatcherinfo, body)
 	default:
 		t.Errorf("NOTIFY Content-Type %q", ct.Value())
 	}

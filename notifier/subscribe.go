@@ -189,6 +189,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		n.neutral.Store(s.id, struct{}{})
 	}
 	n.add(s)
+	n.watchStarted(s, adm.identity)
 	n.enqueue(s)
 	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
 		"subscriber", d.remoteURI, "transport", d.transport, "expires", int(expires/time.Second))
@@ -255,6 +256,9 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 			n.log.Info("storing refreshed subscription failed", "aor", s.aor, "call_id", rec.CallID, "err", err)
 		}
 	}
+	if expires > 0 {
+		n.watchRefreshed(s)
+	}
 	n.obs.SubscribeAnswered(200)
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to refresh failed", "aor", s.aor, "call_id", s.d.callID, "err", err)
@@ -272,6 +276,9 @@ func (n *Notifier) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Allow-Events", n.allowEvents))
 	accept := ""
 	for i, p := range n.packages {
+		if strings.Contains(accept, p.contentType) {
+			continue // reg.winfo and presence.winfo share one type
+		}
 		if i > 0 {
 			accept += ", "
 		}

@@ -150,6 +150,8 @@ type subscription struct {
 	// that document's timestamp (RFC 3863 4.1.7: strictly increasing).
 	dirty  bool
 	lastTS time.Time
+	// winfo: watcher changes not yet sent (nil when none).
+	winfo *winfoPending
 
 	seenAt   time.Time // when the source saw the oldest unsent change
 	full     bool      // a full-state NOTIFY is owed now (new or refreshed)
@@ -169,6 +171,9 @@ type subscription struct {
 // offer merges a bridge change into the pending set. Called with the
 // bridge's lock held: it must stay short and never block.
 func (s *subscription) offer(c *bridge.Change) (schedule bool) {
+	if s.pkg.watched != nil {
+		return false // watcher information follows watchers, not contacts
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done || s.final != nil {

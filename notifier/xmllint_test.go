@@ -100,6 +100,23 @@ func TestSchemaHarness(t *testing.T) {
 			valid:  true,
 		},
 		{
+			name:   "watcherinfo minimal",
+			schema: schemaWatcherinfo,
+			doc:    []byte(`<watcherinfo xmlns="urn:ietf:params:xml:ns:watcherinfo" version="0" state="full"/>`),
+			valid:  true,
+		},
+		{
+			name:   "RFC 3858 section 5 example",
+			schema: schemaWatcherinfo,
+			doc:    readFixture(t, "rfc3858-s5-watcherinfo.xml"),
+			valid:  true,
+		},
+		{
+			name:   "watcher status outside the enumeration",
+			schema: schemaWatcherinfo,
+			doc:    readFixture(t, "negative/winfo-bad-status.xml"),
+		},
+		{
 			name:   "pub-gruu without uri",
 			schema: schemaReginfo,
 			doc:    readFixture(t, "negative/gruu-pub-missing-uri.xml"),
@@ -150,8 +167,11 @@ func TestGoldenFilesValidate(t *testing.T) {
 				t.Fatal(err)
 			}
 			schema := schemaReginfo
-			if strings.HasPrefix(filepath.Base(f), "pidf-") {
+			switch base := filepath.Base(f); {
+			case strings.HasPrefix(base, "pidf-"):
 				schema = schemaPIDF
+			case strings.HasPrefix(base, "winfo-"):
+				schema = schemaWatcherinfo
 			}
 			checkWellFormed(t, doc)
 			validateXML(t, schema, doc)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -53,6 +54,8 @@ type Deps struct {
 	Ready func() bool
 	// Subscriptions lists the live subscriptions. Nil: none.
 	Subscriptions func() []Subscription
+	// Watchers lists the watchers of an AOR, on every instance. Nil: 404.
+	Watchers func(ctx context.Context, aor string) ([]Watcher, error)
 	// Remover removes a binding at the registrar after an operator action.
 	// Nil: the store is notify-only.
 	Remover source.Remover
@@ -98,6 +101,7 @@ func (a *API) routes() []route {
 	return []route{
 		{method: "GET", path: "/v1/registrations", handler: a.listRegistrations},
 		{method: "GET", path: "/v1/registrations/{aor}", handler: a.getRegistration},
+		{method: "GET", path: "/v1/registrations/{aor}/watchers", handler: a.listWatchers},
 		{method: "POST", path: "/v1/registrations/{aor}/contacts/{id}/deactivate", handler: a.act(bridge.EventDeactivated)},
 		{method: "POST", path: "/v1/registrations/{aor}/contacts/{id}/probation", handler: a.act(bridge.EventProbation)},
 		{method: "POST", path: "/v1/registrations/{aor}/contacts/{id}/reject", handler: a.act(bridge.EventRejected)},

@@ -155,3 +155,24 @@ func subscriptionsOf(nt *notifier.Notifier) func() []httpapi.Subscription {
 		return out
 	}
 }
+
+// watchersOf adapts the notifier's watcher list to the API's: every
+// watcher it lists is active (regbridge decides authorization before it
+// answers a SUBSCRIBE, so none is pending).
+func watchersOf(nt *notifier.Notifier) func(context.Context, string) ([]httpapi.Watcher, error) {
+	return func(ctx context.Context, aor string) ([]httpapi.Watcher, error) {
+		list, err := nt.Watchers(ctx, aor)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]httpapi.Watcher, len(list))
+		for i, w := range list {
+			out[i] = httpapi.Watcher{
+				ID: w.ID, Package: w.Package, URI: w.URI, DisplayName: w.DisplayName,
+				Status: string(notifier.WatcherActive), Event: string(notifier.WatcherSubscribe),
+				Since: w.Since.UTC(), Expires: w.Expires.UTC(),
+			}
+		}
+		return out, nil
+	}
+}

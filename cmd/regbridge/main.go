@@ -145,6 +145,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		Registrations: br,
 		Ready:         br.Ready,
 		Subscriptions: subscriptionsOf(nt),
+		Watchers:      watchersOf(nt),
 		Remover:       remover,
 		Events:        hub,
 		Level:         level,
@@ -179,6 +180,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		defer sipUp.Store(false)
 		return nt.Run(gctx)
 	})
+	g.Go(func() error { return nt.RunWatchers(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, httpSrv, ln, log) })
 	g.Go(func() error { return reloadOnHangup(gctx, hup, env, level, log) })

@@ -47,6 +47,7 @@ func newState(ctx context.Context, cfg substore.Config, br *bridge.Bridge, nt *n
 		br.Restore(contacts)
 	}
 	nt.SetStore(st, cfg.Lease)
+	nt.SetWatcherStore(st) // watchers on every instance, for reg.winfo
 	if err := nt.Recover(ctx); err != nil {
 		rdb.Close()
 		return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)

@@ -19,11 +19,14 @@ const watchUsage = `Usage: regbridge watch [flags] <aor>
 
 Subscribes to the registration state of <aor> (SIP reg event package,
 RFC 3680) at a notifier such as regbridge itself, and prints every NOTIFY
-until interrupted; Ctrl-C unsubscribes.
+until interrupted; Ctrl-C unsubscribes. With --winfo it subscribes to
+reg.winfo instead (RFC 3857 watcher information) and prints who watches
+<aor>: each subscriber coming and going.
 
 Example:
   regbridge watch --server tcp://127.0.0.1:5065 sip:alice@example.com
   regbridge watch --json sip:alice@example.com | jq .
+  regbridge watch --winfo sip:alice@example.com
 
 Flags:
 `
@@ -38,6 +41,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	jsonOut := fs.Bool("json", false, "print one JSON object per NOTIFY, one per line")
 	expires := fs.Duration("expires", watch.DefaultExpires, "requested subscription duration")
 	local := fs.String("local", "", "local IP address to listen on and name in From (default 127.0.0.1, or ::1 for an IPv6 server)")
+	winfo := fs.Bool("winfo", false, "watch who subscribes to <aor>'s registrations (Event: reg.winfo) instead of the registrations")
+	event := fs.String("event", "", "event package: reg, reg.winfo or presence.winfo (default reg; --winfo means reg.winfo)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), watchUsage)
 		fs.PrintDefaults()
@@ -70,11 +75,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		return usageError("want one <aor>, got %q", positional)
 	}
 
+	if *winfo {
+		if *event != "" && *event != "reg.winfo" {
+			return usageError("--winfo and --event %s contradict each other", *event)
+		}
+		*event = "reg.winfo"
+	}
 	s, err := watch.New(watch.Config{
 		Server:  *server,
 		AOR:     positional[0],
 		Expires: *expires,
 		Local:   *local,
+		Event:   *event,
 	}, log)
 	if err != nil {
 		var ce *watch.ConfigError
@@ -103,6 +115,8 @@ func configFlag(field string) string {
 		return "--local"
 	case "AOR":
 		return "<aor>"
+	case "Event":
+		return "--event"
 	}
 	return field
 }
@@ -115,11 +129,19 @@ type notifyPrinter struct {
 
 func (p *notifyPrinter) print(n watch.Notify) {
 	if p.json {
-		b, err := json.Marshal(notifyJSON(n))
+		var v any = notifyJSON(n)
+		if n.Winfo != nil {
+			v = winfoJSON(n)
+		}
+		b, err := json.Marshal(v)
 		if err == nil {
 			b = append(b, '\n')
 			p.w.Write(b)
 		}
+		return
+	}
+	if n.Winfo != nil {
+		io.WriteString(p.w, winfoText(n))
 		return
 	}
 	io.WriteString(p.w, notifyText(n))
@@ -217,6 +239,78 @@ func notifyJSON(n watch.Notify) jsonNotify {
 			})
 		}
 		out.Registrations = append(out.Registrations, jr)
+	}
+	return out
+}
+
+// winfoText renders one watcher information NOTIFY as
+//
+//	NOTIFY version=1 partial  subscription=active;expires=3595
+//	  sip:alice@example.com  package=reg
+//	    watcher w3f2a...  active  subscribe  sip:bob@example.com  "Bob"  subscribed=0s  expires=600
+func winfoText(n watch.Notify) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "NOTIFY version=%d %s", n.Winfo.Version, n.Winfo.State)
+	if n.SubscriptionState != "" {
+		b.WriteString("  subscription=" + n.SubscriptionState)
+	}
+	b.WriteString("\n")
+	for _, l := range n.Winfo.Lists {
+		fmt.Fprintf(&b, "  %s  package=%s\n", l.Resource, l.Package)
+		for _, w := range l.Watchers {
+			fmt.Fprintf(&b, "    watcher %s  %s  %s  %s", w.ID, w.Status, w.Event, w.URI)
+			if w.DisplayName != "" {
+				b.WriteString("  " + strconv.Quote(w.DisplayName))
+			}
+			if w.DurationSubscribed != nil {
+				fmt.Fprintf(&b, "  subscribed=%ds", *w.DurationSubscribed)
+			}
+			if w.Expiration != nil {
+				fmt.Fprintf(&b, "  expires=%d", *w.Expiration)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+type jsonWinfo struct {
+	Time              string            `json:"time"`
+	Version           uint32            `json:"version"`
+	State             string            `json:"state"`
+	SubscriptionState string            `json:"subscription_state"`
+	WatcherLists      []jsonWatcherList `json:"watcher_lists"`
+}
+
+type jsonWatcherList struct {
+	Resource string        `json:"resource"`
+	Package  string        `json:"package"`
+	Watchers []jsonWatcher `json:"watchers"`
+}
+
+type jsonWatcher struct {
+	ID                 string  `json:"id"`
+	Status             string  `json:"status"`
+	Event              string  `json:"event"`
+	URI                string  `json:"uri"`
+	DisplayName        string  `json:"display_name,omitempty"`
+	DurationSubscribed *uint64 `json:"duration_subscribed,omitempty"`
+	Expiration         *uint64 `json:"expiration,omitempty"`
+}
+
+// winfoJSON is the --json form of one watcher information NOTIFY.
+func winfoJSON(n watch.Notify) jsonWinfo {
+	out := jsonWinfo{
+		Time: n.Received.UTC().Format(time.RFC3339Nano), Version: n.Winfo.Version, State: n.Winfo.State,
+		SubscriptionState: n.SubscriptionState, WatcherLists: []jsonWatcherList{},
+	}
+	for _, l := range n.Winfo.Lists {
+		jl := jsonWatcherList{Resource: l.Resource, Package: l.Package, Watchers: []jsonWatcher{}}
+		for _, w := range l.Watchers {
+			jl.Watchers = append(jl.Watchers, jsonWatcher{ID: w.ID, Status: w.Status, Event: w.Event, URI: w.URI,
+				DisplayName: w.DisplayName, DurationSubscribed: w.DurationSubscribed, Expiration: w.Expiration})
+		}
+		out.WatcherLists = append(out.WatcherLists, jl)
 	}
 	return out
 }

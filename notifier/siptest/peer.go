@@ -27,8 +27,9 @@ import (
 type Notify struct {
 	Req *sip.Request
 	// Doc is the reginfo body, PIDF the presence body (by Content-Type).
-	Doc  Reginfo
-	PIDF Presence
+	Doc   Reginfo
+	PIDF  Presence
+	Winfo Watcherinfo
 	// SubscriptionState is the raw Subscription-State header value.
 	SubscriptionState string
 	// Transport is the transport the NOTIFY arrived on (UDP, TCP, TLS,
@@ -48,6 +49,31 @@ type Tuple struct {
 	Basic     string `xml:"status>basic"`
 	Contact   string `xml:"contact"`
 	Timestamp string `xml:"timestamp"`
+}
+
+// Watcherinfo is the peer's own reading of an
+// application/watcherinfo+xml body (RFC 3858).
+type Watcherinfo struct {
+	Version uint32        `xml:"version,attr"`
+	State   string        `xml:"state,attr"`
+	Lists   []WatcherList `xml:"watcher-list"`
+}
+
+// WatcherList is one <watcher-list> element.
+type WatcherList struct {
+	Resource string    `xml:"resource,attr"`
+	Package  string    `xml:"package,attr"`
+	Watchers []Watcher `xml:"watcher"`
+}
+
+// Watcher is one <watcher> element.
+type Watcher struct {
+	ID          string `xml:"id,attr"`
+	Status      string `xml:"status,attr"`
+	Event       string `xml:"event,attr"`
+	DisplayName string `xml:"display-name,attr"`
+	Expiration  string `xml:"expiration,attr"`
+	URI         string `xml:",chardata"`
 }
 
 // Reginfo is the peer's own reading of an application/reginfo+xml body.
@@ -111,6 +137,9 @@ type Peer struct {
 
 	CallID, FromTag, ToTag string
 	CSeq                   uint32
+	// FromUser and FromName are the user part and display name of the
+	// From header (default "watcher", none).
+	FromUser, FromName string
 }
 
 // Option configures a Peer.
@@ -204,6 +233,8 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 		case len(req.Body()) == 0:
 		case ct == "application/pidf+xml":
 			err = xml.Unmarshal(req.Body(), &n.PIDF)
+		case ct == "application/watcherinfo+xml":
+			err = xml.Unmarshal(req.Body(), &n.Winfo)
 		default:
 			err = xml.Unmarshal(req.Body(), &n.Doc)
 		}
@@ -259,7 +290,11 @@ func (p *Peer) SubscribeWith(aor string, body []byte, hdrs ...sip.Header) *sip.R
 		p.t.Fatal(err)
 	}
 	req := sip.NewRequest(sip.SUBSCRIBE, uri)
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "watcher", Host: "127.0.0.1"}, Params: sip.NewParams()}
+	user := p.FromUser
+	if user == "" {
+		user = "watcher"
+	}
+	from := &sip.FromHeader{DisplayName: p.FromName, Address: sip.Uri{Scheme: "sip", User: user, Host: "127.0.0.1"}, Params: sip.NewParams()}
 	from.Params.Add("tag", p.FromTag)
 	to := &sip.ToHeader{Address: uri, Params: sip.NewParams()}
 	if p.ToTag != "" {

@@ -5,41 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
 
 // testRedis connects to the local Redis and returns a key prefix of the
-// test's own, deleted afterwards. Without Redis the test is skipped, or
-// fails under CI=true.
+// test's own (siptest.Redis).
 func testRedis(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis at 127.0.0.1:6379: %v", err)
-		}
-		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
-	}
-	prefix := fmt.Sprintf("rbtest:%s:%d:", t.Name(), time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, "{"+prefix+"}*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
+	return siptest.Redis(t)
 }
 
 func newStore(rdb redis.UniversalClient, prefix, me string, lease time.Duration) *Redis {

@@ -139,11 +139,12 @@ func (d *dialog) next() subscribeParams {
 	return p
 }
 
-// buildSubscribe builds a SUBSCRIBE for the reg event package. The
+// buildSubscribe builds a SUBSCRIBE for event (reg or a winfo package)
+// accepting the body type accept. The
 // Request-URI is the AOR for the initial request and the remote target
 // inside the dialog; destination, transport, Contact and Via are the
 // caller's.
-func buildSubscribe(p subscribeParams, aor, from sip.Uri, expires uint32) *sip.Request {
+func buildSubscribe(p subscribeParams, aor, from sip.Uri, expires uint32, event, accept string) *sip.Request {
 	target := aor
 	if p.remoteTag != "" && p.target != nil {
 		target = *p.target
@@ -168,8 +169,8 @@ func buildSubscribe(p subscribeParams, aor, from sip.Uri, expires uint32) *sip.R
 	req.AppendHeader(&callID)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.cseq, MethodName: sip.SUBSCRIBE})
 	req.AppendHeader(&maxFwd)
-	req.AppendHeader(sip.NewHeader("Event", "reg"))
-	req.AppendHeader(sip.NewHeader("Accept", "application/reginfo+xml"))
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Accept", accept))
 	req.AppendHeader(&exp)
 	req.SetBody(nil)
 	return req

@@ -1,8 +1,10 @@
 // Package watch is the subscriber side of the SIP reg event package: it
 // subscribes to the registration state of one address-of-record and turns
-// the NOTIFYs it receives into parsed documents. regbridge uses it for the
-// `regbridge watch` command and for end-to-end tests of its own notifier;
-// it works against any RFC 3680 notifier.
+// the NOTIFYs it receives into parsed documents; or, for the watcher
+// information packages reg.winfo and presence.winfo (RFC 3857), to the
+// list of that AOR's watchers (ParseWatcherinfo, WatcherView; RFC 3858).
+// regbridge uses it for the `regbridge watch` command and for end-to-end
+// tests of its own notifier; it works against any RFC 3680 notifier.
 //
 // What it implements:
 //

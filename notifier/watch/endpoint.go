@@ -220,7 +220,8 @@ func (e *endpoint) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 // session is the state one subscription shares between the NOTIFY handler
 // goroutines and the Run loop.
 type session struct {
-	log *slog.Logger
+	log   *slog.Logger
+	event string // the package NOTIFYs must name
 
 	dialogMu sync.Mutex
 	dialog   dialog
@@ -240,8 +241,9 @@ type event struct {
 	sub subState
 }
 
-func newSession(log *slog.Logger) *session {
+func newSession(log *slog.Logger, pkg string) *session {
 	s := &session{
+		event:  pkg,
 		dialog: newDialog(),
 		events: make(chan event, eventQueue),
 		done:   make(chan struct{}),
@@ -270,7 +272,7 @@ func (s *session) receive(req *sip.Request, respond func(code int, reason string
 // check matches a NOTIFY to the dialog and parses it into an event; a
 // code other than 200 refuses it.
 func (s *session) check(req *sip.Request) (ev event, code int, reason string) {
-	if h := req.GetHeader("Event"); h == nil || eventPackage(h.Value()) != "reg" {
+	if h := req.GetHeader("Event"); h == nil || eventPackage(h.Value()) != s.event {
 		return ev, 481, "Subscription Does Not Exist"
 	}
 	s.dialogMu.Lock()
@@ -289,15 +291,24 @@ func (s *session) check(req *sip.Request) (ev event, code int, reason string) {
 		ev.sub = parseSubState(h.Value())
 	}
 	if body := req.Body(); len(strings.TrimSpace(string(body))) > 0 {
-		doc, err := ParseReginfo(body)
+		var err error
+		if s.event == "reg" {
+			var doc *Reginfo
+			if doc, err = ParseReginfo(body); err == nil {
+				ev.n.Doc, ev.n.Version, ev.n.Full = doc, doc.Version, doc.State == StateFull
+			}
+		} else {
+			var doc *Watcherinfo
+			if doc, err = ParseWatcherinfo(body); err == nil {
+				ev.n.Winfo, ev.n.Version, ev.n.Full = doc, doc.Version, doc.State == StateFull
+			}
+		}
 		if err != nil {
 			s.log.Warn("unusable NOTIFY body", "err", err)
 			if ev.sub.state != subTerminated {
-				return ev, 400, "Bad Reginfo Document"
+				return ev, 400, "Bad Document"
 			}
 			// The termination still counts; the state it carried is lost.
-		} else {
-			ev.n.Doc, ev.n.Version, ev.n.Full = doc, doc.Version, doc.State == StateFull
 		}
 	}
 	return ev, 200, "OK"

@@ -65,11 +65,14 @@ type Config struct {
 	Local string
 	// From is the subscriber identity. Default "sip:watch@<Local>".
 	From string
+	// Event is the event package: "reg" (the default), or "reg.winfo"
+	// or "presence.winfo" for the AOR's watchers (RFC 3857).
+	Event string
 }
 
 // ConfigError names the Config field New rejected.
 type ConfigError struct {
-	Field string // "Server", "AOR", "Expires", "Local" or "From"
+	Field string // "Server", "AOR", "Expires", "Local", "From" or "Event"
 	Err   error
 }
 
@@ -108,9 +111,11 @@ type Notify struct {
 	Full    bool
 	// SubscriptionState is the raw header value, e.g. "active;expires=3600".
 	SubscriptionState string
-	// Doc is the parsed body as received (not merged with earlier ones).
-	Doc *Reginfo
-	Raw *sip.Request
+	// Doc is the parsed body as received (not merged with earlier ones);
+	// Winfo instead for the watcher information packages.
+	Doc   *Reginfo
+	Winfo *Watcherinfo
+	Raw   *sip.Request
 }
 
 // Subscriber is the subscriber side of the reg event package (RFC 3680
@@ -123,6 +128,8 @@ type Subscriber struct {
 	from    sip.Uri
 	local   string
 	expires uint32 // seconds
+	event   string // Event header value
+	accept  string // the body type the package carries
 }
 
 // New checks cfg and returns a Subscriber; nothing is opened before Run.
@@ -176,6 +183,15 @@ func New(cfg Config, log *slog.Logger) (*Subscriber, error) {
 	}
 	if err := sip.ParseUri(cfg.From, &s.from); err != nil || s.from.Host == "" {
 		return nil, &ConfigError{"From", fmt.Errorf("%q is not a SIP URI", cfg.From)}
+	}
+
+	switch cfg.Event {
+	case "", "reg":
+		s.event, s.accept = "reg", "application/reginfo+xml"
+	case "reg.winfo", "presence.winfo":
+		s.event, s.accept = cfg.Event, "application/watcherinfo+xml"
+	default:
+		return nil, &ConfigError{"Event", fmt.Errorf("%q is not reg, reg.winfo or presence.winfo", cfg.Event)}
 	}
 
 	s.log = log.With("component", "watch", "aor", s.aor.String(), "server", cfg.Server)
@@ -298,7 +314,7 @@ type outcome struct {
 
 // subscription runs one dialog from the initial SUBSCRIBE to its end.
 func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(Notify)) outcome {
-	sess := newSession(s.log)
+	sess := newSession(s.log, s.event)
 	ep.setSession(sess)
 	defer func() {
 		ep.setSession(nil)
@@ -362,6 +378,8 @@ type subscriptionLoop struct {
 	sess *session
 	out  func(Notify)
 	view View
+	// wview replaces view for the watcher information packages.
+	wview WatcherView
 
 	requested uint32 // seconds asked for in SUBSCRIBEs
 	gotNotify bool
@@ -388,7 +406,7 @@ func (l *subscriptionLoop) send(ctx context.Context, expires uint32) (*sip.Respo
 	p := l.sess.dialog.next()
 	l.sess.dialogMu.Unlock()
 
-	req := buildSubscribe(p, l.s.aor, l.s.from, expires)
+	req := buildSubscribe(p, l.s.aor, l.s.from, expires, l.s.event, l.s.accept)
 	dest := routeDestination(p.routes)
 	if dest == "" {
 		// Without a route set, keep talking to the configured server
@@ -507,15 +525,20 @@ func (l *subscriptionLoop) handle(ev event) (o outcome, end bool) {
 // deliver applies the document to the view and reports the NOTIFY to out
 // unless its document is stale; it returns whether a refresh is needed.
 func (l *subscriptionLoop) deliver(ev event) (needRefresh bool) {
-	if ev.n.Doc != nil {
-		applied, need := l.view.Apply(ev.n.Doc)
+	if ev.n.Doc != nil || ev.n.Winfo != nil {
+		var applied, need bool
+		if ev.n.Winfo != nil {
+			applied, need = l.wview.Apply(ev.n.Winfo)
+		} else {
+			applied, need = l.view.Apply(ev.n.Doc)
+		}
 		if !applied {
-			l.sess.log.Debug("ignoring stale reginfo", "version", ev.n.Version)
+			l.sess.log.Debug("ignoring stale document", "version", ev.n.Version)
 			return false
 		}
 		needRefresh = need
 		if need {
-			l.sess.log.Info("reginfo versions skipped, asking for full state", "version", ev.n.Version)
+			l.sess.log.Info("document versions skipped, asking for full state", "version", ev.n.Version)
 		}
 	}
 	l.out(ev.n)

@@ -10,9 +10,33 @@ import (
 // per registration id, one row per contact id. The zero View is empty and
 // ready to use; it is not safe for concurrent use.
 type View struct {
+	versionCounter
+	regs map[string]*viewRegistration
+}
+
+// versionCounter counts one subscription's documents (RFC
+// 3680 4.8, RFC 3858 4.3: the same rules).
+type versionCounter struct {
 	started bool
 	version uint32
-	regs    map[string]*viewRegistration
+}
+
+// step applies the version rules to a document with version v, full or
+// partial: whether to process it, and whether documents were missed.
+func (vs *versionCounter) step(v uint32, full bool) (applied, needRefresh bool) {
+	if vs.started {
+		switch {
+		case v == vs.version+1:
+		case v > vs.version+1 && v > vs.version:
+			needRefresh = !full
+		default:
+			return false, false
+		}
+	} else {
+		needRefresh = !full
+	}
+	vs.started, vs.version = true, v
+	return true, needRefresh
 }
 
 type viewRegistration struct {
@@ -41,19 +65,9 @@ func (v *View) Apply(doc *Reginfo) (applied bool, needRefresh bool) {
 	if doc == nil {
 		return false, false
 	}
-	if v.started {
-		switch {
-		case doc.Version == v.version+1:
-		case doc.Version > v.version+1 && doc.Version > v.version:
-			needRefresh = doc.State != StateFull
-		default:
-			return false, false
-		}
-	} else {
-		needRefresh = doc.State != StateFull
+	if applied, needRefresh = v.step(doc.Version, doc.State == StateFull); !applied {
+		return false, false
 	}
-	v.started = true
-	v.version = doc.Version
 
 	if doc.State == StateFull || v.regs == nil {
 		v.regs = make(map[string]*viewRegistration, len(doc.Registrations))
