@@ -27,6 +27,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	down := false
 	recovered := func() {
 		backoff = w.cfg.MinBackoff
+		w.trouble.Store(nil)
 		if down {
 			down = false
 			w.log.Info("table readable again")
@@ -43,7 +44,13 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errors.Add(1)
-		if !down {
+		if p, ok := problem(err, w.table.Name); ok {
+			// Once per cause, at error level: the operator must act.
+			down = true
+			if old := w.trouble.Swap(&p); old == nil || *old != p {
+				w.log.Error("contact store misconfigured: "+p+"; retrying", "err", err)
+			}
+		} else if !down {
 			down = true
 			w.log.Warn("table unreadable, retrying", "err", err)
 		} else {

@@ -216,6 +216,9 @@ type Watcher struct {
 	errors   atomic.Uint64
 	skipped  atomic.Uint64
 	lastFull atomic.Int64 // unix nanoseconds
+	// trouble is the explanation of a failure retrying cannot fix
+	// (problem.go), nil while none is known.
+	trouble atomic.Pointer[string]
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
 	snap       snapshotState
@@ -294,6 +297,9 @@ func (w *Watcher) Stats() source.Stats {
 	st := source.Stats{Up: w.up.Load(), Polls: w.polls.Load(), Errors: w.errors.Load(), Skipped: w.skipped.Load()}
 	if n := w.lastFull.Load(); n != 0 {
 		st.LastFull = time.Unix(0, n)
+	}
+	if p := w.trouble.Load(); p != nil {
+		st.Problem = *p
 	}
 	return st
 }
