@@ -106,6 +106,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	sinkOK := w.deliver(ctx, sink, seenAt, true)
 	recovered()
 	p, partial := s.(Partial)
+	lastCaptureCheck := seenAt
 
 	tick := time.NewTicker(w.cfg.PollInterval)
 	defer tick.Stop()
@@ -120,6 +121,12 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 			return err
 		}
 		reconcile := w.cfg.ReconcileInterval != Never && time.Since(lastRead) >= w.cfg.ReconcileInterval
+		if w.cfg.CDC == CDCTrigger && (reconcile || time.Since(lastCaptureCheck) >= captureRecheck) {
+			lastCaptureCheck = time.Now()
+			if w.captureAppeared(ctx) {
+				return errCaptureReady
+			}
+		}
 		if now == fp && sinkOK && !reconcile {
 			continue
 		}
