@@ -127,6 +127,7 @@ func TestSetupThroughBinary(t *testing.T) {
 	t.Run("help", func(t *testing.T) { testSubcommandHelp(t, bin) })
 	t.Run("wrong schema on servers", func(t *testing.T) { testWrongSchemaServers(t, bin) })
 	t.Run("missing table", func(t *testing.T) { testMissingTable(t, bin) })
+	t.Run("permanent store errors", func(t *testing.T) { testPermanentErrors(t, bin) })
 	t.Run("redis layout", func(t *testing.T) { testRedisLayout(t, bin) })
 	t.Run("cdc install while running", func(t *testing.T) { testCDCInstallWhileRunning(t, bin) })
 }
@@ -365,7 +366,44 @@ func testMissingTable(t *testing.T, bin binary) {
 	}
 }
 
-func testRedisLayout(t *testing.T, bin binary) {
+// testPermanentErrors: an unknown database or a refused user is told
+// apart from an outage: /readyz says why, one ERROR line says it once.
+func testPermanentErrors(t *testing.T, bin binary) {
+	my, pg := sqltest.MySQL(t), sqltest.Postgres(t) // the servers answer (or the test skips)
+	requireRedis(t)
+	for _, tt := range []struct{ name, src, want string }{
+		{"mariadb unknown database", fmt.Sprintf("kamailio+mysql://%s@%s/%s_none", my.Endpoint.User, my.Endpoint.Addr, my.Name()),
+			"the database does not exist"},
+		{"mariadb unknown user", fmt.Sprintf("kamailio+mysql://regbridge_nobody:secret@%s/%s", my.Endpoint.Addr, my.Name()),
+			"the server refuses the user"},
+		{"postgres unknown database", fmt.Sprintf("kamailio+postgres://%s@%s/%s_none?sslmode=disable", pg.Endpoint.User, pg.Endpoint.Addr, pg.Name()),
+			"the database does not exist"},
+		{"postgres unknown role", fmt.Sprintf("opensips+postgres://regbridge_nobody@%s/%s?sslmode=disable", pg.Endpoint.Addr, pg.Name()),
+			"the server refuses the user"},
+		{"redis database number", "redis://127.0.0.1:6379/4000?layout=generic", "the database number does not exist"},
+		{"redis unknown user", "kamailio+redis://regbridge_nobody:secret@127.0.0.1:6379/0", "the server refuses the credentials"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := bin.start(t, []string{"REGBRIDGE_SOURCE=" + tt.src})
+			siptest.Eventually(t, func() bool {
+				body, _ := s.readyz()
+				return strings.HasPrefix(body, "503 ") && strings.Contains(body, "contact store unreachable: "+tt.want)
+			}, "/readyz says "+tt.want)
+			time.Sleep(time.Second) // a few retries: still one ERROR
+			log := s.log.String()
+			if n := strings.Count(log, "level=ERROR"); n != 1 || !strings.Contains(log, tt.want) {
+				t.Errorf("%d ERROR lines, want 1 saying %q:\n%s", n, tt.want, log)
+			}
+			if strings.Contains(log, "secret") {
+				t.Errorf("password logged:\n%s", log)
+			}
+		})
+	}
+}
+
+// requireRedis skips (fails under CI) without the local Redis.
+func requireRedis(t *testing.T) {
+	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DisableIdentity: true})
 	defer rdb.Close()
 	if err := rdb.Ping(t.Context()).Err(); err != nil {
@@ -374,6 +412,12 @@ func testRedisLayout(t *testing.T, bin binary) {
 		}
 		t.Skipf("Redis at 127.0.0.1:6379 not reachable (%v); install and start redis-server", err)
 	}
+}
+
+func testRedisLayout(t *testing.T, bin binary) {
+	requireRedis(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DisableIdentity: true})
+	defer rdb.Close()
 	prefix := fmt.Sprintf("setuptest%d", time.Now().UnixNano())
 	generic, kam := prefix+"g:", prefix+"k:entry::"
 	t.Cleanup(func() { rdb.Del(context.Background(), generic+"b1", kam+"r1") })

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -91,4 +92,19 @@ func layoutOf(fields map[string]string) Layout {
 		return LayoutGeneric
 	}
 	return ""
+}
+
+// problem explains err when retrying cannot fix it (the server refuses
+// the credentials or the database number); ok is false for an outage.
+func problem(err error) (explained string, ok bool) {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "invalid password"):
+		return "the server refuses the credentials (" + msg + "): fix the user and password in the source URL", true
+	case strings.Contains(msg, "NOPERM"):
+		return "the user may not read the bindings (" + msg + "): grant it +@read and the keys' pattern in the server's ACL", true
+	case strings.Contains(msg, "DB index is out of range"):
+		return "the database number does not exist on the server (" + msg + "): fix the /db part of the source URL", true
+	}
+	return "", false
 }

@@ -45,6 +45,9 @@ type Watcher struct {
 	// lastFull is the Unix time in nanoseconds of the last Full batch
 	// delivered, 0 before the first.
 	lastFull atomic.Int64
+	// trouble explains a failure retrying cannot fix (problem), nil
+	// while none is known.
+	trouble atomic.Pointer[string]
 
 	// The rest is owned by the goroutine in Run.
 	contacts []source.Contact // reused: Sink does not keep it
@@ -127,6 +130,9 @@ func (w *Watcher) Stats() source.Stats {
 	if n := w.lastFull.Load(); n != 0 {
 		s.LastFull = time.Unix(0, n)
 	}
+	if p := w.trouble.Load(); p != nil {
+		s.Problem = *p
+	}
 	return s
 }
 
@@ -147,6 +153,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	up := func() {
 		backoff = minBackoff
 		w.up.Store(true)
+		w.trouble.Store(nil)
 		if down {
 			down = false
 			w.log.Info("redis reachable again")
@@ -162,7 +169,13 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errs.Add(1)
-		if !down {
+		if p, ok := problem(err); ok {
+			// Once per cause, at error level: the operator must act.
+			down = true
+			if old := w.trouble.Swap(&p); old == nil || *old != p {
+				w.log.Error("redis misconfigured: "+p+"; retrying", "err", err)
+			}
+		} else if !down {
 			down = true
 			w.log.Warn("redis unreachable, retrying", "err", err)
 		} else {

@@ -44,7 +44,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errors.Add(1)
-		if p, ok := problem(err, w.table.Name); ok {
+		if p, ok := problem(err, w.table.Name, w.createHint()); ok {
 			// Once per cause, at error level: the operator must act.
 			down = true
 			if old := w.trouble.Swap(&p); old == nil || *old != p {

@@ -17,7 +17,7 @@ import (
 
 // problem explains err when retrying cannot fix it: the cause and the fix
 // in the operator's words. ok is false for an outage.
-func problem(err error, table string) (explained string, ok bool) {
+func problem(err error, table, create string) (explained string, ok bool) {
 	var schema *SchemaError
 	var my *mysql.MySQLError
 	var pg *pgconn.PgError
@@ -25,7 +25,7 @@ func problem(err error, table string) (explained string, ok bool) {
 	case errors.As(err, &schema):
 		return schema.Error() + ": it is not the table this source reads; point the source URL's ?table= at the registrar's contact table, or use the scheme of the registrar that wrote it", true
 	case errors.Is(err, ErrNoTable):
-		return noTable(table), true
+		return noTable(table, create), true
 	case errors.As(err, &my):
 		switch my.Number {
 		case 1049: // ER_BAD_DB_ERROR
@@ -35,7 +35,7 @@ func problem(err error, table string) (explained string, ok bool) {
 		case 1044, 1142, 1143: // ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
 			return noGrant(my.Message, table), true
 		case 1146: // ER_NO_SUCH_TABLE
-			return noTable(table), true
+			return noTable(table, create), true
 		}
 	case errors.As(err, &pg):
 		switch pg.Code {
@@ -46,7 +46,7 @@ func problem(err error, table string) (explained string, ok bool) {
 		case "42501": // insufficient_privilege
 			return noGrant(pg.Message, table), true
 		case "42P01": // undefined_table
-			return noTable(table), true
+			return noTable(table, create), true
 		}
 	case errors.As(err, new(*NoFileError)):
 		return err.Error() + ": give the path of the file the registrar writes", true
@@ -54,8 +54,21 @@ func problem(err error, table string) (explained string, ok bool) {
 	return "", false
 }
 
-func noTable(table string) string {
-	return fmt.Sprintf("table %s does not exist: create it with the registrar's schema (`regbridge schema` prints the SQL for REGBRIDGE_SOURCE, e.g. `regbridge schema | psql -d DB`, `| mysql DB` or `| sqlite3 FILE`), or point ?table= at the registrar's table", table)
+func noTable(table, create string) string {
+	return fmt.Sprintf("table %s does not exist: create it with the registrar's schema (%s prints the SQL for REGBRIDGE_SOURCE), or point ?table= at the registrar's table", table, create)
+}
+
+// createHint is the command that creates the table in this store.
+func (w *Watcher) createHint() string {
+	switch d := w.dialect.(type) {
+	case *SQLite:
+		return "`regbridge schema | sqlite3 " + d.path + "`"
+	case *MySQL:
+		return "`regbridge schema | mysql " + d.cfg.DBName + "`"
+	case *Postgres:
+		return "`regbridge schema | psql -d " + d.cfg.Database + "`"
+	}
+	return "`regbridge schema`"
 }
 
 func noDatabase(msg string) string {
