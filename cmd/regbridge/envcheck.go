@@ -26,6 +26,12 @@ import (
 // the binary, so they are allowed.
 const testEnvPrefix = envPrefix + "TEST_"
 
+// nonConfigVars are REGBRIDGE_* names in use that are no configuration:
+// docker-compose.example.yml has the operator export
+// REGBRIDGE_DB_PASSWORD on the host to build REGBRIDGE_SOURCE from, so a
+// shell that runs `regbridge cdc install` may well have it set.
+var nonConfigVars = []string{envPrefix + "DB_PASSWORD"}
+
 // environ is a Lookuper that can also list its variables, so that unknown
 // ones can be found (the process environment in main; test lookupers need
 // not implement it).
@@ -50,7 +56,8 @@ func checkUnknownVars(environ []string) error {
 	var unknown []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, testEnvPrefix) || slices.Contains(known, name) {
+		if !strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, testEnvPrefix) ||
+			slices.Contains(known, name) || slices.Contains(nonConfigVars, name) {
 			continue
 		}
 		msg := name + " is not a regbridge variable"

@@ -212,7 +212,7 @@ func testRefusals(t *testing.T, bin binary) {
 // The case of LOG_LEVEL and LOG_FORMAT does not matter, and the
 // repository's own test variables are not taken for misspellings.
 func TestCaseAndTestVariablesAccepted(t *testing.T) {
-	env := environMap{"REGBRIDGE_LOG_FORMAT": "JSON", "REGBRIDGE_LOG_LEVEL": "DEBUG", "REGBRIDGE_TEST_LOG": "1"}
+	env := environMap{"REGBRIDGE_LOG_FORMAT": "JSON", "REGBRIDGE_LOG_LEVEL": "DEBUG", "REGBRIDGE_TEST_LOG": "1", "REGBRIDGE_DB_PASSWORD": "x"}
 	cfg, err := loadConfig(t.Context(), env)
 	if err != nil {
 		t.Fatal(err)
