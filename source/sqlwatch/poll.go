@@ -27,7 +27,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	down := false
 	recovered := func() {
 		backoff = w.cfg.MinBackoff
-		w.trouble.Store(nil)
+		w.trouble.Clear()
 		if down {
 			down = false
 			w.log.Info("table readable again")
@@ -44,16 +44,20 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errors.Add(1)
-		if p, ok := problem(err, w.table.Name, w.createHint()); ok {
+		p, permanent := problem(err, w.table.Name, w.createHint())
+		switch {
+		case permanent:
 			// Once per cause, at error level: the operator must act.
 			down = true
-			if old := w.trouble.Swap(&p); old == nil || *old != p {
+			if w.trouble.Set(p) {
 				w.log.Error("contact store misconfigured: "+p+"; retrying", "err", err)
 			}
-		} else if !down {
+		case !down:
 			down = true
+			w.trouble.Clear()
 			w.log.Warn("table unreadable, retrying", "err", err)
-		} else {
+		default:
+			w.trouble.Clear() // an outage now, whatever it was before
 			w.log.Debug("table still unreadable", "err", err)
 		}
 		if !sleep(ctx, backoff) {

@@ -216,9 +216,8 @@ type Watcher struct {
 	errors   atomic.Uint64
 	skipped  atomic.Uint64
 	lastFull atomic.Int64 // unix nanoseconds
-	// trouble is the explanation of a failure retrying cannot fix
-	// (problem.go), nil while none is known.
-	trouble atomic.Pointer[string]
+	// trouble explains a failure retrying cannot fix (problem.go).
+	trouble source.Trouble
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
 	snap       snapshotState
@@ -298,9 +297,7 @@ func (w *Watcher) Stats() source.Stats {
 	if n := w.lastFull.Load(); n != 0 {
 		st.LastFull = time.Unix(0, n)
 	}
-	if p := w.trouble.Load(); p != nil {
-		st.Problem = *p
-	}
+	st.Problem = w.trouble.String()
 	return st
 }
 
