@@ -439,37 +439,54 @@ func testRedisLayout(t *testing.T, bin binary) {
 // testCDCInstallWhileRunning: `regbridge cdc install` takes effect in a
 // running instance that polls because the triggers were missing.
 func testCDCInstallWhileRunning(t *testing.T, bin binary) {
-	db := sqltest.Postgres(t)
-	for _, stmt := range kamailio.PostgresSchema("location") {
-		db.Exec(t, stmt)
+	for _, tt := range []struct {
+		name   string
+		db     func(testing.TB) *sqltest.DB
+		schema func(string) []string
+		url    string
+		insert string
+	}{
+		{"mariadb", sqltest.MySQL, kamailio.MySQLSchema, "kamailio+mysql://%s@%s/%s?cdc=trigger&reconcile=1s",
+			"INSERT INTO location (ruid, username, domain, contact, expires, last_modified) VALUES " +
+				"('r1', 'alice', 'example.com', 'sip:alice@192.0.2.1', NOW() + INTERVAL 1 HOUR, NOW())"},
+		{"postgres", sqltest.Postgres, kamailio.PostgresSchema, "kamailio+postgres://%s@%s/%s?sslmode=disable&cdc=trigger&reconcile=1s",
+			"INSERT INTO location (ruid, username, domain, contact, expires, last_modified) VALUES " +
+				"('r1', 'alice', 'example.com', 'sip:alice@192.0.2.1', now() + interval '1 hour', now())"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := tt.db(t)
+			for _, stmt := range tt.schema("location") {
+				db.Exec(t, stmt)
+			}
+			src := "REGBRIDGE_SOURCE=" + fmt.Sprintf(tt.url, db.Endpoint.User, db.Endpoint.Addr, db.Name())
+			s := bin.start(t, []string{src, "REGBRIDGE_POLL_INTERVAL=100ms"})
+			siptest.Eventually(t, func() bool { body, _ := s.readyz(); return strings.HasPrefix(body, "200 ") }, "ready")
+			if !strings.Contains(s.log.String(), "the triggers are missing") {
+				t.Fatalf("no warning about the missing triggers:\n%s", s.log.String())
+			}
+			if code, _, stderr := bin.run(t, []string{src}, "cdc", "install"); code != 0 {
+				t.Fatalf("cdc install: exit %d: %s", code, stderr)
+			}
+			siptest.Eventually(t, func() bool {
+				log := s.log.String()
+				return strings.Contains(log, "switching from polling to the change feed") && strings.Contains(log, "change capture by triggers active")
+			}, "the running watcher switches to the change feed")
+			// The feed delivers: a row written now reaches the API.
+			db.Exec(t, tt.insert)
+			siptest.Eventually(t, func() bool {
+				res, err := http.Get("http://" + s.http + "/v1/registrations")
+				if err != nil {
+					return false
+				}
+				defer res.Body.Close()
+				body, _ := io.ReadAll(res.Body)
+				return strings.Contains(string(body), "sip:alice@192.0.2.1")
+			}, "the new row reported")
+			if body, _ := s.readyz(); !strings.HasPrefix(body, "200 ") {
+				t.Errorf("/readyz after the switch: %s", body)
+			}
+		})
 	}
-	src := fmt.Sprintf("REGBRIDGE_SOURCE=kamailio+postgres://%s@%s/%s?sslmode=disable&cdc=trigger&reconcile=1s",
-		db.Endpoint.User, db.Endpoint.Addr, db.Name())
-	s := bin.start(t, []string{src, "REGBRIDGE_POLL_INTERVAL=100ms"})
-	siptest.Eventually(t, func() bool { body, _ := s.readyz(); return strings.HasPrefix(body, "200 ") }, "ready")
-	if !strings.Contains(s.log.String(), "the triggers are missing") {
-		t.Fatalf("no warning about the missing triggers:\n%s", s.log.String())
-	}
-	if code, _, stderr := bin.run(t, []string{src}, "cdc", "install"); code != 0 {
-		t.Fatalf("cdc install: exit %d: %s", code, stderr)
-	}
-	siptest.Eventually(t, func() bool {
-		log := s.log.String()
-		return strings.Contains(log, "switching from polling to the change feed") && strings.Contains(log, "change capture by triggers active")
-	}, "the running watcher switches to the change feed")
-	// The feed delivers: a row written now reaches the API.
-	db.Exec(t, "INSERT INTO location (ruid, username, domain, contact, expires, last_modified) VALUES "+
-		"('r1', 'alice', 'example.com', 'sip:alice@192.0.2.1', now() + interval '1 hour', now())")
-	siptest.Eventually(t, func() bool {
-		res, err := http.Get("http://" + s.http + "/v1/registrations")
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return strings.Contains(string(body), "sip:alice@192.0.2.1")
-	}, "the new row reported")
-	siptest.Eventually(t, func() bool { body, _ := s.readyz(); return strings.HasPrefix(body, "200 ") }, "still ready")
 }
 
 func sqliteExec(t *testing.T, path string, stmts ...string) {

@@ -26,7 +26,7 @@ type checker interface {
 
 // sourceCheckTimeout bounds the start-up look at the store; a store that
 // does not answer by then is an outage, which Run retries.
-const sourceCheckTimeout = 10 * time.Second
+const sourceCheckTimeout = 3 * time.Second
 
 // checkSource refuses a source setup that cannot work, naming the fix.
 func checkSource(ctx context.Context, rawURL string, src source.Source) error {
