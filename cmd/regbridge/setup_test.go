@@ -419,14 +419,17 @@ func testRedisLayout(t *testing.T, bin binary) {
 	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DisableIdentity: true})
 	defer rdb.Close()
 	prefix := fmt.Sprintf("setuptest%d", time.Now().UnixNano())
-	generic, kam := prefix+"g:", prefix+"k:entry::"
-	t.Cleanup(func() { rdb.Del(context.Background(), generic+"b1", kam+"r1") })
+	generic, kam, kamTable := prefix+"g:", prefix+"k:entry::", prefix+"t:entry::"
+	t.Cleanup(func() { rdb.Del(context.Background(), generic+"b1", kam+"r1", kamTable+"r2") })
 	// Kamailio's db_redis hash under the generic prefix, and the reverse.
 	rdb.HSet(t.Context(), generic+"b1", "ruid", "r1", "username", "alice", "contact", "sip:alice@192.0.2.1", "expires", "2030-01-01 00:00:00")
 	rdb.HSet(t.Context(), kam+"r1", "aor", "sip:bob@example.com", "uri", "sip:bob@192.0.2.2", "expires", "1900000000")
+	// db_redis keys read as generic ones: the table is named.
+	rdb.HSet(t.Context(), kamTable+"r2", "ruid", "r2", "username", "carol", "contact", "sip:carol@192.0.2.3", "expires", "2030-01-01 00:00:00")
 	for _, tt := range []struct{ src, want string }{
 		{"redis://127.0.0.1:6379/0?layout=generic&prefix=" + generic, "follow the kamailio layout"},
 		{"kamailio+redis://127.0.0.1:6379/0?table=" + prefix + "k", "follow the generic layout"},
+		{"redis://127.0.0.1:6379/0?layout=generic&prefix=" + kamTable, "use kamailio+redis://127.0.0.1:6379/0?table=" + prefix + "t "},
 	} {
 		code, _, stderr := bin.run(t, []string{"REGBRIDGE_SOURCE=" + tt.src,
 			fmt.Sprintf("REGBRIDGE_SIP_LISTEN=udp://127.0.0.1:%d", freePort(t)), fmt.Sprintf("REGBRIDGE_HTTP_LISTEN=127.0.0.1:%d", freePort(t))})

@@ -72,6 +72,11 @@ func explainSource(rawURL string, err error) string {
 		return msg
 	case errors.As(err, &layoutErr):
 		fix := "kamailio+redis://" + u.Host + u.Path
+		// db_redis keys are <table>:entry::<ruid>: name a table that is
+		// not the default.
+		if table, _, ok := strings.Cut(layoutErr.Key, ":entry::"); ok && table != kamailio.DefaultTable {
+			fix += "?table=" + strings.ReplaceAll(url.QueryEscape(table), "%3A", ":")
+		}
 		if layoutErr.Found == redissrc.LayoutGeneric {
 			fix = "redis://" + u.Host + u.Path + "?layout=generic"
 		}
