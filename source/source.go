@@ -97,6 +97,10 @@ type Stats struct {
 	Polls, Errors, Skipped uint64
 	// LastFull is when the last full snapshot was delivered.
 	LastFull time.Time
+	// Problem explains, while the store is down, a failure that retrying
+	// will not fix (a missing table, a refused user): what is wrong and
+	// what to do. Empty during an ordinary outage.
+	Problem string
 }
 
 // Reporter is implemented by adapters that report Stats.

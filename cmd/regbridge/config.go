@@ -51,12 +51,17 @@ type config struct {
 // loadConfig reads the configuration through l (the environment in main,
 // a map in tests) and validates it.
 func loadConfig(ctx context.Context, l envconfig.Lookuper) (*config, error) {
+	if e, ok := l.(environ); ok {
+		if err := checkUnknownVars(e.Environ()); err != nil {
+			return nil, err
+		}
+	}
 	var cfg config
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{
 		Target:   &cfg,
 		Lookuper: envconfig.PrefixLookuper(envPrefix, l),
 	}); err != nil {
-		return nil, fmt.Errorf("%s", namedEnvError(err))
+		return nil, fmt.Errorf("%s", namedEnvError(err, l))
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -65,8 +70,9 @@ func loadConfig(ctx context.Context, l envconfig.Lookuper) (*config, error) {
 }
 
 // namedEnvError rewrites go-envconfig's field-path errors so that they
-// name the variable the user sets.
-func namedEnvError(err error) string {
+// name the variable the user sets and, for plain types, say what it
+// accepts.
+func namedEnvError(err error, l envconfig.Lookuper) string {
 	msg := err.Error()
 	vars := configVars()
 	// Longest paths first: "Auth: Source:" before "Source:".
@@ -74,6 +80,9 @@ func namedEnvError(err error) string {
 	for _, v := range vars {
 		field := v.field + ":"
 		if i := strings.Index(msg, field); i >= 0 && (i == 0 || msg[i-1] == ' ') {
+			if words := valueError(v, l); words != "" {
+				return words
+			}
 			return envPrefix + v.name + ":" + msg[i+len(field):]
 		}
 	}
@@ -88,11 +97,13 @@ func (c *config) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_LOG_LEVEL: %w", err))
 	}
+	// Case-insensitive like the level: JSON and json are the same wish.
+	c.LogFormat = strings.ToLower(c.LogFormat)
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_LOG_FORMAT: %q is not text or json", c.LogFormat))
 	}
-	if c.HTTPListen == "" {
-		errs = append(errs, errors.New("REGBRIDGE_HTTP_LISTEN: empty"))
+	if err := checkHostPort("REGBRIDGE_HTTP_LISTEN", c.HTTPListen); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := parseSourceURL(c.Source); err != nil {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_SOURCE: %w", err))
@@ -128,6 +139,7 @@ func parseLevel(s string) (slog.Level, error) {
 // configVar is one environment variable, for -h.
 type configVar struct {
 	name, field, def, desc string
+	typ                    reflect.Type
 }
 
 // configVars lists every variable of config from its struct tags, so the
@@ -147,7 +159,7 @@ func configVars() []configVar {
 			// field is the path go-envconfig names in its errors
 			// ("Auth: Source"), so that the same field name in two
 			// packages' configurations is told apart.
-			v := configVar{name: strings.TrimSpace(name), field: path + f.Name, desc: f.Tag.Get("desc")}
+			v := configVar{name: strings.TrimSpace(name), field: path + f.Name, desc: f.Tag.Get("desc"), typ: f.Type}
 			if _, def, ok := strings.Cut(opts, "default="); ok {
 				v.def = def
 			}
@@ -166,8 +178,12 @@ Usage:
   regbridge watch AOR    subscribe to an AOR's reg events and print each NOTIFY
   regbridge cdc install|uninstall [--dry-run]
                          add/remove the change-capture triggers (?cdc=trigger); prints the SQL first
+  regbridge schema [SCHEME]
+                         print the SQL that creates the contact table (kamailio+postgres, ...)
   regbridge health       ask a running regbridge's /readyz (--live: /healthz); exit 0 if OK
   regbridge version      print the version
+
+Every command answers -h with its help.
 
 Environment:
 `)

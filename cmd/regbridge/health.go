@@ -11,13 +11,30 @@ import (
 	"github.com/sethvargo/go-envconfig"
 )
 
+const healthUsage = `usage: regbridge health [--live]
+
+Asks the running regbridge at REGBRIDGE_HTTP_LISTEN whether it is ready
+(/readyz; with --live only whether it is alive, /healthz), prints the
+answer and exits 0 when it is, 1 when not. For container health checks:
+the image has no shell or curl.
+`
+
 // runHealth implements `regbridge health`: it asks the running server's
 // /readyz (or /healthz with --live) and exits 0 when it answers 200. The
 // container image has no shell or curl, so its HEALTHCHECK runs this.
 func runHealth(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) int {
 	path := "/readyz"
-	if len(args) > 0 && args[0] == "--live" {
-		path = "/healthz"
+	for _, a := range args {
+		switch {
+		case isHelp(a):
+			fmt.Fprint(stdout, healthUsage)
+			return 0
+		case a == "--live" || a == "-live":
+			path = "/healthz"
+		default:
+			fmt.Fprintf(stderr, "regbridge health: unknown argument %q\n\n%s", a, healthUsage)
+			return 2
+		}
 	}
 	cfg, err := loadConfig(ctx, env)
 	if err != nil {

@@ -23,6 +23,8 @@ import (
 type readyCheck struct {
 	name string // what is missing, as /readyz reports it
 	ok   func() bool
+	// why, when set, adds the cause to name (a store misconfiguration).
+	why func() string
 }
 
 // httpParts is what the HTTP listener serves besides the health
@@ -55,7 +57,13 @@ func newHTTPHandler(p httpParts) http.Handler {
 		var missing []string
 		for _, c := range p.ready {
 			if !c.ok() {
-				missing = append(missing, c.name)
+				name := c.name
+				if c.why != nil {
+					if why := c.why(); why != "" {
+						name += ": " + why
+					}
+				}
+				missing = append(missing, name)
 			}
 		}
 		if len(missing) > 0 {
@@ -134,7 +142,8 @@ func readiness(ctx context.Context, br *bridge.Bridge, src source.Source, sipUp 
 		{name: "SIP listeners not up", ok: sipUp.Load},
 	}
 	if rep, ok := src.(source.Reporter); ok {
-		checks = append(checks, readyCheck{name: "contact store unreachable", ok: func() bool { return rep.Stats().Up }})
+		checks = append(checks, readyCheck{name: "contact store unreachable", ok: func() bool { return rep.Stats().Up },
+			why: func() string { return rep.Stats().Problem }})
 	}
 	return checks
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/source/kamailio"
 	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
 )
 
@@ -96,14 +97,10 @@ type kamStore struct {
 // location and version tables.
 func kamMySQL(t *testing.T) kamStore {
 	db := sqltest.MySQL(t)
-	ddl, err := os.ReadFile("../../source/kamailio/testdata/mysql_location.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := append(splitSQL(string(ddl)),
-		// utils/kamctl/mysql/standard-create.sql
-		"CREATE TABLE `version` (`id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, `table_name` VARCHAR(32) NOT NULL, `table_version` INT UNSIGNED DEFAULT 0 NOT NULL, CONSTRAINT table_name_idx UNIQUE (`table_name`))",
-		"INSERT INTO version (table_name, table_version) VALUES ('version', '1'), ('location', '9')")
+	// What `regbridge schema kamailio+mysql` prints, plus the version
+	// row of utils/kamctl/mysql/standard-create.sql.
+	stmts := append(kamailio.MySQLSchema("location"),
+		"INSERT INTO version (table_name, table_version) VALUES ('version', '1')")
 	for _, s := range stmts {
 		db.Exec(t, s)
 	}

@@ -42,7 +42,7 @@ var version = ""
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], osEnv{envconfig.OsLookuper()}, os.Stdout, os.Stderr))
 }
 
 // run is main without the process: arguments, environment and output are
@@ -54,14 +54,24 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			printUsage(stdout)
 			return 0
 		case "version", "--version":
+			if wantsHelp(args[1:]) {
+				fmt.Fprint(stdout, versionUsage)
+				return 0
+			}
 			fmt.Fprintln(stdout, "regbridge", buildVersion(), runtime.Version())
 			return 0
 		case "health":
 			return runHealth(ctx, args[1:], env, stdout, stderr)
 		case "cdc":
 			return runCDC(ctx, args[1:], env, stdout, stderr)
+		case "schema":
+			return runSchema(ctx, args[1:], env, stdout, stderr)
 		case "watch":
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if wantsHelp(args[1:]) {
+				// Asked-for help goes to stdout, like every subcommand's.
+				return runWatch(ctx, []string{"-h"}, stdout, stdout, log)
+			}
 			return runWatch(ctx, args[1:], stdout, stderr, log)
 		default:
 			fmt.Fprintf(stderr, "regbridge: unknown command %q\n\n", args[0])
@@ -79,6 +89,12 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	level.Set(lvl)
 	log := newLogger(cfg, level, stderr)
 	if err := serve(ctx, cfg, env, level, log); err != nil {
+		if setup, ok := asSetupError(err); ok {
+			// A setup the operator must change: said plainly, like a
+			// configuration error, not as a crash.
+			fmt.Fprintf(stderr, "regbridge: %v\n", setup)
+			return 2
+		}
 		log.Error("regbridge stopped", "err", err)
 		return 1
 	}
@@ -103,6 +119,9 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	applyMemoryLimit(log)
 	src, err := newSource(cfg, log)
 	if err != nil {
+		return err
+	}
+	if err := checkSource(ctx, cfg.Source, src); err != nil {
 		return err
 	}
 	br := bridge.New(log)
@@ -154,12 +173,12 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	// Bind every socket before running anything, so that a port in use
 	// stops start-up with one clear error.
 	if err := nt.Listen(); err != nil {
-		return err
+		return listenError("REGBRIDGE_SIP_LISTEN", "SIP", err)
 	}
 	sipUp.Store(true)
 	ln, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
-		return fmt.Errorf("listening on REGBRIDGE_HTTP_LISTEN %s: %w", cfg.HTTPListen, err)
+		return listenError("REGBRIDGE_HTTP_LISTEN", "HTTP", fmt.Errorf("listening on %s: %w", cfg.HTTPListen, err))
 	}
 	httpSrv := &http.Server{
 		Handler:           newHTTPHandler(httpParts{ready: ready, metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken}),

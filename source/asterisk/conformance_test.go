@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,59 +94,6 @@ func (h *astdbHarness) Restore(t *testing.T) {
 // Asterisk stores no CSeq.
 func (h *astdbHarness) Limits() sourcetest.Limits { return sourcetest.Limits{NoCSeq: true} }
 
-// psContactsDDL is ps_contacts after all of Asterisk's alembic migrations
-// (STORES 2.2), per server.
-var psContactsDDL = map[string][]string{
-	sqlwatch.DriverMySQL: {
-		`CREATE TABLE {table} (
-			id VARCHAR(255) NOT NULL,
-			uri VARCHAR(511),
-			expiration_time BIGINT,
-			qualify_frequency INTEGER,
-			outbound_proxy VARCHAR(255),
-			path TEXT,
-			user_agent VARCHAR(255),
-			qualify_timeout FLOAT,
-			reg_server VARCHAR(255),
-			authenticate_qualify ENUM('0','1','off','on','false','true','no','yes'),
-			via_addr VARCHAR(40),
-			via_port INTEGER,
-			call_id VARCHAR(255),
-			endpoint VARCHAR(255),
-			prune_on_boot ENUM('0','1','off','on','false','true','no','yes'),
-			qualify_2xx_only ENUM('0','1','off','on','false','true','no','yes'),
-			UNIQUE (id),
-			CONSTRAINT {table}_uq UNIQUE (id, reg_server)
-		)`,
-		`CREATE INDEX {table}_id ON {table} (id)`,
-		`CREATE INDEX {table}_qualifyfreq_exp ON {table} (qualify_frequency, expiration_time)`,
-	},
-	sqlwatch.DriverPostgres: {
-		`CREATE TYPE ast_bool_values AS ENUM ('0','1','off','on','false','true','no','yes')`,
-		`CREATE TABLE {table} (
-			id VARCHAR(255) NOT NULL UNIQUE,
-			uri VARCHAR(511),
-			expiration_time BIGINT,
-			qualify_frequency INTEGER,
-			outbound_proxy VARCHAR(255),
-			path TEXT,
-			user_agent VARCHAR(255),
-			qualify_timeout FLOAT,
-			reg_server VARCHAR(255),
-			authenticate_qualify ast_bool_values,
-			via_addr VARCHAR(40),
-			via_port INTEGER,
-			call_id VARCHAR(255),
-			endpoint VARCHAR(255),
-			prune_on_boot ast_bool_values,
-			qualify_2xx_only ast_bool_values,
-			CONSTRAINT {table}_uq UNIQUE (id, reg_server)
-		)`,
-		`CREATE INDEX {table}_id ON {table} (id)`,
-		`CREATE INDEX {table}_qualifyfreq_exp ON {table} (qualify_frequency, expiration_time)`,
-	},
-}
-
 // realtimeHarness writes ps_contacts as Asterisk's realtime drivers do
 // (every field sent as text) straight to the server; the watcher reads
 // through a proxy that Break cuts.
@@ -185,8 +131,12 @@ func (h *realtimeHarness) NewSource(t *testing.T) source.Source {
 		h.db = sqltest.Postgres(t)
 	}
 	h.table = "ps_contacts"
-	for _, stmt := range psContactsDDL[h.driver] {
-		h.db.Exec(t, strings.ReplaceAll(stmt, "{table}", h.table))
+	stmts, err := RealtimeSchema(h.driver, h.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range stmts {
+		h.db.Exec(t, stmt)
 	}
 	h.proxy = sourcetest.NewProxy(t, h.db.Endpoint.Addr)
 	watch := testWatch

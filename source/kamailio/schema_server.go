@@ -86,3 +86,6 @@ func PostgresSchema(t string) []string {
 		`INSERT INTO version (table_name, table_version) VALUES ('` + t + `', '9')`,
 	}
 }
+
+// Columns are the columns regbridge reads from Kamailio's location table.
+func Columns() []string { return append([]string(nil), columns[:]...) }

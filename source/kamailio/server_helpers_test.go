@@ -3,9 +3,6 @@ package kamailio
 import (
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,35 +27,22 @@ func mustLoad(t testing.TB, name string) *time.Location {
 type server struct {
 	name       string
 	open       func(testing.TB) *sqltest.DB
-	ddl        string // file in testdata
+	schema     func(table string) []string // Kamailio's DDL
 	newWatcher func(DBConfig, *slog.Logger) (*sqlwatch.Watcher, error)
 	quote      func(string) string
 }
 
 var servers = []server{
-	{"mysql", sqltest.MySQL, "mysql_location.sql", NewMySQL, sqlwatch.QuoteMySQL},
-	{"postgres", sqltest.Postgres, "postgres_location.sql", NewPostgres, sqlwatch.QuotePostgres},
+	{"mysql", sqltest.MySQL, MySQLSchema, NewMySQL, sqlwatch.QuoteMySQL},
+	{"postgres", sqltest.Postgres, PostgresSchema, NewPostgres, sqlwatch.QuotePostgres},
 }
 
 // createTable runs Kamailio's DDL for table. epoch alters expires and
 // last_modified to BIGINT, as an admin must for usrloc expires_type=1.
 func (s server) createTable(t testing.TB, db *sqltest.DB, table string, epoch bool) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", s.ddl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(l, "--") {
-			lines = append(lines, l)
-		}
-	}
-	ddl := strings.ReplaceAll(strings.Join(lines, "\n"), "location", table)
-	for _, stmt := range strings.Split(ddl, ";") {
-		if strings.TrimSpace(stmt) != "" {
-			db.Exec(t, stmt)
-		}
+	for _, stmt := range s.schema(table) {
+		db.Exec(t, stmt)
 	}
 	if !epoch {
 		return

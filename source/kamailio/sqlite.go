@@ -133,6 +133,16 @@ func (w *SQLite) Run(ctx context.Context, sink source.Sink) error {
 	return w.w.Run(ctx, sink)
 }
 
+// Check applies Create and reports a setup that can never be read: no
+// file (Create off), a directory, a table of another layout
+// (sqlwatch.SchemaError). Call it before Run; nil says Run may start.
+func (w *SQLite) Check(ctx context.Context) error {
+	if err := w.ensureFile(ctx); err != nil {
+		return err
+	}
+	return w.w.Check(ctx)
+}
+
 // Snapshot reads the table once, outside Run (tools and tests).
 func (w *SQLite) Snapshot(ctx context.Context) ([]source.Contact, error) {
 	return w.w.Snapshot(ctx)
@@ -148,7 +158,7 @@ func (w *SQLite) ensureFile(ctx context.Context) error {
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
 		return nil
 	case !w.cfg.Create:
-		return fmt.Errorf("kamailio sqlite: database file %s does not exist (and Create is off)", w.cfg.Path)
+		return fmt.Errorf("kamailio sqlite: %w (and Create is off)", &sqlwatch.NoFileError{Path: w.cfg.Path})
 	}
 	created, err := createDatabase(ctx, w.cfg.Path, w.cfg.Table)
 	if err != nil {

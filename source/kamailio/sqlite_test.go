@@ -299,8 +299,12 @@ func TestExistingFileUnchanged(t *testing.T) {
 			var rec recorder
 			stop := startRun(t, w, rec.sink())
 			if tt.table == "" {
-				// No table: Run keeps retrying and must not "fix" the file.
-				eventually(t, "outage logged", func() bool { return logs.count("unreadable") > 0 })
+				// No table: Run keeps retrying, says once what to do, and
+				// must not "fix" the file.
+				eventually(t, "missing table logged", func() bool { return logs.count("table location does not exist") == 1 })
+				if st := w.Stats(); st.Up || !strings.Contains(st.Problem, "regbridge schema") {
+					t.Errorf("Stats = %+v, want down with the fix in Problem", st)
+				}
 			} else {
 				b := rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
 				if got := keys(b); !slices.Equal(got, []string{"uloc-a"}) {

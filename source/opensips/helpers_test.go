@@ -6,9 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,23 +50,15 @@ func openSQLite(t testing.TB, path string) sqliteDB {
 	return sqliteDB{db}
 }
 
-// createTable runs OpenSIPS's DDL from testdata/<backend>_location.sql.
+// createTable runs OpenSIPS's DDL (Schema) for backend.
 func createTable(t testing.TB, db execer, backend, table string) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", backend+"_location.sql"))
+	stmts, err := Schema(backend, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, l := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(l, "--") {
-			lines = append(lines, l)
-		}
-	}
-	for _, stmt := range strings.Split(strings.ReplaceAll(strings.Join(lines, "\n"), "location", table), ";") {
-		if strings.TrimSpace(stmt) != "" {
-			db.Exec(t, stmt)
-		}
+	for _, stmt := range stmts {
+		db.Exec(t, stmt)
 	}
 }
 

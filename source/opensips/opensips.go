@@ -202,6 +202,15 @@ func (s *SQLite) Run(ctx context.Context, sink source.Sink) error {
 	return s.w.Run(ctx, sink)
 }
 
+// Check reports a setup that can never be read: no file, a table of
+// another layout (sqlwatch.SchemaError). Call it before Run.
+func (s *SQLite) Check(ctx context.Context) error {
+	if err := s.d.CheckFile(); err != nil {
+		return fmt.Errorf("opensips sqlite: %w", err)
+	}
+	return s.w.Check(ctx)
+}
+
 // Stats reports the watcher's health (source.Reporter).
 func (s *SQLite) Stats() source.Stats { return s.w.Stats() }
 

@@ -45,6 +45,8 @@ type Watcher struct {
 	// lastFull is the Unix time in nanoseconds of the last Full batch
 	// delivered, 0 before the first.
 	lastFull atomic.Int64
+	// trouble explains a failure retrying cannot fix (problem).
+	trouble source.Trouble
 
 	// The rest is owned by the goroutine in Run.
 	contacts []source.Contact // reused: Sink does not keep it
@@ -127,6 +129,7 @@ func (w *Watcher) Stats() source.Stats {
 	if n := w.lastFull.Load(); n != 0 {
 		s.LastFull = time.Unix(0, n)
 	}
+	s.Problem = w.trouble.String()
 	return s
 }
 
@@ -147,6 +150,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	up := func() {
 		backoff = minBackoff
 		w.up.Store(true)
+		w.trouble.Clear()
 		if down {
 			down = false
 			w.log.Info("redis reachable again")
@@ -162,10 +166,20 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errs.Add(1)
-		if !down {
+		p, permanent := problem(err)
+		switch {
+		case permanent:
+			// Once per cause, at error level: the operator must act.
 			down = true
+			if w.trouble.Set(p) {
+				w.log.Error("redis misconfigured: "+p+"; retrying", "err", err)
+			}
+		case !down:
+			down = true
+			w.trouble.Clear()
 			w.log.Warn("redis unreachable, retrying", "err", err)
-		} else {
+		default:
+			w.trouble.Clear() // an outage now, whatever it was before
 			w.log.Debug("redis still unreachable", "err", err)
 		}
 		if !sleep(ctx, backoff) {

@@ -70,7 +70,11 @@ func (d *MySQL) Open(ctx context.Context, t *Table) (Session, error) {
 	s := &mysqlSession{sqlSession: sqlSession{db: db, row: make([]Value, len(t.Columns)+1)}, t: t}
 	s.snapshot = hashedQuery(t, QuoteMySQL, mysqlHash(t))
 	s.fingerprint = mysqlFingerprint(t)
-	if err := s.probe(ctx, ProbeQuery(t, QuoteMySQL)); err != nil {
+	err = t.checkColumns(sqlNames(ctx, db, mysqlColumnsQuery(t)))
+	if err == nil {
+		err = s.probe(ctx, ProbeQuery(t, QuoteMySQL))
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -27,6 +27,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	down := false
 	recovered := func() {
 		backoff = w.cfg.MinBackoff
+		w.trouble.Clear()
 		if down {
 			down = false
 			w.log.Info("table readable again")
@@ -43,10 +44,20 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		}
 		w.up.Store(false)
 		w.errors.Add(1)
-		if !down {
+		p, permanent := problem(err, w.table.Name, w.createHint())
+		switch {
+		case permanent:
+			// Once per cause, at error level: the operator must act.
 			down = true
+			if w.trouble.Set(p) {
+				w.log.Error("contact store misconfigured: "+p+"; retrying", "err", err)
+			}
+		case !down:
+			down = true
+			w.trouble.Clear()
 			w.log.Warn("table unreadable, retrying", "err", err)
-		} else {
+		default:
+			w.trouble.Clear() // an outage now, whatever it was before
 			w.log.Debug("table still unreadable", "err", err)
 		}
 		if !sleep(ctx, backoff) {
@@ -99,6 +110,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	sinkOK := w.deliver(ctx, sink, seenAt, true)
 	recovered()
 	p, partial := s.(Partial)
+	lastCaptureCheck := seenAt
 
 	tick := time.NewTicker(w.cfg.PollInterval)
 	defer tick.Stop()
@@ -113,6 +125,12 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 			return err
 		}
 		reconcile := w.cfg.ReconcileInterval != Never && time.Since(lastRead) >= w.cfg.ReconcileInterval
+		if w.cfg.CDC == CDCTrigger && (reconcile || time.Since(lastCaptureCheck) >= captureRecheck) {
+			lastCaptureCheck = time.Now()
+			if w.captureAppeared(ctx) {
+				return errCaptureReady
+			}
+		}
 		if now == fp && sinkOK && !reconcile {
 			continue
 		}

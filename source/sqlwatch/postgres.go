@@ -70,7 +70,11 @@ func (d *Postgres) Open(ctx context.Context, t *Table) (Session, error) {
 		fingerprint: pgFingerprint(t),
 		row:         make([]Value, len(t.Columns)+1),
 	}
-	if err := s.probe(ctx, ProbeQuery(t, QuotePostgres)); err != nil {
+	err = t.checkColumns(pgColumnNames(ctx, conn, postgresColumnsQuery(t)))
+	if err == nil {
+		err = s.probe(ctx, ProbeQuery(t, QuotePostgres))
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -194,6 +198,15 @@ func (s *pgSession) Consistent(ctx context.Context, fn func() error) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// pgColumnNames runs query, which returns one column name per row.
+func pgColumnNames(ctx context.Context, conn *pgx.Conn, query string) ([]string, error) {
+	rows, err := conn.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 func (s *pgSession) query(ctx context.Context, query string, fn func(row []Value)) error {

@@ -63,12 +63,19 @@ func (d *SQLite) CheckFile() error {
 	fi, err := os.Stat(d.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("database file %s does not exist", d.path)
+		return &NoFileError{Path: d.path}
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("%s is a directory, not a database file", d.path)
 	}
 	return nil // readable or not: Run retries
 }
+
+// NoFileError says no database file exists at the configured path: a
+// configuration error (the registrar writes another file, or has not
+// created it yet), not an outage.
+type NoFileError struct{ Path string }
+
+func (e *NoFileError) Error() string { return "database file " + e.Path + " does not exist" }
 
 // DSN is the read-only data source name the dialect opens.
 func (d *SQLite) DSN() string { return d.dsn }
@@ -126,7 +133,11 @@ func (d *SQLite) Open(ctx context.Context, t *Table) (Session, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := s.probe(ctx, ProbeQuery(t, QuoteSQLite)); err != nil {
+	err = t.checkColumns(sqlNames(ctx, conn, sqliteColumnsQuery(t)))
+	if err == nil {
+		err = s.probe(ctx, ProbeQuery(t, QuoteSQLite))
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}

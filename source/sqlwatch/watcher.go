@@ -216,6 +216,8 @@ type Watcher struct {
 	errors   atomic.Uint64
 	skipped  atomic.Uint64
 	lastFull atomic.Int64 // unix nanoseconds
+	// trouble explains a failure retrying cannot fix (problem.go).
+	trouble source.Trouble
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
 	snap       snapshotState
@@ -295,6 +297,7 @@ func (w *Watcher) Stats() source.Stats {
 	if n := w.lastFull.Load(); n != 0 {
 		st.LastFull = time.Unix(0, n)
 	}
+	st.Problem = w.trouble.String()
 	return st
 }
 

@@ -1,6 +1,7 @@
 -- OpenSIPS usrloc `location` table, version 1013 (OpenSIPS 3.4 to 4.0), as
--- scripts/postgres/usrloc-create.sql creates it (STORES.md section 3).
--- Tests replace the word "location" to make one table per case.
+-- OpenSIPS's scripts/postgres/usrloc-create.sql creates it. `regbridge schema
+-- opensips+postgres` prints it with the table name of ?table= in place of
+-- "location".
 CREATE TABLE location (
     contact_id BIGSERIAL PRIMARY KEY NOT NULL,
     username VARCHAR(64) DEFAULT '' NOT NULL,
