@@ -108,6 +108,10 @@ type Stats struct {
 	// Refused counts SUBSCRIBEs refused by the guards (limits,
 	// authentication, policy).
 	Refused atomic.Uint64
+	// Overloaded counts UDP SUBSCRIBEs answered 503 without a
+	// transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held
+	// or every handler was busy.
+	Overloaded atomic.Uint64
 }
 
 func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
@@ -162,7 +166,12 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
-	n.udpSrv = newUDPServerTxs(n.onSubscribe)
+	n.udpSrv = newUDPServerTxs(n.onAdmittedSubscribe, cfg.MaxTransactions)
+	n.udpSrv.admit = n.admitRequest
+	n.udpSrv.overloaded = func() {
+		n.obs.SubscribeAnswered(503)
+		n.stats.Overloaded.Add(1)
+	}
 	n.packages, n.allowEvents = packages(&cfg)
 	srv.OnSubscribe(n.onSubscribe)
 	srv.OnOptions(n.onOptions)
@@ -299,6 +308,10 @@ func (n *Notifier) Count() int {
 	defer n.subsMu.RUnlock()
 	return len(n.subs)
 }
+
+// Transactions returns the number of UDP SUBSCRIBE transactions held
+// (running, or answered and absorbing retransmissions until Timer J).
+func (n *Notifier) Transactions() int { return n.udpSrv.len() }
 
 // Stats returns the notifier's counters.
 func (n *Notifier) Stats() *Stats { return &n.stats }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/limit"
+	"github.com/regbridge/regbridge/notifier/policy"
 	"github.com/regbridge/regbridge/notifier/substore"
 )
 
@@ -27,18 +28,27 @@ const (
 	acceptBodies = ""
 )
 
-// onSubscribe handles every SUBSCRIBE (RFC 6665 4.2.1). Each branch sends
-// its final response before returning: sipgo ends the transaction then.
+// onSubscribe handles a SUBSCRIBE over sipgo's transports (RFC 6665
+// 4.2.1). Each branch sends its final response before returning: sipgo
+// ends the transaction then.
 func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	tx = n.track(req, tx)
-	if n.closed.Load() {
-		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+	if res := n.admitRequest(req); res != nil {
+		_ = tx.Respond(res)
 		return
 	}
-	src, ok := n.admitRequest(req, tx)
-	if !ok {
-		return
-	}
+	n.handleSubscribe(req, tx)
+}
+
+// onAdmittedSubscribe handles a UDP SUBSCRIBE that admitRequest let
+// through before its transaction was created (udpsrv.go).
+func (n *Notifier) onAdmittedSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	n.handleSubscribe(req, n.track(req, tx))
+}
+
+// handleSubscribe handles an admitted SUBSCRIBE.
+func (n *Notifier) handleSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	src := policy.SourceAddr(req)
 	if tags := unsupportedRequire(req); tags != "" {
 		n.respond(tx, req, 420, "Bad Extension", sip.NewHeader("Unsupported", tags))
 		return
@@ -62,6 +72,7 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	// admitted already (its To tag is ours and unguessable).
 	var adm admission
 	if to := req.To(); to != nil && !to.Params.Has("tag") {
+		var ok bool
 		if adm, ok = n.admitSubscriber(context.Background(), req, tx, src, subscribedAOR(req)); !ok {
 			return
 		}
