@@ -112,6 +112,10 @@ type Stats struct {
 	// transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held
 	// or every handler was busy.
 	Overloaded atomic.Uint64
+	// LargeOverTCP counts NOTIFYs too large for a UDP datagram sent over
+	// TCP instead; LargeEnded the subscriptions ended because such a
+	// NOTIFY reached the subscriber over no transport (large.go).
+	LargeOverTCP, LargeEnded atomic.Uint64
 }
 
 func (s *Stats) countRefusal(string) { s.Refused.Add(1) }

@@ -225,7 +225,7 @@ type stateCollector struct {
 	in metricInputs
 
 	aors, contacts, ready, subs, removed                *prometheus.Desc
-	sipTxs, overloaded                                  *prometheus.Desc
+	sipTxs, overloaded, tooLarge                        *prometheus.Desc
 	srcUp, srcPolls, srcErrors, srcSkipped, srcLastFull *prometheus.Desc
 	sseClients, sseEvents, sseDropped                   *prometheus.Desc
 	hookEvents, hookRetries, hookQueue                  *prometheus.Desc
@@ -244,6 +244,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 		removed:     d("regbridge_subscriptions_removed_total", "Subscriptions removed because a NOTIFY failed (481, timeout, transport error...)."),
 		sipTxs:      d("regbridge_sip_server_transactions", "UDP SUBSCRIBE transactions held (running, or answered and absorbing retransmissions for 32 s); at most REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS."),
 		overloaded:  d("regbridge_subscribe_overload_total", "UDP SUBSCRIBEs answered 503 without a transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held or every handler was busy."),
+		tooLarge:    d("regbridge_notifies_too_large_total", "NOTIFYs too large for a UDP datagram, by outcome: sent over TCP instead, or the subscription ended (terminated;reason=probation) because TCP failed too.", "outcome"),
 		srcUp:       d("regbridge_source_up", "1 while the contact store answers."),
 		srcPolls:    d("regbridge_source_polls_total", "Reads of the contact store (change checks and snapshots)."),
 		srcErrors:   d("regbridge_source_errors_total", "Failed reads of the contact store."),
@@ -259,7 +260,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded,
+	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded, c.tooLarge,
 		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull,
 		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue} {
 		ch <- d
@@ -297,6 +298,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.removed, in.notifier.Stats().Removed.Load())
 	gauge(c.sipTxs, float64(in.notifier.Transactions()))
 	counter(c.overloaded, in.notifier.Stats().Overloaded.Load())
+	counter(c.tooLarge, in.notifier.Stats().LargeOverTCP.Load(), "tcp")
+	counter(c.tooLarge, in.notifier.Stats().LargeEnded.Load(), "ended")
 
 	if rep, ok := in.source.(source.Reporter); ok {
 		st := rep.Stats()
