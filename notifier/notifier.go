@@ -100,6 +100,24 @@ type Notifier struct {
 	// NOTIFY once the registrations are known.
 	deferredMu sync.Mutex
 	deferred   []*subscription
+
+	// hooks are for tests: each, when set, runs at a point where another
+	// goroutine may interleave with a SUBSCRIBE's handler.
+	hooks struct {
+		// beforeAdd: a new subscription is built (and stored), not yet
+		// known here nor answered.
+		beforeAdd atomic.Pointer[func()]
+		// answered: a new subscription's 200 has been sent, its first
+		// NOTIFY not yet queued.
+		answered atomic.Pointer[func()]
+	}
+}
+
+// hook runs the test hook h, if set.
+func hook(h *atomic.Pointer[func()]) {
+	if f := h.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // Stats counts what the notifier did (exported for metrics and tests).
@@ -280,16 +298,17 @@ func (n *Notifier) shutdown() {
 	}
 	n.log.Info("ending subscriptions", "count", len(all), "drain", n.cfg.Drain)
 	deadline := time.Now().Add(n.cfg.Drain)
-	for time.Now().Before(deadline) {
-		n.subsMu.RLock()
-		left := len(n.subs)
-		n.subsMu.RUnlock()
+	for {
+		left := n.Count()
 		if left == 0 {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			n.log.Warn("drain time over; subscriptions left without a final NOTIFY", "count", left)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	n.log.Warn("drain time over; subscriptions left without a final NOTIFY", "count", len(n.subs))
 }
 
 // Publish takes a change from the bridge (bridge.Publisher). It only
@@ -320,14 +339,22 @@ func (n *Notifier) Transactions() int { return n.udpSrv.len() }
 // Stats returns the notifier's counters.
 func (n *Notifier) Stats() *Stats { return &n.stats }
 
-func (n *Notifier) add(s *subscription) {
+// add makes s known, unless the notifier is closed: closed is set before
+// shutdown lists the subscriptions to end under subsMu, so checking it
+// under subsMu means s is either in that list or refused here, never
+// added after it and left without a final NOTIFY.
+func (n *Notifier) add(s *subscription) bool {
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
+	if n.closed.Load() {
+		return false
+	}
 	n.subs[s.id] = s
 	if _, neutral := n.neutral.Load(s.id); neutral {
-		return // never notified of changes: see admission.neutral
+		return true // never notified of changes: see admission.neutral
 	}
 	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
+	return true
 }
 
 func (n *Notifier) lookup(id string) *subscription {
@@ -435,4 +462,5 @@ func (n *Notifier) Terminate(aor string, reason Reason, retryAfter time.Duration
 // ErrReason is returned by Terminate for a reason regbridge does not send.
 var ErrReason = errors.New("not a Subscription-State reason regbridge sends")
 
+// errClosed: the notifier is shutting down.
 var errClosed = errors.New("notifier closed")

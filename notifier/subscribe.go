@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -186,20 +187,30 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 			return
 		}
 	}
-	n.obs.SubscribeAnswered(200)
-	if err := tx.Respond(res); err != nil {
-		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
-		if s.timer != nil {
-			s.timer.Stop()
-		}
-		lease.Release()
-		return
-	}
+	hook(&n.hooks.beforeAdd)
+	// Known before answered: a refresh or an unsubscribe sent the moment
+	// the 200 arrives finds the subscription. The first NOTIFY is queued
+	// only after the 200 (s is claimed meanwhile, so changes coalesce).
 	n.leases.hold(s.id, lease)
 	if adm.neutral {
 		n.neutral.Store(s.id, struct{}{})
 	}
-	n.add(s)
+	if !n.add(s) {
+		// Shutdown has taken the list of subscriptions to end: this one
+		// would get no final NOTIFY.
+		n.remove(s)
+		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return
+	}
+	n.obs.SubscribeAnswered(200)
+	if err := tx.Respond(res); err != nil {
+		// The subscriber never got its 200: forget the subscription here
+		// and in the store, so that no instance NOTIFYs it.
+		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
+		n.remove(s)
+		return
+	}
+	hook(&n.hooks.answered)
 	n.enqueue(s)
 	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
 		"subscriber", d.remoteURI, "transport", d.transport, "expires", int(expires/time.Second))
@@ -212,7 +223,12 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	s := n.lookup(dialogID(req.CallID().Value(), toTag, fromTag))
 	if n.store != nil {
 		var err error
-		if s, err = n.takeOver(dialogID(req.CallID().Value(), toTag, fromTag), s); err != nil && s == nil {
+		s, err = n.takeOver(dialogID(req.CallID().Value(), toTag, fromTag), s)
+		if errors.Is(err, errClosed) {
+			n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+		if err != nil && s == nil {
 			n.log.Warn("loading subscription failed", "call_id", req.CallID().Value(), "err", err)
 			n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
 			return
