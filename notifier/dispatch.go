@@ -78,7 +78,7 @@ func (n *Notifier) dispatch(ctx context.Context) {
 			bufs := deliveryPool.Get().(*deliveryBufs)
 			defer deliveryPool.Put(bufs)
 			for ; s != nil; s = n.pop() {
-				n.deliver(ctx, s, bufs)
+				n.deliverRecovering(ctx, s, bufs)
 			}
 		}()
 	}

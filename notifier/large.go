@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -35,12 +34,6 @@ const udpMaxPayload = 65535 - 20 - 8
 
 // viaRoom is what the top Via adds to a NOTIFY measured without it.
 const viaRoom = 200
-
-// largeRetryAfter is the retry-after of a subscription ended because its
-// document fits no transport: long enough that re-subscribing (each time
-// a full document that cannot be sent) is no loop, short enough that the
-// subscriber is back soon after contacts expire or it starts TCP.
-const largeRetryAfter = 600 * time.Second
 
 // errTooLarge wraps the failure of a NOTIFY too large for UDP to go over
 // TCP.
@@ -87,23 +80,17 @@ func (n *Notifier) sendLarge(ctx context.Context, j *job, h hop, body []byte, ex
 // transport: the next NOTIFY is the final one, without state, so it fits
 // a datagram. false when j was that NOTIFY already (finish removes s).
 func (n *Notifier) endLarge(s *subscription, j *job, err error) bool {
-	s.mu.Lock()
-	if s.done || (j.final != nil && j.final.bare) {
-		s.mu.Unlock()
+	e, ok := n.endBare(s, bareRetryAfter)
+	if !ok {
 		return false
 	}
-	e := ending{reason: ReasonProbation, retryAfter: uint32(largeRetryAfter / time.Second), bare: true}
-	if s.final != nil { // an ending already decided keeps its reason
-		e = *s.final
-		e.bare = true
-	}
-	s.final = &e
 	if !s.pkg.presence && !s.stored {
 		// The subscriber never saw j's document: the final one takes its
 		// version, so the sequence has no gap.
+		s.mu.Lock()
 		s.version = j.doc.Version
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	n.stats.LargeEnded.Add(1)
 	n.log.Warn("NOTIFY too large for UDP and not taken over TCP; subscription ended",
 		"aor", s.aor, "call_id", j.d.callID, "reason", string(e.reason), "err", err)

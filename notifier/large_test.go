@@ -62,7 +62,7 @@ func TestLargeNotifyNoTransport(t *testing.T) {
 		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
 	}
 	n := next(t, p)
-	want := fmt.Sprintf("terminated;reason=probation;retry-after=%d", largeRetryAfter/time.Second)
+	want := fmt.Sprintf("terminated;reason=probation;retry-after=%d", bareRetryAfter/time.Second)
 	if n.Transport != "UDP" || n.SubscriptionState != want {
 		t.Fatalf("NOTIFY over %s with Subscription-State %q, want %q over UDP", n.Transport, n.SubscriptionState, want)
 	}

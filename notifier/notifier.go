@@ -134,6 +134,9 @@ type Stats struct {
 	// TCP instead; LargeEnded the subscriptions ended because such a
 	// NOTIFY reached the subscriber over no transport (large.go).
 	LargeOverTCP, LargeEnded atomic.Uint64
+	// HandlerPanics and DeliveryPanics count panics recovered in SIP
+	// request handlers and in NOTIFY deliveries (recover.go).
+	HandlerPanics, DeliveryPanics atomic.Uint64
 }
 
 func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
@@ -188,22 +191,22 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
-	n.udpSrv = newUDPServerTxs(n.onAdmittedSubscribe, cfg.MaxTransactions)
+	n.udpSrv = newUDPServerTxs(n.recovering(n.onAdmittedSubscribe), cfg.MaxTransactions)
 	n.udpSrv.admit = n.admitRequest
 	n.udpSrv.overloaded = func() {
 		n.obs.SubscribeAnswered(503)
 		n.stats.Overloaded.Add(1)
 	}
 	n.packages, n.allowEvents = packages(&cfg)
-	srv.OnSubscribe(n.onSubscribe)
-	srv.OnOptions(n.onOptions)
-	srv.OnCancel(n.onCancel)
-	srv.OnNoRoute(n.onNoRoute)
-	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnSubscribe(n.recovering(n.onSubscribe))
+	srv.OnOptions(n.recovering(n.onOptions))
+	srv.OnCancel(n.recovering(n.onCancel))
+	srv.OnNoRoute(n.recovering(n.onNoRoute))
+	srv.OnNotify(n.recovering(func(req *sip.Request, tx sip.ServerTransaction) {
 		// regbridge subscribes to nothing (and the observer counts only
 		// answers to SUBSCRIBE).
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-	})
+	}))
 	return n, nil
 }
 
