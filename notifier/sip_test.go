@@ -47,12 +47,21 @@ func (n *Notifier) anySubscription() *subscription {
 
 func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 	t.Helper()
-	return newHarnessWith(t, cfg, nil, contacts...)
+	return newHarnessWith(t, cfg, harnessOpts{}, contacts...)
 }
 
-// newHarnessWith is newHarness with setup called on the notifier before
-// it runs (a shared store, say).
-func newHarnessWith(t *testing.T, cfg Config, setup func(*Notifier), contacts ...source.Contact) *harness {
+// harnessOpts adjust a harness's notifier; the zero value is newHarness.
+type harnessOpts struct {
+	// wrap, unless nil, stands between the notifier and the bridge (a fake
+	// with function fields).
+	wrap func(States) States
+	// setup, unless nil, is called on the notifier before it runs (to
+	// give it a shared store, say).
+	setup func(*Notifier)
+}
+
+// newHarnessWith is newHarness with o applied.
+func newHarnessWith(t *testing.T, cfg Config, o harnessOpts, contacts ...source.Contact) *harness {
 	t.Helper()
 	if cfg.Listen == nil {
 		cfg.Listen = ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}}
@@ -63,7 +72,11 @@ func newHarnessWith(t *testing.T, cfg Config, setup func(*Notifier), contacts ..
 		cfg.Drain = 300 * time.Millisecond
 	}
 	br := bridge.New(testLog())
-	n, err := New(cfg, br, testLog())
+	var states States = br
+	if o.wrap != nil {
+		states = o.wrap(br)
+	}
+	n, err := New(cfg, states, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +84,8 @@ func newHarnessWith(t *testing.T, cfg Config, setup func(*Notifier), contacts ..
 	if err := br.Apply(t.Context(), source.Batch{Full: true, Contacts: contacts}); err != nil {
 		t.Fatal(err)
 	}
-	if setup != nil {
-		setup(n)
+	if o.setup != nil {
+		o.setup(n)
 	}
 	if err := n.Listen(); err != nil {
 		t.Fatal(err)

@@ -249,8 +249,8 @@ func TestWinfoSharedStore(t *testing.T) {
 			t.Cleanup(func() { cancel(); <-done })
 		}
 	}
-	a := newHarnessWith(t, Config{Winfo: true, Presence: true}, shared("a"), tAlice)
-	b := newHarnessWith(t, Config{Winfo: true, Presence: true}, shared("b"), tAlice)
+	a := newHarnessWith(t, Config{Winfo: true, Presence: true}, harnessOpts{setup: shared("a")}, tAlice)
+	b := newHarnessWith(t, Config{Winfo: true, Presence: true}, harnessOpts{setup: shared("b")}, tAlice)
 	siptest.Eventually(t, func() bool {
 		m, _ := rdb.PubSubNumSub(context.Background(), "{"+prefix+"}winfo").Result()
 		return m["{"+prefix+"}winfo"] == 2
