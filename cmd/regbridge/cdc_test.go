@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -78,6 +80,62 @@ func TestCDCCommandInstall(t *testing.T) {
 		}
 		if got := count(); got != step.want {
 			t.Errorf("after %s: %d triggers, want %d", step.verb, got, step.want)
+		}
+	}
+}
+
+// cdc=logical end to end: install prints what the server needs and the
+// SQL and creates the slot, a running regbridge reports the slot's lag in
+// /metrics and /readyz, and uninstall drops the slot although that
+// regbridge is streaming from it.
+func TestCDCCommandLogical(t *testing.T) {
+	db := sqltest.Postgres(t)
+	db.Exec(t, "CREATE TABLE location (id SERIAL PRIMARY KEY, ruid VARCHAR(64) NOT NULL UNIQUE, username VARCHAR(64), domain VARCHAR(64), contact VARCHAR(512), received VARCHAR(128), path VARCHAR(512), expires TIMESTAMP, q REAL, callid VARCHAR(255), cseq INT, last_modified TIMESTAMP, user_agent VARCHAR(255), instance VARCHAR(255), reg_id INT)")
+	slot := "regbridge_cmd_" + strings.TrimPrefix(db.Name(), "regbridge_test_")
+	src := "kamailio+postgres://postgres@" + db.Endpoint.Addr + "/" + db.Name() + "?sslmode=disable&cdc=logical&slot=" + slot
+	slots := func() int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+slot+"'", &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	code, out, errOut := runCDCArgs(t, src, "install")
+	if code != 0 {
+		t.Fatalf("install: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"wal_level = logical", "REPLICATION", "CREATE PUBLICATION regbridge_location", "pg_create_logical_replication_slot('" + slot + "', 'pgoutput')"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("install output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := slots(); n != 1 {
+		t.Fatalf("%d slots after install", n)
+	}
+
+	s := startServer(t, "", map[string]string{"REGBRIDGE_SOURCE": src})
+	get := func(path string) string {
+		res, err := http.Get("http://" + s.http + path)
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	waitFor(t, "slot lag in /metrics", func() bool {
+		return strings.Contains(get("/metrics"), `regbridge_source_slot_lag_bytes{slot="`+slot+`"}`)
+	})
+	if body := get("/readyz"); !strings.Contains(body, "replication slot "+slot+" lag: ") {
+		t.Errorf("/readyz lacks the slot lag:\n%s", body)
+	}
+
+	for range 2 { // idempotent
+		if code, _, errOut := runCDCArgs(t, src, "uninstall"); code != 0 {
+			t.Fatalf("uninstall: exit %d: %s", code, errOut)
+		}
+		if n := slots(); n != 0 {
+			t.Errorf("%d slots after uninstall", n)
 		}
 	}
 }

@@ -326,6 +326,8 @@ func explainLogical(err error) error {
 		return fmt.Errorf("%w (the user needs the REPLICATION attribute, or superuser, and must own the table)", err)
 	case "53400": // configuration_limit_exceeded
 		return fmt.Errorf("%w (raise max_replication_slots, or drop a slot nobody uses)", err)
+	case sqlObjectInUse:
+		return fmt.Errorf("%w (the slot is in use: by this regbridge's previous connection until the server notices it is gone, see wal_sender_timeout, or by another regbridge: give each its own slot=)", err)
 	case "55000": // object_not_in_prerequisite_state
 		return fmt.Errorf("%w (logical replication needs wal_level = logical)", err)
 	}

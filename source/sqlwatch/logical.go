@@ -239,7 +239,7 @@ func (w *Watcher) logicalSession(ctx context.Context, sink source.Sink, s Sessio
 	}
 	args := []string{"proto_version '1'", "publication_names '" + pub + "'"}
 	if err := pglogrepl.StartReplication(qctx, conn, slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
-		return true, fmt.Errorf("starting replication from slot %s: %w", slot, err)
+		return true, fmt.Errorf("starting replication from slot %s: %w", slot, explainLogical(err))
 	}
 	cancel()
 	ls.applied, ls.confirmed = start, 0
@@ -717,8 +717,15 @@ FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&behind, &now)
 	if err != nil {
 		return err
 	}
+	w.noteSlotLag(slot, time.Now(), now, behind)
+	return nil
+}
+
+// noteSlotLag records a measurement: the server's WAL position current,
+// the slot behind it by behind bytes.
+func (w *Watcher) noteSlotLag(slot string, at time.Time, current, behind int64) {
 	l := &w.logical
-	secs := l.lag.observe(time.Now(), now, now-behind)
+	secs := l.lag.observe(at, current, current-behind)
 	l.lagBytes.Store(behind)
 	l.lagMillis.Store(secs.Milliseconds())
 	l.lagKnown.Store(true)
@@ -731,7 +738,6 @@ FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&behind, &now)
 		l.lagWarned = false
 		w.log.Info("replication slot lag back below slot_lag_warn", "slot", slot, "lag_bytes", behind)
 	}
-	return nil
 }
 
 // lagTracker turns a slot's confirmed position into an age: the WAL
