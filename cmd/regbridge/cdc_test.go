@@ -57,6 +57,9 @@ func TestCDCCommandErrors(t *testing.T) {
 	if code, _, errOut := runCDCArgs(t, "kamailio+postgres://h/db?cdc=binlog", "install"); code != 2 || !strings.Contains(errOut, "cdc=") {
 		t.Errorf("bad cdc mode: exit %d, %q", code, errOut)
 	}
+	if code, _, errOut := runCDCArgs(t, "kamailio+mysql://h/db?cdc=logical", "install"); code != 2 || !strings.Contains(errOut, "PostgreSQL") {
+		t.Errorf("cdc=logical on MySQL: exit %d, %q", code, errOut)
+	}
 }
 
 // The command installs and removes the triggers on a real server.

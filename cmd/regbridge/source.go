@@ -189,7 +189,9 @@ func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
 	if err := checkTZ(own); err != nil {
 		return ep, nil, err
 	}
-	if _, err := sqlwatch.ParseReadParams(own); err != nil {
+	if p, err := sqlwatch.ParseReadParams(own); err != nil {
+		return ep, nil, err
+	} else if err := p.ForDriver(driver); err != nil {
 		return ep, nil, err
 	}
 	return ep, own, nil

@@ -80,6 +80,9 @@ func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
 		return c, err
 	}
 	params, err := sqlwatch.ParseReadParams(own)
+	if err == nil {
+		err = params.ForDriver(c.Driver)
+	}
 	if err != nil {
 		return c, err
 	}

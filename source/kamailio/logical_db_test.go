@@ -409,3 +409,51 @@ func TestLogicalInstallUninstall(t *testing.T) {
 		t.Errorf("%d publications after uninstall (%v)", pubs, err)
 	}
 }
+
+// Two regbridges configured with one slot: the second finds it in use,
+// streams from a temporary slot of its own, and both deliver every
+// change; once both stop, only the installed slot is left on the server.
+func TestLogicalSharedSlot(t *testing.T) {
+	f := newLogicalFixture(t, false)
+	a := bindingN(1)
+	f.begin(t, a)
+	w2, err := NewPostgres(DBConfig{Endpoint: f.db.Endpoint, Domain: sourcetest.Domain, TZ: registrarTZ, PollInterval: slow, ReconcileInterval: slow,
+		MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCLogical, Slot: f.slot}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &logicalFixture{db: f.db, w: w2, log: f.log, slot: f.slot, sink: &keyedRec{br: bridge.New(slog.New(slog.DiscardHandler))}}
+	g.sink.br.Subscribe(g.sink)
+	g.start(t)
+	defer func() {
+		if g.stop != nil {
+			g.stop()
+		}
+	}()
+	g.waitBatch(t, 0, "second watcher's first Full batch", func(x keyedBatch) bool { return x.full && len(x.contacts) == 1 })
+	if lag, ok := eventuallyLag(t, w2); !ok || !strings.HasPrefix(lag.Slot, f.slot+"_tmp_") {
+		t.Errorf("second watcher reads slot %q, want a temporary one", lag.Slot)
+	}
+	b := bindingN(2)
+	f.kw.insert(t, b)
+	f.waitBatch(t, 1, "insert at the first watcher", hasContact(b.ruid))
+	g.waitBatch(t, 1, "insert at the second watcher", hasContact(b.ruid))
+	g.stop()
+	f.stop()
+	eventually(t, "temporary slot gone with its connection", func() bool {
+		var n int
+		if err := f.db.QueryRow("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()", &n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1 && f.slots(t) == 1
+	})
+}
+
+// eventuallyLag waits until w has measured its slot.
+func eventuallyLag(t *testing.T, w *sqlwatch.Watcher) (sqlwatch.SlotLag, bool) {
+	t.Helper()
+	var lag sqlwatch.SlotLag
+	var ok bool
+	eventually(t, "slot lag measured", func() bool { lag, ok = w.SlotLag(); return ok })
+	return lag, ok
+}

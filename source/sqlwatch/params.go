@@ -77,6 +77,15 @@ func ParseReadParams(own url.Values) (ReadParams, error) {
 	return p, nil
 }
 
+// ForDriver rejects parameters the driver cannot honour: cdc=logical is
+// PostgreSQL's.
+func (p ReadParams) ForDriver(driver string) error {
+	if p.CDC == CDCLogical && driver != DriverPostgres {
+		return fmt.Errorf("cdc=%s needs a PostgreSQL store (on MySQL/MariaDB use cdc=%s)", CDCLogical, CDCTrigger)
+	}
+	return nil
+}
+
 // Apply sets the parameters given on c.
 func (p ReadParams) Apply(c *Config) {
 	if p.CDC != "" {

@@ -36,3 +36,16 @@ func TestParseReadParamsLogical(t *testing.T) {
 		}
 	}
 }
+
+func TestReadParamsForDriver(t *testing.T) {
+	logical := ReadParams{CDC: CDCLogical}
+	if err := logical.ForDriver(DriverMySQL); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("cdc=logical on MySQL: %v, want an error naming PostgreSQL", err)
+	}
+	if err := logical.ForDriver(DriverPostgres); err != nil {
+		t.Errorf("cdc=logical on PostgreSQL: %v", err)
+	}
+	if err := (ReadParams{CDC: CDCTrigger}).ForDriver(DriverMySQL); err != nil {
+		t.Errorf("cdc=trigger on MySQL: %v", err)
+	}
+}
