@@ -457,3 +457,46 @@ func eventuallyLag(t *testing.T, w *sqlwatch.Watcher) (sqlwatch.SlotLag, bool) {
 	eventually(t, "slot lag measured", func() bool { lag, ok = w.SlotLag(); return ok })
 	return lag, ok
 }
+
+// A backlog of many transactions while stopped, touching rows several
+// times, is caught up into one Full batch with each row's last version:
+// rows inserted and deleted meanwhile never show.
+func TestLogicalCatchUpBacklog(t *testing.T) {
+	f := newLogicalFixture(t, false)
+	f.begin(t)
+	f.stop()
+	const n = 200
+	for i := range n {
+		b := bindingN(100 + i)
+		f.kw.insert(t, b)
+		b.cseq = 2
+		f.kw.update(t, b)
+		b.cseq = 3
+		f.kw.update(t, b)
+		if i%4 == 0 {
+			f.kw.delete(t, b.ruid)
+		}
+	}
+	nb, ne := f.sink.counts()
+	f.start(t)
+	full := f.waitBatch(t, nb, "Full batch after the backlog", func(x keyedBatch) bool { return x.full })
+	var want []string
+	for i := range n {
+		if i%4 != 0 {
+			want = append(want, "registered "+uri(bindingN(100+i)))
+		}
+	}
+	if len(full.contacts) != len(want) {
+		t.Errorf("Full batch carries %d contacts, want %d", len(full.contacts), len(want))
+	}
+	for _, c := range full.contacts {
+		if c.CSeq != 3 {
+			t.Errorf("%s has CSeq %d, want its last version's 3", c.Key, c.CSeq)
+			break
+		}
+	}
+	f.finish(t, nb, ne, "after the backlog", bindingN(1), want...)
+	if f.log.count("reading the table in full") != 1 {
+		t.Errorf("the catch-up read the table:\n%s", f.log)
+	}
+}

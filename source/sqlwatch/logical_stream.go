@@ -49,6 +49,7 @@ type logicalStream struct {
 	lastAck   time.Time
 	lastRecv  time.Time
 	pinged    bool
+	lastAsk   time.Time
 	nextLag   time.Time
 }
 
@@ -129,9 +130,11 @@ func (ls *logicalStream) housekeeping(ctx context.Context) error {
 	if silent > pgPingTimeout {
 		return fmt.Errorf("replication stream of %s silent for %v", ls.w.table.Name, silent.Round(time.Millisecond))
 	}
-	ask := ls.catchUp || (silent > logicalIdle && !ls.pinged)
+	// While catching up, ask where the server is every logicalAckEvery
+	// (not per message: each answer is a message too).
+	ask := (ls.catchUp && now.Sub(ls.lastAsk) >= logicalAckEvery) || (silent > logicalIdle && !ls.pinged)
 	if ask {
-		ls.pinged = true
+		ls.pinged, ls.lastAsk = true, now
 	}
 	if err := ls.ack(false, ask); err != nil {
 		return err
@@ -147,13 +150,14 @@ func (ls *logicalStream) housekeeping(ctx context.Context) error {
 	return nil
 }
 
-// ack confirms the applied position to the server when it moved and the
-// last confirmation is logicalAckEvery old (now: at once), or when a reply
-// is wanted, and at least every logicalStatusEvery.
-func (ls *logicalStream) ack(now, reply bool) error {
+// ack sends the applied position to the server: when it moved and the
+// last confirmation is logicalAckEvery old, at least every
+// logicalStatusEvery, and always when forced (the server asked, or a
+// catch-up ended) or when reply asks the server for a keepalive.
+func (ls *logicalStream) ack(force, reply bool) error {
 	since := time.Since(ls.lastAck)
-	moved := ls.applied > ls.confirmed && (now || since >= logicalAckEvery)
-	if !moved && !reply && since < logicalStatusEvery {
+	due := ls.applied > ls.confirmed && since >= logicalAckEvery
+	if !force && !reply && !due && since < logicalStatusEvery {
 		return nil
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), ls.conn,
