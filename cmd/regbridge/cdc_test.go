@@ -22,11 +22,14 @@ func runCDCArgs(t *testing.T, src string, args ...string) (int, string, string) 
 
 func TestCDCCommandDryRun(t *testing.T) {
 	for _, tt := range []struct {
-		src  string
-		want []string
+		src       string
+		want      []string
+		uninstall string // in the uninstall SQL
 	}{
-		{"kamailio+postgres://u:secret@db.example/kam?cdc=trigger", []string{"CREATE OR REPLACE FUNCTION \"regbridge_cdc_location\"()", "pg_notify('regbridge_cdc_location'", "CREATE TRIGGER regbridge_cdc AFTER INSERT OR UPDATE OR DELETE ON \"location\""}},
-		{"opensips+mysql://u:secret@db.example/os?table=loc", []string{"CREATE TABLE IF NOT EXISTS regbridge_changelog", "CREATE TRIGGER `regbridge_loc_ad` AFTER DELETE ON `loc`", "OLD.`contact_id`"}},
+		{"kamailio+postgres://u:secret@db.example/kam?cdc=trigger", []string{"CREATE OR REPLACE FUNCTION \"regbridge_cdc_location\"()", "pg_notify('regbridge_cdc_location'", "CREATE TRIGGER regbridge_cdc AFTER INSERT OR UPDATE OR DELETE ON \"location\""}, "DROP TRIGGER IF EXISTS"},
+		{"opensips+mysql://u:secret@db.example/os?table=loc", []string{"CREATE TABLE IF NOT EXISTS regbridge_changelog", "CREATE TRIGGER `regbridge_loc_ad` AFTER DELETE ON `loc`", "OLD.`contact_id`"}, "DROP TRIGGER IF EXISTS"},
+		{"kamailio+postgres://u:secret@db.example/kam?cdc=logical", []string{"wal_level = logical", "max_replication_slots", "CREATE PUBLICATION regbridge_location FOR TABLE \"location\"",
+			"REPLICA IDENTITY USING INDEX", "pg_create_logical_replication_slot('regbridge_kam_location', 'pgoutput')"}, "pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'regbridge_kam_location'"},
 	} {
 		code, out, errOut := runCDCArgs(t, tt.src, "install", "--dry-run")
 		if code != 0 {
@@ -41,7 +44,7 @@ func TestCDCCommandDryRun(t *testing.T) {
 			t.Errorf("password printed")
 		}
 		code, out, _ = runCDCArgs(t, tt.src, "uninstall", "--dry-run")
-		if code != 0 || !strings.Contains(out, "DROP TRIGGER IF EXISTS") {
+		if code != 0 || !strings.Contains(out, tt.uninstall) {
 			t.Errorf("uninstall dry-run: exit %d:\n%s", code, out)
 		}
 	}
