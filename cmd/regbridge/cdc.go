@@ -20,11 +20,13 @@ type capturer interface {
 
 const cdcUsage = `usage: regbridge cdc install|uninstall [--dry-run]
 
-Installs (or removes) the triggers that report changes of the location
-table named by REGBRIDGE_SOURCE (MySQL/MariaDB: triggers writing
-regbridge_changelog; PostgreSQL: a trigger calling pg_notify). Prints the
-SQL first, then runs it; --dry-run only prints it. Idempotent. Use it with
-?cdc=trigger on REGBRIDGE_SOURCE.
+Installs (or removes) change capture on the location table named by
+REGBRIDGE_SOURCE. With ?cdc=trigger (or no cdc): the triggers that report
+changes (MySQL/MariaDB: triggers writing regbridge_changelog; PostgreSQL:
+a trigger calling pg_notify). With ?cdc=logical (PostgreSQL): a
+publication of the table and a logical replication slot; uninstall drops
+both. Prints what the server needs and the SQL first, then runs it;
+--dry-run only prints it. Idempotent.
 `
 
 // runCDC is `regbridge cdc install|uninstall [--dry-run]`.
@@ -64,7 +66,11 @@ func runCDC(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 		fmt.Fprintf(stderr, "regbridge cdc %s: %v\n", verb, err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "-- regbridge cdc %s\n%s;\n", verb, strings.Join(stmts, ";\n\n"))
+	fmt.Fprintf(stdout, "-- regbridge cdc %s\n", verb)
+	if n, ok := c.(interface{ CaptureNotes() string }); ok && n.CaptureNotes() != "" {
+		fmt.Fprintf(stdout, "%s\n", n.CaptureNotes())
+	}
+	fmt.Fprintf(stdout, "%s;\n", strings.Join(stmts, ";\n\n"))
 	if dry {
 		return 0
 	}
@@ -85,7 +91,7 @@ func captureSQL(cfg *config, install bool, log *slog.Logger) ([]string, capturer
 	}
 	c, ok := src.(capturer)
 	if !ok {
-		return nil, nil, errors.New("REGBRIDGE_SOURCE is not a MySQL/MariaDB or PostgreSQL store; change capture by triggers needs one")
+		return nil, nil, errors.New("REGBRIDGE_SOURCE is not a MySQL/MariaDB or PostgreSQL store; change capture needs one")
 	}
 	stmts, err := c.CaptureSQL(install)
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -20,11 +22,14 @@ func runCDCArgs(t *testing.T, src string, args ...string) (int, string, string) 
 
 func TestCDCCommandDryRun(t *testing.T) {
 	for _, tt := range []struct {
-		src  string
-		want []string
+		src       string
+		want      []string
+		uninstall string // in the uninstall SQL
 	}{
-		{"kamailio+postgres://u:secret@db.example/kam?cdc=trigger", []string{"CREATE OR REPLACE FUNCTION \"regbridge_cdc_location\"()", "pg_notify('regbridge_cdc_location'", "CREATE TRIGGER regbridge_cdc AFTER INSERT OR UPDATE OR DELETE ON \"location\""}},
-		{"opensips+mysql://u:secret@db.example/os?table=loc", []string{"CREATE TABLE IF NOT EXISTS regbridge_changelog", "CREATE TRIGGER `regbridge_loc_ad` AFTER DELETE ON `loc`", "OLD.`contact_id`"}},
+		{"kamailio+postgres://u:secret@db.example/kam?cdc=trigger", []string{"CREATE OR REPLACE FUNCTION \"regbridge_cdc_location\"()", "pg_notify('regbridge_cdc_location'", "CREATE TRIGGER regbridge_cdc AFTER INSERT OR UPDATE OR DELETE ON \"location\""}, "DROP TRIGGER IF EXISTS"},
+		{"opensips+mysql://u:secret@db.example/os?table=loc", []string{"CREATE TABLE IF NOT EXISTS regbridge_changelog", "CREATE TRIGGER `regbridge_loc_ad` AFTER DELETE ON `loc`", "OLD.`contact_id`"}, "DROP TRIGGER IF EXISTS"},
+		{"kamailio+postgres://u:secret@db.example/kam?cdc=logical", []string{"wal_level = logical", "max_replication_slots", "CREATE PUBLICATION regbridge_location FOR TABLE \"location\"",
+			"REPLICA IDENTITY USING INDEX", "pg_create_logical_replication_slot('regbridge_kam_location', 'pgoutput')"}, "pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'regbridge_kam_location'"},
 	} {
 		code, out, errOut := runCDCArgs(t, tt.src, "install", "--dry-run")
 		if code != 0 {
@@ -39,7 +44,7 @@ func TestCDCCommandDryRun(t *testing.T) {
 			t.Errorf("password printed")
 		}
 		code, out, _ = runCDCArgs(t, tt.src, "uninstall", "--dry-run")
-		if code != 0 || !strings.Contains(out, "DROP TRIGGER IF EXISTS") {
+		if code != 0 || !strings.Contains(out, tt.uninstall) {
 			t.Errorf("uninstall dry-run: exit %d:\n%s", code, out)
 		}
 	}
@@ -54,6 +59,9 @@ func TestCDCCommandErrors(t *testing.T) {
 	}
 	if code, _, errOut := runCDCArgs(t, "kamailio+postgres://h/db?cdc=binlog", "install"); code != 2 || !strings.Contains(errOut, "cdc=") {
 		t.Errorf("bad cdc mode: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCDCArgs(t, "kamailio+mysql://h/db?cdc=logical", "install"); code != 2 || !strings.Contains(errOut, "PostgreSQL") {
+		t.Errorf("cdc=logical on MySQL: exit %d, %q", code, errOut)
 	}
 }
 
@@ -78,6 +86,62 @@ func TestCDCCommandInstall(t *testing.T) {
 		}
 		if got := count(); got != step.want {
 			t.Errorf("after %s: %d triggers, want %d", step.verb, got, step.want)
+		}
+	}
+}
+
+// cdc=logical end to end: install prints what the server needs and the
+// SQL and creates the slot, a running regbridge reports the slot's lag in
+// /metrics and /readyz, and uninstall drops the slot although that
+// regbridge is streaming from it.
+func TestCDCCommandLogical(t *testing.T) {
+	db := sqltest.Postgres(t)
+	db.Exec(t, "CREATE TABLE location (id SERIAL PRIMARY KEY, ruid VARCHAR(64) NOT NULL UNIQUE, username VARCHAR(64), domain VARCHAR(64), contact VARCHAR(512), received VARCHAR(128), path VARCHAR(512), expires TIMESTAMP, q REAL, callid VARCHAR(255), cseq INT, last_modified TIMESTAMP, user_agent VARCHAR(255), instance VARCHAR(255), reg_id INT)")
+	slot := "regbridge_cmd_" + strings.TrimPrefix(db.Name(), "regbridge_test_")
+	src := "kamailio+postgres://postgres@" + db.Endpoint.Addr + "/" + db.Name() + "?sslmode=disable&cdc=logical&slot=" + slot
+	slots := func() int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+slot+"'", &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	code, out, errOut := runCDCArgs(t, src, "install")
+	if code != 0 {
+		t.Fatalf("install: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"wal_level = logical", "REPLICATION", "CREATE PUBLICATION regbridge_location", "pg_create_logical_replication_slot('" + slot + "', 'pgoutput')"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("install output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := slots(); n != 1 {
+		t.Fatalf("%d slots after install", n)
+	}
+
+	s := startServer(t, "", map[string]string{"REGBRIDGE_SOURCE": src})
+	get := func(path string) string {
+		res, err := http.Get("http://" + s.http + path)
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	waitFor(t, "slot lag in /metrics", func() bool {
+		return strings.Contains(get("/metrics"), `regbridge_source_slot_lag_bytes{slot="`+slot+`"}`)
+	})
+	if body := get("/readyz"); !strings.Contains(body, "replication slot "+slot+" lag: ") {
+		t.Errorf("/readyz lacks the slot lag:\n%s", body)
+	}
+
+	for range 2 { // idempotent
+		if code, _, errOut := runCDCArgs(t, src, "uninstall"); code != 0 {
+			t.Fatalf("uninstall: exit %d: %s", code, errOut)
+		}
+		if n := slots(); n != 0 {
+			t.Errorf("%d slots after uninstall", n)
 		}
 	}
 }

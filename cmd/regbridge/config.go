@@ -177,7 +177,8 @@ Usage:
   regbridge              run the server (configured by environment variables)
   regbridge watch AOR    subscribe to an AOR's reg events and print each NOTIFY
   regbridge cdc install|uninstall [--dry-run]
-                         add/remove the change-capture triggers (?cdc=trigger); prints the SQL first
+                         add/remove change capture (?cdc=trigger: triggers; ?cdc=logical:
+                         publication and replication slot); prints the SQL first
   regbridge schema [SCHEME]
                          print the SQL that creates the contact table (kamailio+postgres, ...)
   regbridge health       ask a running regbridge's /readyz (--live: /healthz); exit 0 if OK

@@ -17,6 +17,7 @@ import (
 	"github.com/regbridge/regbridge/bridge/httpapi"
 	"github.com/regbridge/regbridge/notifier"
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // readyCheck is one condition of /readyz.
@@ -32,6 +33,9 @@ type readyCheck struct {
 type httpParts struct {
 	// ready are the conditions of /readyz, all of which must hold.
 	ready []readyCheck
+	// detail adds lines to /readyz's answer (informative: they never
+	// make it fail), such as the replication slot's lag.
+	detail func() []string
 	// metrics serves /metrics (nil: not built in).
 	metrics http.Handler
 	// api serves /v1 and the live view at / (nil: neither).
@@ -68,12 +72,19 @@ func newHTTPHandler(p httpParts) http.Handler {
 				missing = append(missing, name)
 			}
 		}
+		var lines []string
+		if p.detail != nil {
+			lines = p.detail()
+		}
 		if len(missing) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not ready: %s\n", strings.Join(missing, "; "))
-			return
+		} else {
+			fmt.Fprintln(w, "ok")
 		}
-		fmt.Fprintln(w, "ok")
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
 	})
 	if p.metrics != nil {
 		mux.Handle("GET /metrics", p.metrics)
@@ -152,6 +163,28 @@ func readiness(ctx context.Context, br *bridge.Bridge, src source.Source, sipUp 
 			why: func() string { return rep.Stats().Problem }})
 	}
 	return checks
+}
+
+// slotLagger is a source that reads a replication slot (sqlwatch under
+// cdc=logical): its lag goes to /metrics and /readyz.
+type slotLagger interface {
+	SlotLag() (sqlwatch.SlotLag, bool)
+}
+
+// readyDetail is what /readyz adds below its verdict: the slot's lag,
+// when the source has one.
+func readyDetail(src source.Source) func() []string {
+	sl, ok := src.(slotLagger)
+	if !ok {
+		return nil
+	}
+	return func() []string {
+		lag, ok := sl.SlotLag()
+		if !ok {
+			return nil
+		}
+		return []string{fmt.Sprintf("replication slot %s lag: %d bytes, %.1f s", lag.Slot, lag.Bytes, lag.Seconds)}
+	}
 }
 
 // subscriptionsOf adapts the notifier's subscription list to the API's

@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		return listenError("REGBRIDGE_HTTP_LISTEN", "HTTP", fmt.Errorf("listening on %s: %w", cfg.HTTPListen, err))
 	}
 	httpSrv := &http.Server{
-		Handler:           newHTTPHandler(httpParts{ready: ready, metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken, log: log}),
+		Handler:           newHTTPHandler(httpParts{ready: ready, detail: readyDetail(src), metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken, log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}

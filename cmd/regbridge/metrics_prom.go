@@ -227,6 +227,7 @@ type stateCollector struct {
 	aors, contacts, ready, subs, removed                *prometheus.Desc
 	sipTxs, overloaded, tooLarge, panics                *prometheus.Desc
 	srcUp, srcPolls, srcErrors, srcSkipped, srcLastFull *prometheus.Desc
+	slotLagBytes, slotLagSeconds                        *prometheus.Desc
 	sseClients, sseEvents, sseDropped                   *prometheus.Desc
 	hookEvents, hookRetries, hookQueue                  *prometheus.Desc
 }
@@ -251,6 +252,10 @@ func newStateCollector(in metricInputs) *stateCollector {
 		srcErrors:   d("regbridge_source_errors_total", "Failed reads of the contact store."),
 		srcSkipped:  d("regbridge_source_rows_skipped_total", "Store rows skipped because they could not be decoded."),
 		srcLastFull: d("regbridge_source_last_full_snapshot_timestamp_seconds", "When the last full snapshot of the store was delivered (Unix time)."),
+		slotLagBytes: d("regbridge_source_slot_lag_bytes",
+			"WAL the PostgreSQL server keeps for the replication slot of cdc=logical: its current position minus the slot's confirmed one.", "slot"),
+		slotLagSeconds: d("regbridge_source_slot_lag_seconds",
+			"Age of the oldest WAL the replication slot of cdc=logical has not confirmed (0 when caught up).", "slot"),
 		sseClients:  d("regbridge_sse_clients", "Connected /v1/events streams."),
 		sseEvents:   d("regbridge_sse_events_total", "Contact events queued to /v1/events streams."),
 		sseDropped:  d("regbridge_sse_clients_dropped_total", "/v1/events streams dropped for falling behind."),
@@ -262,7 +267,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded, c.tooLarge, c.panics,
-		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull,
+		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull, c.slotLagBytes, c.slotLagSeconds,
 		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue} {
 		ch <- d
 	}
@@ -318,6 +323,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.srcSkipped, st.Skipped)
 		if !st.LastFull.IsZero() {
 			gauge(c.srcLastFull, float64(st.LastFull.UnixNano())/1e9)
+		}
+	}
+	if sl, ok := in.source.(slotLagger); ok {
+		if lag, ok := sl.SlotLag(); ok {
+			gauge(c.slotLagBytes, float64(lag.Bytes), lag.Slot)
+			gauge(c.slotLagSeconds, lag.Seconds, lag.Slot)
 		}
 	}
 

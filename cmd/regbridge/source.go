@@ -129,7 +129,8 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
 		}
 		kc := kamailio.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
-		kc.CDC, kc.ChangelogPoll, kc.ReconcileInterval, kc.FullReads = readParams(own)
+		rp := readParams(own)
+		kc.CDC, kc.ChangelogPoll, kc.ReconcileInterval, kc.FullReads, kc.Slot, kc.SlotLagWarn = rp.CDC, rp.ChangelogPoll, rp.ReconcileInterval, rp.FullReads, rp.Slot, rp.SlotLagWarn
 		if s.scheme == "kamailio+mysql" {
 			return kamailio.NewMySQL(kc, log)
 		}
@@ -141,7 +142,8 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 			return nil, fmt.Errorf("REGBRIDGE_SOURCE: %w", err)
 		}
 		oc := opensips.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
-		oc.CDC, oc.ChangelogPoll, oc.ReconcileInterval, oc.FullReads = readParams(own)
+		rp := readParams(own)
+		oc.CDC, oc.ChangelogPoll, oc.ReconcileInterval, oc.FullReads, oc.Slot, oc.SlotLagWarn = rp.CDC, rp.ChangelogPoll, rp.ReconcileInterval, rp.FullReads, rp.Slot, rp.SlotLagWarn
 		if s.scheme == "opensips+mysql" {
 			return opensips.NewMySQL(oc, log)
 		}
@@ -187,7 +189,9 @@ func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
 	if err := checkTZ(own); err != nil {
 		return ep, nil, err
 	}
-	if _, err := sqlwatch.ParseReadParams(own); err != nil {
+	if p, err := sqlwatch.ParseReadParams(own); err != nil {
+		return ep, nil, err
+	} else if err := p.ForDriver(driver); err != nil {
 		return ep, nil, err
 	}
 	return ep, own, nil
@@ -195,9 +199,9 @@ func dbEndpoint(u *url.URL) (sqlwatch.Endpoint, url.Values, error) {
 
 // readParams are how a SQL server source reads (sqlwatch.ReadParamNames,
 // validated by dbEndpoint).
-func readParams(own url.Values) (cdc string, changelogPoll, reconcile time.Duration, fullReads bool) {
+func readParams(own url.Values) sqlwatch.ReadParams {
 	p, _ := sqlwatch.ParseReadParams(own)
-	return p.CDC, p.ChangelogPoll, p.ReconcileInterval, p.FullReads
+	return p
 }
 
 // checkTZ rejects a tz parameter that names no IANA time zone.

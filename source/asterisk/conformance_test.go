@@ -99,7 +99,7 @@ func (h *astdbHarness) Limits() sourcetest.Limits { return sourcetest.Limits{NoC
 // through a proxy that Break cuts.
 type realtimeHarness struct {
 	driver string
-	cdc    bool // change capture by triggers, polling off
+	cdc    string // change capture mode (sqlwatch.CDCTrigger, CDCLogical), polling off; "" polls
 	db     *sqltest.DB
 	proxy  *sourcetest.Proxy
 	table  string
@@ -119,9 +119,16 @@ func TestConformanceRealtime(t *testing.T) {
 func TestConformanceRealtimeCDC(t *testing.T) {
 	for _, driver := range []string{sqlwatch.DriverMySQL, sqlwatch.DriverPostgres} {
 		t.Run(driver, func(t *testing.T) {
-			sourcetest.Run(t, &realtimeHarness{driver: driver, cdc: true})
+			sourcetest.Run(t, &realtimeHarness{driver: driver, cdc: sqlwatch.CDCTrigger})
 		})
 	}
+}
+
+// TestConformanceRealtimeLogical runs the suite over PostgreSQL logical
+// replication (?cdc=logical) on ps_contacts, polling and reconciles an
+// hour apart. The slot goes with the test's database (sqltest).
+func TestConformanceRealtimeLogical(t *testing.T) {
+	sourcetest.Run(t, &realtimeHarness{driver: sqlwatch.DriverPostgres, cdc: sqlwatch.CDCLogical})
 }
 
 func (h *realtimeHarness) NewSource(t *testing.T) source.Source {
@@ -140,14 +147,14 @@ func (h *realtimeHarness) NewSource(t *testing.T) source.Source {
 	}
 	h.proxy = sourcetest.NewProxy(t, h.db.Endpoint.Addr)
 	watch := testWatch
-	if h.cdc {
-		watch.CDC, watch.PollInterval, watch.ReconcileInterval = sqlwatch.CDCTrigger, time.Hour, time.Hour
+	if h.cdc != "" {
+		watch.CDC, watch.PollInterval, watch.ReconcileInterval = h.cdc, time.Hour, time.Hour
 	}
 	w, err := NewRealtime(RealtimeConfig{Driver: h.driver, Endpoint: h.db.Via(h.proxy.Addr()), Domain: sourcetest.Domain, Watch: watch}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.cdc {
+	if h.cdc != "" {
 		stmts, err := w.CaptureSQL(true)
 		if err != nil {
 			t.Fatal(err)

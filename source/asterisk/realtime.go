@@ -58,8 +58,8 @@ func (c *RealtimeConfig) Validate() error {
 
 // ParseRealtimeURL reads an asterisk+mysql:// or asterisk+postgres:// URL:
 // the server, table= and the read parameters every SQL server source
-// takes (sqlwatch.ReadParamNames: cdc=trigger, changelog_poll=,
-// reconcile=, incremental=). Errors never repeat the URL (it may hold a
+// takes (sqlwatch.ReadParamNames: cdc=trigger or cdc=logical,
+// changelog_poll=, reconcile=, incremental=, slot=, slot_lag_warn=). Errors never repeat the URL (it may hold a
 // password).
 func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
 	var c RealtimeConfig
@@ -80,6 +80,9 @@ func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
 		return c, err
 	}
 	params, err := sqlwatch.ParseReadParams(own)
+	if err == nil {
+		err = params.ForDriver(c.Driver)
+	}
 	if err != nil {
 		return c, err
 	}

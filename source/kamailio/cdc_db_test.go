@@ -1,6 +1,7 @@
 package kamailio
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -19,8 +20,12 @@ import (
 // a fingerprint poll) carried it.
 const slow = time.Hour
 
-// cdcHarness is dbHarness with change capture installed and polling off.
-type cdcHarness struct{ dbHarness }
+// cdcHarness is dbHarness with change capture installed and polling off:
+// mode is sqlwatch.CDCTrigger unless set.
+type cdcHarness struct {
+	dbHarness
+	mode string
+}
 
 func (h *cdcHarness) NewSource(t *testing.T) source.Source {
 	h.n++
@@ -31,12 +36,17 @@ func (h *cdcHarness) NewSource(t *testing.T) source.Source {
 	log, _ := newLogger(t)
 	w, err := h.srv.newWatcher(DBConfig{
 		Endpoint: h.db.Via(h.proxy.Addr()), Table: table, Domain: sourcetest.Domain, TZ: registrarTZ,
-		PollInterval: slow, ReconcileInterval: slow, MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCTrigger,
+		PollInterval: slow, ReconcileInterval: slow, MaxBackoff: 200 * time.Millisecond, CDC: cmp.Or(h.mode, sqlwatch.CDCTrigger),
 	}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	install(t, w, true)
+	if h.mode == sqlwatch.CDCLogical {
+		// Runs after the suite stopped the watcher: no slot outlives the
+		// subtest (each pins WAL on the shared server).
+		t.Cleanup(func() { install(t, w, false) })
+	}
 	return w
 }
 
@@ -55,7 +65,7 @@ func install(t testing.TB, w *sqlwatch.Watcher, on bool) {
 func TestConformanceCDC(t *testing.T) {
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {
-			sourcetest.Run(t, &cdcHarness{dbHarness{srv: srv, db: srv.open(t)}})
+			sourcetest.Run(t, &cdcHarness{dbHarness: dbHarness{srv: srv, db: srv.open(t)}})
 		})
 	}
 }

@@ -41,7 +41,8 @@ type DBConfig struct {
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// CDC is sqlwatch.CDCTrigger to read changes from the triggers
-	// `regbridge cdc install` adds (sqlwatch.Config.CDC); default polling.
+	// `regbridge cdc install` adds, or sqlwatch.CDCLogical (PostgreSQL
+	// logical replication) (sqlwatch.Config.CDC); default polling.
 	CDC string
 	// ChangelogPoll is how often the MySQL changelog is read under CDC;
 	// default sqlwatch.DefaultChangelogPoll.
@@ -51,6 +52,10 @@ type DBConfig struct {
 	ChangelogRetention time.Duration
 	// FullReads turns incremental reads off (sqlwatch.Config.FullReads).
 	FullReads bool
+	// Slot and SlotLagWarn tune cdc=logical (sqlwatch.Config.Slot,
+	// SlotLagWarn).
+	Slot        string
+	SlotLagWarn int64
 }
 
 // Validate fills defaults and rejects settings that can never work; it
@@ -81,7 +86,8 @@ func (c *DBConfig) Validate() (*time.Location, error) {
 
 func (c *DBConfig) watchConfig() sqlwatch.Config {
 	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
-		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads}
+		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn}
 }
 
 // NewMySQL returns a watcher of a location table in MySQL or MariaDB; it

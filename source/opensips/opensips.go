@@ -73,13 +73,18 @@ type DBConfig struct {
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// CDC is sqlwatch.CDCTrigger to read changes from the triggers
-	// `regbridge cdc install` adds (sqlwatch.Config.CDC); default polling.
+	// `regbridge cdc install` adds, or sqlwatch.CDCLogical (PostgreSQL
+	// logical replication) (sqlwatch.Config.CDC); default polling.
 	CDC string
 	// ChangelogPoll is how often the MySQL changelog is read under CDC;
 	// default sqlwatch.DefaultChangelogPoll.
 	ChangelogPoll time.Duration
 	// FullReads turns incremental reads off (sqlwatch.Config.FullReads).
 	FullReads bool
+	// Slot and SlotLagWarn tune cdc=logical (sqlwatch.Config.Slot,
+	// SlotLagWarn).
+	Slot        string
+	SlotLagWarn int64
 }
 
 // SQLiteConfig configures the watcher of an OpenSIPS location table in a
@@ -143,7 +148,8 @@ func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
 
 func newDBWatcher(cfg DBConfig, d sqlwatch.Dialect, component string, log *slog.Logger) (*sqlwatch.Watcher, error) {
 	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: cfg.ReconcileInterval, MaxBackoff: cfg.MaxBackoff,
-		CDC: cfg.CDC, ChangelogPoll: cfg.ChangelogPoll, FullReads: cfg.FullReads}
+		CDC: cfg.CDC, ChangelogPoll: cfg.ChangelogPoll, FullReads: cfg.FullReads,
+		Slot: cfg.Slot, SlotLagWarn: cfg.SlotLagWarn}
 	loc, err := common(&cfg.Table, &cfg.Domain, &cfg.TZ, &wc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", component, err)

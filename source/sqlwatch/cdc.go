@@ -63,9 +63,29 @@ type Capturer interface {
 // ErrNoCapture is returned for stores without trigger-based capture.
 var ErrNoCapture = errors.New("change capture needs a MySQL/MariaDB or PostgreSQL store")
 
+// ErrNoLogical is returned for cdc=logical on a store other than
+// PostgreSQL.
+var ErrNoLogical = errors.New("cdc=logical needs a PostgreSQL store")
+
+// CaptureNotes are SQL comments `regbridge cdc` prints before the SQL:
+// what the server needs for the configured mode (empty when nothing).
+func (w *Watcher) CaptureNotes() string {
+	if w.cfg.CDC == CDCLogical {
+		return LogicalSettings
+	}
+	return ""
+}
+
 // CaptureSQL returns the statements `regbridge cdc install` (install) or
 // `uninstall` runs for the watched table.
 func (w *Watcher) CaptureSQL(install bool) ([]string, error) {
+	if w.cfg.CDC == CDCLogical {
+		d, ok := w.dialect.(*Postgres)
+		if !ok {
+			return nil, ErrNoLogical
+		}
+		return d.LogicalSQL(&w.table, w.cfg.Slot, install), nil
+	}
 	c, ok := w.dialect.(Capturer)
 	if !ok {
 		return nil, ErrNoCapture
@@ -75,6 +95,13 @@ func (w *Watcher) CaptureSQL(install bool) ([]string, error) {
 
 // ExecCapture runs statements from CaptureSQL.
 func (w *Watcher) ExecCapture(ctx context.Context, stmts []string) error {
+	if w.cfg.CDC == CDCLogical {
+		d, ok := w.dialect.(*Postgres)
+		if !ok {
+			return ErrNoLogical
+		}
+		return d.ExecLogical(ctx, stmts)
+	}
 	c, ok := w.dialect.(Capturer)
 	if !ok {
 		return ErrNoCapture

@@ -168,3 +168,168 @@ func (f *pgFeed) Close() error {
 	defer cancel()
 	return f.conn.Close(ctx)
 }
+
+// What `regbridge cdc install|uninstall` does for cdc=logical: a
+// publication of the location table, a logical replication slot using the
+// pgoutput plugin, and a replica identity that puts the watcher's key in
+// every DELETE (the watcher keys rows by a column, such as Kamailio's
+// ruid, that need not be the primary key: Kamailio's key is id). Nothing
+// else touches the registrar's table: no trigger, no changelog.
+
+const (
+	// slotDropWait bounds how long uninstall waits for a streaming
+	// regbridge to let go of its slot after it was told to stop.
+	slotDropWait = 10 * time.Second
+	// sqlObjectInUse is SQLSTATE 55006 (a slot still active).
+	sqlObjectInUse = "55006"
+)
+
+// LogicalSettings says what the server needs for cdc=logical; `regbridge
+// cdc` prints it.
+const LogicalSettings = `-- cdc=logical needs, on the PostgreSQL server:
+--   wal_level = logical            (postgresql.conf; a restart applies it)
+--   max_replication_slots >= 1 free slot per regbridge instance (default 10)
+--   max_wal_senders >= 1 free sender per regbridge instance (default 10)
+--   a user with the REPLICATION attribute (or a superuser) that may read
+--   the table and, for install, owns it (CREATE PUBLICATION, ALTER TABLE)
+--   pg_hba.conf: the user may connect to the database (replication=database
+--   connections match the database's own lines)
+-- The table's REPLICA IDENTITY must include the watched key: install keeps
+-- the primary key when it is the key, else uses a unique index on the key
+-- (Kamailio: the ruid index), else FULL.
+-- A slot keeps WAL until regbridge confirms it: watch slot lag in /metrics,
+-- and run uninstall (it drops the slot) when regbridge is retired.`
+
+// logicalNames are the publication and slot of t (slot: the configured
+// one, else regbridge_<database>_<table>, which keeps two databases on one
+// server apart, since slots are per server).
+func (d *Postgres) logicalNames(t *Table, slot string) (pub, slotName string) {
+	pub = strings.ToLower("regbridge_" + t.Name)
+	if len(pub) > 63 {
+		pub = pub[:63]
+	}
+	if slot != "" {
+		return pub, slot
+	}
+	b := []byte(strings.ToLower("regbridge_" + d.cfg.Database + "_" + t.Name))
+	for i, c := range b {
+		if !(c == '_' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 63 {
+		b = b[:63]
+	}
+	return pub, string(b)
+}
+
+// LogicalSQL is the SQL of `regbridge cdc install` (install) or
+// `uninstall` for cdc=logical; every statement is idempotent and runs on
+// its own (a slot cannot be created in a transaction that wrote).
+// Uninstall keeps the replica identity: it costs nothing but a key in the
+// WAL of each DELETE, and another consumer may rely on it.
+func (d *Postgres) LogicalSQL(t *Table, slot string, install bool) []string {
+	pub, slot := d.logicalNames(t, slot)
+	tbl := QuotePostgres(t.Name)
+	if !install {
+		return []string{
+			"DROP PUBLICATION IF EXISTS " + pub,
+			// A running regbridge holds its slot: end its stream (it
+			// finds the publication gone and polls), then drop the slot.
+			fmt.Sprintf("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '%s' AND active_pid IS NOT NULL", slot),
+			fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '%s'", slot),
+		}
+	}
+	return []string{
+		fmt.Sprintf(`DO $regbridge$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = '%s') THEN
+    CREATE PUBLICATION %s FOR TABLE %s;
+  END IF;
+END
+$regbridge$`, pub, pub, tbl),
+		fmt.Sprintf(`DO $regbridge$
+DECLARE
+  rel regclass := '%s'::regclass;
+  keycol smallint := (SELECT attnum FROM pg_attribute WHERE attrelid = '%s'::regclass AND attname = '%s');
+  idx text;
+BEGIN
+  -- Already enough: FULL, or an identity whose columns include the key.
+  IF (SELECT relreplident FROM pg_class WHERE oid = rel) = 'f' OR EXISTS (
+      SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+      WHERE i.indrelid = rel AND keycol = ANY (i.indkey::smallint[])
+        AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))) THEN
+    RETURN;
+  END IF;
+  -- A unique index on the key alone (NOT NULL, not partial, immediate).
+  SELECT quote_ident(ic.relname) INTO idx
+    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = keycol
+    WHERE i.indrelid = rel AND i.indisunique AND i.indimmediate AND i.indpred IS NULL
+      AND i.indnatts = 1 AND i.indkey[0] = keycol AND a.attnotnull
+    LIMIT 1;
+  IF idx IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY USING INDEX %%s', rel, idx);
+  ELSE
+    ALTER TABLE %s REPLICA IDENTITY FULL;
+  END IF;
+END
+$regbridge$`, tbl, tbl, t.Columns[t.Key], tbl),
+		fmt.Sprintf("SELECT pg_create_logical_replication_slot('%s', 'pgoutput') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '%s')", slot, slot),
+	}
+}
+
+// ExecLogical runs stmts from LogicalSQL one by one on a connection of its
+// own, after checking that the server can do logical replication at all.
+func (d *Postgres) ExecLogical(ctx context.Context, stmts []string) error {
+	conn, err := pgx.ConnectConfig(ctx, d.cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var level string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level')").Scan(&level); err != nil {
+		return err
+	}
+	if level != "logical" {
+		return fmt.Errorf("wal_level is %s: set wal_level = logical in postgresql.conf and restart PostgreSQL", level)
+	}
+	for _, s := range stmts {
+		deadline := time.Now().Add(slotDropWait)
+		for {
+			_, err = conn.Exec(ctx, s)
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == sqlObjectInUse && time.Now().Before(deadline) {
+				// The stream just told to stop still holds the slot.
+				if !sleep(ctx, 100*time.Millisecond) {
+					return ctx.Err()
+				}
+				continue
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", firstLine(s), explainLogical(err))
+		}
+	}
+	return nil
+}
+
+// explainLogical names the privilege or setting a failed statement lacks.
+func explainLogical(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "42501": // insufficient_privilege
+		return fmt.Errorf("%w (the user needs the REPLICATION attribute, or superuser, and must own the table)", err)
+	case "53400": // configuration_limit_exceeded
+		return fmt.Errorf("%w (raise max_replication_slots, or drop a slot nobody uses)", err)
+	case sqlObjectInUse:
+		return fmt.Errorf("%w (the slot is in use: by this regbridge's previous connection until the server notices it is gone, see wal_sender_timeout, or by another regbridge: give each its own slot=)", err)
+	case "55000": // object_not_in_prerequisite_state
+		return fmt.Errorf("%w (logical replication needs wal_level = logical)", err)
+	}
+	return err
+}

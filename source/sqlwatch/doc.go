@@ -7,7 +7,10 @@
 // deletes by a key scan, checked against the server's count and hash sum,
 // else a full read), or, with Config.CDC, from change-capture triggers
 // (cdc.go: PostgreSQL LISTEN/NOTIFY, a MySQL changelog table; STORES.md
-// 1.5) that Capturer installs for `regbridge cdc`; beside a feed the
+// 1.5) that Capturer installs for `regbridge cdc`, or with CDCLogical from
+// a PostgreSQL logical replication slot (logical.go: rows decoded from the
+// pgoutput stream, applied per transaction at commit, resumed from the
+// delivered position); beside a trigger feed the
 // periodic reconcile verifies the table on a second connection while the
 // feed goes on, and reads by key only the rows that differ (verify.go).
 // Outages are retried

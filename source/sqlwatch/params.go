@@ -4,16 +4,21 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // ReadParamNames are the URL parameters of a SQL server source that tune
 // how it is read, for every registrar's table: cdc=trigger (change capture
-// by the triggers `regbridge cdc install` adds), changelog_poll (how often
-// the MySQL changelog is read; default 20ms), reconcile (the safety-net
-// reconcile interval; default 30s) and incremental=false (a full read for
-// every change the change check shows, instead of the changed rows).
-var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental"}
+// by the triggers `regbridge cdc install` adds) or cdc=logical
+// (PostgreSQL logical replication: a publication and a replication slot),
+// changelog_poll (how often the MySQL changelog is read; default 20ms),
+// reconcile (the safety-net reconcile interval; default 30s),
+// incremental=false (a full read for every change the change check shows,
+// instead of the changed rows), slot (the replication slot of
+// cdc=logical; default regbridge_<database>_<table>) and slot_lag_warn
+// (the slot lag that is logged as a warning; default 1GiB).
+var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental", "slot", "slot_lag_warn"}
 
 // ReadParams are those parameters, parsed; zero values keep the defaults.
 type ReadParams struct {
@@ -21,6 +26,8 @@ type ReadParams struct {
 	ChangelogPoll     time.Duration
 	ReconcileInterval time.Duration
 	FullReads         bool
+	Slot              string
+	SlotLagWarn       int64
 }
 
 // ParseReadParams reads ReadParamNames from a source URL's parameters.
@@ -28,8 +35,8 @@ type ReadParams struct {
 // password).
 func ParseReadParams(own url.Values) (ReadParams, error) {
 	var p ReadParams
-	if v := own.Get("cdc"); v != "" && v != CDCTrigger {
-		return p, fmt.Errorf("cdc=%q: the only mode is cdc=%s", v, CDCTrigger)
+	if v := own.Get("cdc"); v != "" && v != CDCTrigger && v != CDCLogical {
+		return p, fmt.Errorf("cdc=%q: want cdc=%s or cdc=%s", v, CDCTrigger, CDCLogical)
 	}
 	p.CDC = own.Get("cdc")
 	for _, d := range []struct {
@@ -51,7 +58,32 @@ func ParseReadParams(own url.Values) (ReadParams, error) {
 		}
 		p.FullReads = !inc
 	}
+	if own.Has("slot") {
+		p.Slot = own.Get("slot")
+		if !ValidSlot(p.Slot) {
+			return p, fmt.Errorf("slot=%q is not a replication slot name (1 to 63 of a-z, 0-9, _)", p.Slot)
+		}
+	}
+	if v := own.Get("slot_lag_warn"); v != "" {
+		n, err := ParseSize(v)
+		if err != nil || n <= 0 {
+			return p, fmt.Errorf("slot_lag_warn=%q is not a positive size (such as 512MiB or 1GiB)", v)
+		}
+		p.SlotLagWarn = n
+	}
+	if (p.Slot != "" || p.SlotLagWarn != 0) && p.CDC != CDCLogical {
+		return p, fmt.Errorf("slot and slot_lag_warn need cdc=%s", CDCLogical)
+	}
 	return p, nil
+}
+
+// ForDriver rejects parameters the driver cannot honour: cdc=logical is
+// PostgreSQL's.
+func (p ReadParams) ForDriver(driver string) error {
+	if p.CDC == CDCLogical && driver != DriverPostgres {
+		return fmt.Errorf("cdc=%s needs a PostgreSQL store (on MySQL/MariaDB use cdc=%s)", CDCLogical, CDCTrigger)
+	}
+	return nil
 }
 
 // Apply sets the parameters given on c.
@@ -66,4 +98,44 @@ func (p ReadParams) Apply(c *Config) {
 		c.ReconcileInterval = p.ReconcileInterval
 	}
 	c.FullReads = c.FullReads || p.FullReads
+	if p.Slot != "" {
+		c.Slot = p.Slot
+	}
+	if p.SlotLagWarn != 0 {
+		c.SlotLagWarn = p.SlotLagWarn
+	}
+}
+
+// ValidSlot reports whether s can name a replication slot (PostgreSQL
+// allows lower-case letters, digits and underscores, at most 63 bytes).
+func ValidSlot(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c == '_' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSize reads a byte count: a number with an optional unit B, kB/KB,
+// MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: no number", s)
+	}
+	mult := map[string]int64{"": 1, "B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("size %q: unknown unit %q", s, unit)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
 }

@@ -22,7 +22,11 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 	defer w.up.Store(false) // nobody is watching the store any more
 	w.keyed, _ = sink.(KeyedSink)
 	defer func() { w.keyed = nil }()
-	w.snap.synced = false // a new sink has nothing yet
+	if w.cfg.CDC != CDCLogical || !sameSink(sink, w.logical.sink) {
+		// A new sink has nothing yet. (Under cdc=logical the sink of the
+		// last Run keeps what it accepted: the stream resumes there.)
+		w.snap.synced = false
+	}
 	backoff := w.cfg.MinBackoff
 	down := false
 	recovered := func() {
@@ -77,6 +81,11 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	}
 	defer s.Close()
 
+	if w.cfg.CDC == CDCLogical {
+		if handled, err := w.logicalSession(ctx, sink, s, recovered); handled {
+			return err
+		}
+	}
 	// Under CDC the feed opens (LISTEN) before the snapshot, so every
 	// change committed after the snapshot reaches us.
 	f, err := w.openFeed(ctx)

@@ -209,6 +209,22 @@ func pgColumnNames(ctx context.Context, conn *pgx.Conn, query string) ([]string,
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// inSnapshot runs fn in a read-only REPEATABLE READ transaction that sees
+// the exported snapshot name (a replication slot's starting point).
+func (s *pgSession) inSnapshot(ctx context.Context, name string, fn func() error) error {
+	for _, c := range name {
+		if !(c == '-' || '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f') {
+			return fmt.Errorf("unexpected snapshot name %q", name)
+		}
+	}
+	return s.Consistent(ctx, func() error {
+		if _, err := s.conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+name+"'"); err != nil {
+			return fmt.Errorf("importing the slot's snapshot: %w", err)
+		}
+		return fn()
+	})
+}
+
 func (s *pgSession) query(ctx context.Context, query string, fn func(row []Value)) error {
 	rows, err := s.conn.Query(ctx, query)
 	if err != nil {

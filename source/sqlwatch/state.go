@@ -181,3 +181,39 @@ func (st *snapshotState) known(key []byte) bool {
 func (st *snapshotState) batch() source.Batch {
 	return source.Batch{Contacts: st.changed, Deleted: st.deleted}
 }
+
+// compactStep leaves in the step's batch the last version of each key
+// still present, and the deletion of each key gone: a transaction (or a
+// catch-up) may change one row several times.
+func (st *snapshotState) compactStep() {
+	if len(st.changed)+len(st.deleted) < 2 {
+		return
+	}
+	present := func(k string) bool { _, ok := st.lookupString(st.raw(k)); return ok }
+	seen := make(map[string]struct{}, len(st.changed)+len(st.deleted))
+	keep := make([]bool, len(st.changed))
+	for i := len(st.changed) - 1; i >= 0; i-- {
+		k := st.changed[i].Key
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			keep[i] = present(k)
+		}
+	}
+	out := st.changed[:0]
+	for i := range st.changed {
+		if keep[i] {
+			out = append(out, st.changed[i])
+		}
+	}
+	clear(st.changed[len(out):])
+	st.changed = out
+	clear(seen)
+	del := st.deleted[:0]
+	for _, k := range st.deleted {
+		if _, dup := seen[k]; !dup && !present(k) {
+			seen[k] = struct{}{}
+			del = append(del, k)
+		}
+	}
+	st.deleted = del
+}

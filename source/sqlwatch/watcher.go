@@ -59,7 +59,17 @@ const (
 	// install` put on the table: LISTEN/NOTIFY on PostgreSQL, a changelog
 	// table on MySQL/MariaDB.
 	CDCTrigger = "trigger"
+	// CDCLogical reads changes from a PostgreSQL logical replication slot
+	// through the pgoutput plugin (logical.go): no trigger, no write on
+	// the registrar's tables.
+	CDCLogical = "logical"
 )
+
+// DefaultSlotLagWarn is the slot lag logged as a warning under
+// CDCLogical: a slot that stops advancing keeps WAL on the server's disk,
+// and a gibibyte is far beyond what a location table writes while
+// regbridge keeps up, yet far below a full disk.
+const DefaultSlotLagWarn = 1 << 30
 
 const (
 	// minPollInterval rejects intervals that would busy-loop the store.
@@ -81,13 +91,19 @@ type Config struct {
 	// FullReads turns incremental reads off: every change the fingerprint
 	// shows is answered with a full read (as before incremental reads).
 	FullReads bool
-	// CDC is CDCOff or CDCTrigger.
+	// CDC is CDCOff, CDCTrigger or CDCLogical.
 	CDC string
 	// ChangelogPoll and ChangelogRetention tune the MySQL changelog under
 	// CDCTrigger; defaults DefaultChangelogPoll and
 	// DefaultChangelogRetention.
 	ChangelogPoll      time.Duration
 	ChangelogRetention time.Duration
+	// Slot is the replication slot of CDCLogical; default
+	// regbridge_<database>_<table>. SlotLagWarn is the lag in bytes
+	// above which the slot is logged as falling behind; default
+	// DefaultSlotLagWarn.
+	Slot        string
+	SlotLagWarn int64
 }
 
 // Validate fills defaults and rejects settings that can never work.
@@ -104,9 +120,16 @@ func (c *Config) Validate() error {
 	def(&c.MaxBackoff, DefaultMaxBackoff)
 	def(&c.ChangelogPoll, DefaultChangelogPoll)
 	def(&c.ChangelogRetention, DefaultChangelogRetention)
+	if c.SlotLagWarn == 0 {
+		c.SlotLagWarn = DefaultSlotLagWarn
+	}
 	switch {
-	case c.CDC != CDCOff && c.CDC != CDCTrigger:
-		return fmt.Errorf("CDC %q: want %q or nothing", c.CDC, CDCTrigger)
+	case c.CDC != CDCOff && c.CDC != CDCTrigger && c.CDC != CDCLogical:
+		return fmt.Errorf("CDC %q: want %q, %q or nothing", c.CDC, CDCTrigger, CDCLogical)
+	case c.Slot != "" && !ValidSlot(c.Slot):
+		return fmt.Errorf("Slot %q is not a replication slot name (1 to 63 of a-z, 0-9, _)", c.Slot)
+	case c.SlotLagWarn < 0:
+		return fmt.Errorf("SlotLagWarn %d is negative", c.SlotLagWarn)
 	case c.ChangelogPoll < minPollInterval || c.ChangelogRetention < 0:
 		return fmt.Errorf("ChangelogPoll %v must be at least %v and ChangelogRetention not negative", c.ChangelogPoll, minPollInterval)
 	case c.PollInterval < minPollInterval:
@@ -225,6 +248,7 @@ type Watcher struct {
 	complete   bool      // the last read decoded every row
 	cdcWarned  bool      // "triggers not installed" was logged
 	cdcRunning bool      // the last session used CDC (for log lines)
+	logical    logicalState
 }
 
 var (

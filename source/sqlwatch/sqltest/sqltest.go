@@ -137,6 +137,7 @@ func Postgres(t testing.TB) *DB {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn.Close(ctx)
+		dropSlots(t, ctx, admin, name)
 		// FORCE ends connections a failed test may have left behind.
 		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("dropping database %s: %v", name, err)
@@ -147,6 +148,27 @@ func Postgres(t testing.TB) *DB {
 		Driver:   sqlwatch.DriverPostgres,
 		Endpoint: sqlwatch.Endpoint{Addr: PostgresAddr, User: "postgres", Database: name, Params: map[string]string{"sslmode": "disable"}},
 		pg:       conn,
+	}
+}
+
+// dropSlots ends and drops the replication slots (cdc=logical) of
+// database name: a slot left behind keeps WAL on the shared server, and
+// DROP DATABASE refuses a database with one.
+func dropSlots(t testing.TB, ctx context.Context, admin *pgx.Conn, name string) {
+	for {
+		if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL", name); err != nil {
+			t.Errorf("ending replication of %s: %v", name, err)
+			return
+		}
+		_, err := admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "is active") {
+			t.Errorf("dropping replication slots of %s: %v", name, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // the ended walsender still holds it
 	}
 }
 
