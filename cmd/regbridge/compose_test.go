@@ -245,8 +245,8 @@ func TestWarnNoRemoteWatcher(t *testing.T) {
 		"REGBRIDGE_HTTP_LISTEN": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
 	var log syncBuffer
-	if code := run(t.Context(), nil, mapEnv(env), &log, &log); code != 1 {
-		t.Fatalf("exit %d, want 1 (SIP port held by the test):\n%s", code, log.String())
+	if code := run(t.Context(), nil, mapEnv(env), &log, &log); code != 2 {
+		t.Fatalf("exit %d, want 2, a setup error (SIP port held by the test):\n%s", code, log.String())
 	}
 	if got := strings.Count(log.String(), "level=WARN msg=\"SIP listens beyond loopback"); got != 1 {
 		t.Fatalf("%d start-up warnings, want 1:\n%s", got, log.String())
