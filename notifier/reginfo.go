@@ -42,9 +42,10 @@ type Document struct {
 // AppendReginfo appends the application/reginfo+xml document to dst. now is
 // used for the expires and duration-registered attributes.
 //
-// Contact attributes follow RFC 3680 5.1: expires only on active,
-// non-permanent contacts (it is a MUST for event="shortened", so the bridge
-// must not report a permanent binding as shortened); retry-after on every
+// Contact attributes follow RFC 3680 5.1: expires on active, non-permanent
+// contacts (it is a MUST for event="shortened", so the bridge must not
+// report a permanent binding as shortened) and expires="0" on terminated
+// ones (no time left; see appendContact); retry-after on every
 // probation contact (MUST); duration-registered when the start of the
 // binding is known; q when the store has one; callid and cseq together,
 // when the store knows the REGISTER. A contact with a +sip.instance gets it
@@ -112,10 +113,15 @@ func appendContact(dst []byte, aor string, c *bridge.ContactView, now time.Time)
 	dst = append(dst, `" event="`...)
 	dst = appendAttr(dst, string(c.Event))
 	dst = append(dst, '"')
-	// RFC 3680 5.1 allows expires with any event whose contact state is
-	// active; on a terminated contact it would describe a binding that no
-	// longer exists.
-	if c.State == bridge.ContactActive && !c.Permanent() {
+	switch {
+	case c.State == bridge.ContactTerminated:
+		// A terminated binding has no time left: expires="0". The schema
+		// (RFC 3680 5.4) allows it on any contact, and subscribers that
+		// mirror reginfo into a location table act on expires, not on
+		// state: Kamailio's pua_reginfo skips a contact without it ("No
+		// expires for this contact!") and would keep the binding.
+		dst = append(dst, ` expires="0"`...)
+	case !c.Permanent():
 		dst = append(dst, ` expires="`...)
 		dst = strconv.AppendUint(dst, wholeSeconds(c.Expires.Sub(now)), 10)
 		dst = append(dst, '"')

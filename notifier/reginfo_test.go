@@ -273,9 +273,9 @@ func TestAppendReginfoDetails(t *testing.T) {
 			notWant: []string{"expires="},
 		},
 		{
-			name:    "terminated has no expires",
-			doc:     partialDoc(0, bridge.RegTerminated, joePhone(withTerminated(bridge.EventUnregistered))),
-			notWant: []string{"expires="},
+			name: "terminated has expires 0",
+			doc:  partialDoc(0, bridge.RegTerminated, joePhone(withTerminated(bridge.EventUnregistered))),
+			want: []string{` event="unregistered" expires="0" `},
 		},
 		{
 			name:    "retry-after only with probation",
@@ -547,8 +547,11 @@ func checkReginfoRules(t *testing.T, doc Document, got []byte) {
 			if xc.ID != xmlSafe(c.ID) || xc.State != string(c.State) || xc.Event != string(c.Event) {
 				where("id %q state %q event %q", xc.ID, xc.State, xc.Event)
 			}
-			if wantExp := c.State == bridge.ContactActive && !c.Permanent(); (xc.Expires != nil) != wantExp {
+			if wantExp := c.State == bridge.ContactTerminated || !c.Permanent(); (xc.Expires != nil) != wantExp {
 				where("expires present %v, want %v", xc.Expires != nil, wantExp)
+			}
+			if c.State == bridge.ContactTerminated && xc.Expires != nil && *xc.Expires != "0" {
+				where("terminated with expires %q, want 0", *xc.Expires)
 			}
 			if c.Event == bridge.EventShortened && !c.Permanent() && xc.Expires == nil {
 				where("shortened without expires")
