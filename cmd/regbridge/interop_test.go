@@ -1,0 +1,287 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/source/kamailio"
+)
+
+// The interop suite: a third-party reg-event subscriber, Kamailio's
+// pua_reginfo (Debian kamailio-presence-modules), mirrors regbridge's
+// NOTIFYs into its own usrloc as an edge proxy or P-CSCF does, while a
+// real Kamailio registrar writes the SQLite table regbridge reads. After
+// every step the subscriber's usrloc (kamcmd ul.dump) must equal what it
+// mirrors: the registrar's own usrloc, or regbridge's view where regbridge
+// itself decided (admin actions, expiry of a shortened binding).
+
+// ulContact is one contact as usrloc holds it.
+type ulContact struct {
+	aor, uri, callID string
+	cseq             int
+	expires          int    // seconds left
+	status           string // "" live; "expired", "deleted" or "permanent" otherwise
+}
+
+// ulDump reads the contacts of k's usrloc with kamcmd ul.dump.
+func ulDump(t *testing.T, bins kamBins, k *kamInstance) []ulContact {
+	t.Helper()
+	out, err := exec.Command(bins.kamcmd, "-s", "unix:"+k.ctl, "ul.dump").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kamcmd ul.dump: %v\n%s", err, out)
+	}
+	return parseULDump(string(out))
+}
+
+// parseULDump reads kamcmd's text rendering of ul.dump: one "Key: value"
+// per line, an AoR before its contacts, Address first in each contact.
+func parseULDump(out string) []ulContact {
+	var cs []ulContact
+	aor := ""
+	for line := range strings.SplitSeq(out, "\n") {
+		key, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		if key == "AoR" {
+			aor = val
+			continue
+		}
+		if key == "Address" {
+			cs = append(cs, ulContact{aor: aor, uri: val})
+			continue
+		}
+		if len(cs) == 0 {
+			continue
+		}
+		c := &cs[len(cs)-1]
+		switch key {
+		case "Expires":
+			if n, err := strconv.Atoi(val); err == nil {
+				c.expires = n
+			} else {
+				c.status = val
+			}
+		case "Call-ID":
+			c.callID = val
+		case "CSeq":
+			c.cseq, _ = strconv.Atoi(val)
+		}
+	}
+	return cs
+}
+
+// liveOf keeps the live contacts of user's AOR ("alice" as a registrar
+// with use_domain=0 keys it, "alice@example.com" as pua_reginfo does),
+// sorted by URI: an expired contact is no binding any more, whether or
+// not usrloc's timer has removed it yet.
+func liveOf(cs []ulContact, user string) []ulContact {
+	var out []ulContact
+	for _, c := range cs {
+		if c.status == "" && (c.aor == user || strings.HasPrefix(c.aor, user+"@")) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b ulContact) int { return strings.Compare(a.uri, b.uri) })
+	return out
+}
+
+// sameBindings reports whether two contact lists name the same bindings
+// (URI, Call-ID, CSeq) with expiries within 2 s of each other (each side
+// rounds to whole seconds at its own instant).
+func sameBindings(a, b []ulContact) bool {
+	return slices.EqualFunc(a, b, func(x, y ulContact) bool {
+		d := x.expires - y.expires
+		return x.uri == y.uri && x.callID == y.callID && x.cseq == y.cseq && d >= -2 && d <= 2
+	})
+}
+
+// short renders contacts for the test log: "A cseq=2 58s, B cseq=1 59s".
+func short(cs []ulContact, names map[string]string) string {
+	if len(cs) == 0 {
+		return "(none)"
+	}
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		name := names[c.uri]
+		if name == "" {
+			name = c.uri
+		}
+		parts[i] = fmt.Sprintf("%s cseq=%d %ds", name, c.cseq, c.expires)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// startSubscriber runs Kamailio with pua_reginfo (subscriber.cfg.tmpl)
+// pointed at regbridge's SIP address over transport, and makes it
+// subscribe to kamAOR. It returns once the first NOTIFY was handled.
+func startSubscriber(t *testing.T, bins kamBins, regbridge, transport string) *kamInstance {
+	t.Helper()
+	puaDB := filepath.Join(t.TempDir(), "pua.db")
+	db, err := sql.Open("sqlite", "file:"+puaDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kamailio's own schema files for db_sqlite: the version table, then
+	// pua's (with the rest of the presence tables).
+	for _, f := range []string{"standard-create.sql", "presence-create.sql"} {
+		ddl, err := os.ReadFile(filepath.Join("/usr/share/kamailio/db_sqlite", f))
+		if err != nil {
+			db.Close()
+			kamMissing(t, "Kamailio's db_sqlite schema: "+err.Error(), "kamailio-sqlite-modules")
+		}
+		for _, s := range splitSQL(string(ddl)) {
+			if _, err := db.Exec(s); err != nil {
+				db.Close()
+				t.Fatalf("%s: %s: %v", f, s, err)
+			}
+		}
+	}
+	db.Close()
+	sub := startKamailio(t, bins, "subscriber.cfg.tmpl", map[string]any{
+		"PuaDB":     puaDB,
+		"Transport": transport,
+		"Regbridge": regbridge,
+		"AOR":       kamUser + "@" + kamDomain,
+	})
+	if out, err := runKamSIPp(t, bins.sipp, "command.xml", sub.addr, freePort(t), "5s", "-s", "subscribe"); err != nil {
+		t.Fatalf("asking the subscriber to subscribe: %v\n%s", err, out)
+	}
+	waitFor(t, "pua_reginfo to handle the first NOTIFY", func() bool {
+		return strings.Contains(sub.log.String(), "reginfo_handle_notify returned")
+	})
+	return sub
+}
+
+// checkSubscribedOver: regbridge holds one subscription, made over
+// transport.
+func checkSubscribedOver(t *testing.T, s *server, transport string) {
+	t.Helper()
+	var subs struct {
+		Subscriptions []struct{ AOR, Transport, Source string }
+	}
+	if code := s.call(t, "GET", "/v1/subscriptions", "", "", &subs); code != 200 ||
+		len(subs.Subscriptions) != 1 || !strings.EqualFold(subs.Subscriptions[0].Transport, transport) {
+		t.Fatalf("GET /v1/subscriptions: %d %+v, want one over %s", code, subs, transport)
+	}
+}
+
+// subscriberErrors returns the ERROR lines of the subscriber's log other
+// than the ones the initial full state causes: pua_reginfo 5.6 knows no
+// registration state "init" (RFC 3680 5.1 requires it for an AOR without
+// bindings) and logs "Unknown State init", then "No state for this
+// contact!", and skips the registration, which is right for it.
+func subscriberErrors(log string) []string {
+	var errs []string
+	inits := 0
+	for line := range strings.SplitSeq(log, "\n") {
+		switch {
+		case !strings.Contains(line, "ERROR:"):
+		case strings.Contains(line, "Unknown State init"):
+			inits++
+		case strings.Contains(line, "No state for this contact!") && inits > 0:
+			inits--
+		default:
+			errs = append(errs, line)
+		}
+	}
+	return errs
+}
+
+// TestKamailioSubscriber: Kamailio's pua_reginfo, subscribed to regbridge
+// over UDP and over TCP, mirrors a Kamailio registrar exactly through two
+// devices registering, refreshing, un-registering and expiring, and logs
+// no error about regbridge's documents.
+func TestKamailioSubscriber(t *testing.T) {
+	bins := kamTools(t, "pua.so", "pua_reginfo.so")
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			start := time.Now()
+			store := kamSQLite(t)
+			vars := registrarVars(store, 1)
+			vars["MinExpires"] = 1 // B registers for 4 s
+			reg := startKamailio(t, bins, "kamailio.cfg.tmpl", vars)
+			s := startServer(t, store.sqliteFile, map[string]string{
+				"REGBRIDGE_SOURCE":        store.source,
+				"REGBRIDGE_DOMAIN":        kamDomain,
+				"REGBRIDGE_POLL_INTERVAL": "50ms",
+			})
+			sub := startSubscriber(t, bins, s.sip, transport)
+			checkSubscribedOver(t, s, transport)
+
+			run := time.Now().UnixNano()
+			a := &kamUA{port: freePort(t), callID: fmt.Sprintf("interop-a-%d@127.0.0.1", run)}
+			b := &kamUA{port: freePort(t), callID: fmt.Sprintf("interop-b-%d@127.0.0.1", run)}
+			names := map[string]string{a.contact(): "A", b.contact(): "B"}
+
+			// step waits until the registrar holds exactly the devices
+			// named (so the step took effect there), then until the
+			// subscriber's mirror equals the registrar's contacts.
+			step := func(name string, want ...*kamUA) {
+				t.Helper()
+				var wantURIs []string
+				for _, ua := range want {
+					wantURIs = append(wantURIs, ua.contact())
+				}
+				slices.Sort(wantURIs)
+				var r, m []ulContact
+				uris := func(cs []ulContact) []string {
+					var out []string
+					for _, c := range cs {
+						out = append(out, c.uri)
+					}
+					return out
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					r = liveOf(ulDump(t, bins, reg), kamUser)
+					m = liveOf(ulDump(t, bins, sub), kamUser)
+					if slices.Equal(uris(r), wantURIs) && sameBindings(r, m) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: registrar %s, subscriber %s (want devices %v)", name, short(r, names), short(m, names), wantURIs)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				t.Logf("%-22s registrar: %-32s subscriber: %s", name, short(r, names), short(m, names))
+			}
+
+			a.run(t, bins.sipp, reg.addr, "register.xml", 60)
+			step("register A", a)
+			b.run(t, bins.sipp, reg.addr, "register.xml", 60)
+			step("register B", a, b)
+			a.run(t, bins.sipp, reg.addr, "register.xml", 60)
+			step("refresh A", a, b)
+			b.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
+			step("un-register B", a)
+			b.run(t, bins.sipp, reg.addr, "register.xml", 4)
+			step("register B for 4s", a, b)
+			step("B expired", a)
+			a.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
+			step("un-register A", []*kamUA{}...)
+
+			if errs := subscriberErrors(sub.log.String()); len(errs) > 0 {
+				t.Errorf("subscriber logged errors:\n%s", strings.Join(errs, "\n"))
+			}
+			t.Logf("%s: %v", transport, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// shortenTo moves a binding's expiry in the registrar's table the way an
+// operator's UPDATE does: same Call-ID and CSeq, earlier expiry, which
+// regbridge reports as shortened.
+func shortenTo(t *testing.T, s *server, uri string, at time.Time) {
+	t.Helper()
+	s.exec(t, `UPDATE location SET expires = ? WHERE contact = ?`, kamailio.TimeToJulian(at), uri)
+}
