@@ -37,6 +37,9 @@ type Document struct {
 	// Registrations are rendered in order, one <registration> each. In a
 	// partial document each holds only its changed contacts.
 	Registrations []bridge.Registration
+	// BasicEvents renders each contact event as the nearest one a watcher
+	// knowing only the basic events understands (compat.go).
+	BasicEvents bool
 }
 
 // AppendReginfo appends the application/reginfo+xml document to dst. now is
@@ -72,7 +75,7 @@ func AppendReginfo(dst []byte, doc Document, now time.Time) []byte {
 	}
 	dst = append(dst, ">\n"...)
 	for i := range doc.Registrations {
-		dst = appendRegistration(dst, &doc.Registrations[i], now)
+		dst = appendRegistration(dst, &doc.Registrations[i], doc.BasicEvents, now)
 	}
 	return append(dst, "</reginfo>\n"...)
 }
@@ -88,7 +91,7 @@ func hasInstance(regs []bridge.Registration) bool {
 	return false
 }
 
-func appendRegistration(dst []byte, reg *bridge.Registration, now time.Time) []byte {
+func appendRegistration(dst []byte, reg *bridge.Registration, basic bool, now time.Time) []byte {
 	dst = append(dst, `  <registration aor="`...)
 	dst = appendAttr(dst, reg.AOR)
 	dst = append(dst, `" id="`...)
@@ -100,18 +103,22 @@ func appendRegistration(dst []byte, reg *bridge.Registration, now time.Time) []b
 	}
 	dst = append(dst, "\">\n"...)
 	for i := range reg.Contacts {
-		dst = appendContact(dst, reg.AOR, &reg.Contacts[i], now)
+		dst = appendContact(dst, reg.AOR, &reg.Contacts[i], basic, now)
 	}
 	return append(dst, "  </registration>\n"...)
 }
 
-func appendContact(dst []byte, aor string, c *bridge.ContactView, now time.Time) []byte {
+func appendContact(dst []byte, aor string, c *bridge.ContactView, basic bool, now time.Time) []byte {
+	event := c.Event
+	if basic {
+		event = basicEvent(event)
+	}
 	dst = append(dst, `    <contact id="`...)
 	dst = appendAttr(dst, c.ID)
 	dst = append(dst, `" state="`...)
 	dst = appendAttr(dst, string(c.State))
 	dst = append(dst, `" event="`...)
-	dst = appendAttr(dst, string(c.Event))
+	dst = appendAttr(dst, string(event))
 	dst = append(dst, '"')
 	switch {
 	case c.State == bridge.ContactTerminated:
@@ -126,7 +133,7 @@ func appendContact(dst []byte, aor string, c *bridge.ContactView, now time.Time)
 		dst = strconv.AppendUint(dst, wholeSeconds(c.Expires.Sub(now)), 10)
 		dst = append(dst, '"')
 	}
-	if c.Event == bridge.EventProbation {
+	if event == bridge.EventProbation {
 		dst = append(dst, ` retry-after="`...)
 		dst = strconv.AppendUint(dst, uint64(c.RetryAfter), 10)
 		dst = append(dst, '"')

@@ -105,6 +105,35 @@ func sameBindings(a, b []ulContact) bool {
 	})
 }
 
+// uris are the URIs of cs.
+func uris(cs []ulContact) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.uri
+	}
+	return out
+}
+
+// converge polls read until the reference side (the registrar's or
+// regbridge's contacts, as what names) satisfies ready and the
+// subscriber's mirror equals it, and logs both in short form; it fails
+// the test after 10 s.
+func converge(t *testing.T, step, what string, names map[string]string, read func() (ref, mirror []ulContact), ready func([]ulContact) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ref, mirror := read()
+		if ready(ref) && sameBindings(ref, mirror) {
+			t.Logf("%-30s %s: %-36s subscriber: %s", step, what, short(ref, names), short(mirror, names))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s %s, subscriber %s", step, what, short(ref, names), short(mirror, names))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // short renders contacts for the test log: "A cseq=2 58s, B cseq=1 59s".
 func short(cs []ulContact, names map[string]string) string {
 	if len(cs) == 0 {
@@ -233,27 +262,11 @@ func TestKamailioSubscriber(t *testing.T) {
 					wantURIs = append(wantURIs, ua.contact())
 				}
 				slices.Sort(wantURIs)
-				var r, m []ulContact
-				uris := func(cs []ulContact) []string {
-					var out []string
-					for _, c := range cs {
-						out = append(out, c.uri)
-					}
-					return out
-				}
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					r = liveOf(ulDump(t, bins, reg), kamUser)
-					m = liveOf(ulDump(t, bins, sub), kamUser)
-					if slices.Equal(uris(r), wantURIs) && sameBindings(r, m) {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: registrar %s, subscriber %s (want devices %v)", name, short(r, names), short(m, names), wantURIs)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				t.Logf("%-22s registrar: %-32s subscriber: %s", name, short(r, names), short(m, names))
+				converge(t, name, "registrar", names, func() (r, m []ulContact) {
+					return liveOf(ulDump(t, bins, reg), kamUser), liveOf(ulDump(t, bins, sub), kamUser)
+				}, func(r []ulContact) bool {
+					return slices.Equal(uris(r), wantURIs)
+				})
 			}
 
 			a.run(t, bins.sipp, reg.addr, "register.xml", 60)
@@ -284,4 +297,157 @@ func TestKamailioSubscriber(t *testing.T) {
 func shortenTo(t *testing.T, s *server, uri string, at time.Time) {
 	t.Helper()
 	s.exec(t, `UPDATE location SET expires = ? WHERE contact = ?`, kamailio.TimeToJulian(at), uri)
+}
+
+// regbridgeView is what regbridge says alice's live contacts are (its
+// HTTP API), in the form ul.dump gives.
+func regbridgeView(t *testing.T, s *server) []ulContact {
+	t.Helper()
+	var reg struct {
+		Contacts []struct {
+			URI, State string
+			CallID     string `json:"call_id"`
+			CSeq       int
+			Expires    *int
+		}
+	}
+	code := s.call(t, "GET", "/v1/registrations/"+kamAOR, "", "", &reg)
+	if code == 404 {
+		return nil
+	}
+	if code != 200 {
+		t.Fatalf("GET /v1/registrations/%s: %d", kamAOR, code)
+	}
+	var out []ulContact
+	for _, c := range reg.Contacts {
+		if c.State != "active" {
+			continue
+		}
+		uc := ulContact{aor: kamAOR, uri: c.URI, callID: c.CallID, cseq: c.CSeq}
+		if c.Expires != nil {
+			uc.expires = *c.Expires
+		}
+		out = append(out, uc)
+	}
+	slices.SortFunc(out, func(a, b ulContact) int { return strings.Compare(a.uri, b.uri) })
+	return out
+}
+
+// contactID is regbridge's id of alice's contact uri.
+func contactID(t *testing.T, s *server, uri string) string {
+	t.Helper()
+	var reg struct {
+		Contacts []struct{ ID, URI string }
+	}
+	if code := s.call(t, "GET", "/v1/registrations/"+kamAOR, "", "", &reg); code != 200 {
+		t.Fatalf("GET /v1/registrations/%s: %d", kamAOR, code)
+	}
+	for _, c := range reg.Contacts {
+		if c.URI == uri {
+			return c.ID
+		}
+	}
+	t.Fatalf("regbridge has no contact %s: %+v", uri, reg)
+	return ""
+}
+
+// deactivate ends alice's contact uri through regbridge's admin API.
+func deactivate(t *testing.T, s *server, uri string) {
+	t.Helper()
+	path := "/v1/registrations/" + kamAOR + "/contacts/" + contactID(t, s, uri) + "/deactivate"
+	if code := s.call(t, "POST", path, "", "", nil); code != 200 {
+		t.Fatalf("POST %s: %d", path, code)
+	}
+}
+
+// TestKamailioSubscriberStream: a partial-state stream with several
+// changes per AOR, a binding shortened in the registrar's table and then
+// expired, bindings deactivated through the admin API, and a restart of
+// regbridge with its state in Redis while the registrar changed. After
+// each step pua_reginfo's mirror must equal regbridge's view (the
+// registrar's, except where regbridge itself ended a binding). The
+// subscriber is named in REGBRIDGE_BASIC_EVENTS_USER_AGENTS: pua_reginfo
+// does not know shortened or deactivated (TestKamailioSubscriberQuirks).
+func TestKamailioSubscriberStream(t *testing.T) {
+	bins := kamTools(t, "pua.so", "pua_reginfo.so")
+	state, _, _ := redisState(t)
+	store := kamSQLite(t)
+	vars := registrarVars(store, 1)
+	vars["MinExpires"] = 1
+	reg := startKamailio(t, bins, "kamailio.cfg.tmpl", vars)
+	env := map[string]string{
+		"REGBRIDGE_SOURCE":                   store.source,
+		"REGBRIDGE_DOMAIN":                   kamDomain,
+		"REGBRIDGE_POLL_INTERVAL":            "50ms",
+		"REGBRIDGE_STATE":                    state,
+		"REGBRIDGE_STATE_LEASE":              "1s",
+		"REGBRIDGE_BASIC_EVENTS_USER_AGENTS": "kamailio",
+	}
+	s := startServer(t, store.sqliteFile, env)
+	sub := startSubscriber(t, bins, s.sip, "udp")
+
+	run := time.Now().UnixNano()
+	uas := make([]*kamUA, 4)
+	names := map[string]string{}
+	for i := range uas {
+		uas[i] = &kamUA{port: freePort(t), callID: fmt.Sprintf("stream-%d-%d@127.0.0.1", i+1, run)}
+		names[uas[i].contact()] = fmt.Sprintf("C%d", i+1)
+	}
+	c1, c2, c3, c4 := uas[0], uas[1], uas[2], uas[3]
+	register := func(expires int, uas ...*kamUA) {
+		t.Helper()
+		for _, ua := range uas {
+			ua.run(t, bins.sipp, reg.addr, "register.xml", expires)
+		}
+	}
+
+	// step waits until regbridge's view holds exactly the devices named,
+	// each with the CSeq given (device, CSeq pairs) and, when ready is
+	// set, satisfies it; then until the subscriber's mirror equals it.
+	step := func(name string, ready func([]ulContact) bool, want ...any) {
+		t.Helper()
+		wantCSeq := map[string]int{}
+		for i := 0; i < len(want); i += 2 {
+			wantCSeq[want[i].(*kamUA).contact()] = want[i+1].(int)
+		}
+		converge(t, name, "regbridge", names, func() (v, m []ulContact) {
+			return regbridgeView(t, s), liveOf(ulDump(t, bins, sub), kamUser)
+		}, func(v []ulContact) bool {
+			ok := len(v) == len(wantCSeq) && (ready == nil || ready(v))
+			for _, c := range v {
+				ok = ok && wantCSeq[c.uri] == c.cseq
+			}
+			return ok
+		})
+	}
+	shortened := func(v []ulContact) bool {
+		return slices.ContainsFunc(v, func(c ulContact) bool { return c.uri == c1.contact() && c.expires <= 6 })
+	}
+
+	register(60, c1, c2, c3)
+	step("register C1, C2, C3", nil, c1, 1, c2, 1, c3, 1)
+	register(60, c1)
+	shortenTo(t, s, c1.contact(), time.Now().Add(6*time.Second))
+	step("refresh C1, shorten it to 6s", shortened, c1, 2, c2, 1, c3, 1)
+	deactivate(t, s, c2.contact())
+	step("deactivate C2 (admin API)", shortened, c1, 2, c3, 1)
+	step("C1 expired", nil, c3, 1)
+
+	// Restart: no NOTIFY while down; the registrar changes meanwhile.
+	if code := s.stop(); code != 0 {
+		t.Fatalf("regbridge exit code %d", code)
+	}
+	c3.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
+	register(60, c2, c4) // C2 re-registers after its deactivation
+	s = startServer(t, store.sqliteFile, env)
+	step("restart (C3 gone, C2, C4 new)", nil, c2, 2, c4, 1)
+	checkSubscribedOver(t, s, "udp")
+	deactivate(t, s, c4.contact())
+	step("deactivate C4 (admin API)", nil, c2, 2)
+	c2.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
+	step("un-register C2", nil)
+
+	if errs := subscriberErrors(sub.log.String()); len(errs) > 0 {
+		t.Errorf("subscriber logged errors:\n%s", strings.Join(errs, "\n"))
+	}
 }
