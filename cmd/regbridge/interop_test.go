@@ -371,6 +371,13 @@ func deactivate(t *testing.T, s *server, uri string) {
 // does not know shortened or deactivated (TestKamailioSubscriberQuirks).
 func TestKamailioSubscriberStream(t *testing.T) {
 	bins := kamTools(t, "pua.so", "pua_reginfo.so")
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) { kamStream(t, bins, transport) })
+	}
+}
+
+// kamStream is TestKamailioSubscriberStream over one transport.
+func kamStream(t *testing.T, bins kamBins, transport string) {
 	state, _, _ := redisState(t)
 	store := kamSQLite(t)
 	vars := registrarVars(store, 1)
@@ -385,7 +392,7 @@ func TestKamailioSubscriberStream(t *testing.T) {
 		"REGBRIDGE_BASIC_EVENTS_USER_AGENTS": "kamailio",
 	}
 	s := startServer(t, store.sqliteFile, env)
-	sub := startSubscriber(t, bins, s.sip, "udp")
+	sub := startSubscriber(t, bins, s.sip, transport)
 
 	run := time.Now().UnixNano()
 	uas := make([]*kamUA, 4)
@@ -440,7 +447,7 @@ func TestKamailioSubscriberStream(t *testing.T) {
 	register(60, c2, c4) // C2 re-registers after its deactivation
 	s = startServer(t, store.sqliteFile, env)
 	step("restart (C3 gone, C2, C4 new)", nil, c2, 2, c4, 1)
-	checkSubscribedOver(t, s, "udp")
+	checkSubscribedOver(t, s, transport)
 	deactivate(t, s, c4.contact())
 	step("deactivate C4 (admin API)", nil, c2, 2)
 	c2.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
