@@ -281,7 +281,7 @@ func TestKamailioSubscriber(t *testing.T) {
 			step("register B for 4s", a, b)
 			step("B expired", a)
 			a.run(t, bins.sipp, reg.addr, "unregister.xml", 0)
-			step("un-register A", []*kamUA{}...)
+			step("un-register A")
 
 			stopServer(t, s)
 			if errs := subscriberErrors(sub.log.String()); len(errs) > 0 {
