@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/sethvargo/go-envconfig"
 	"golang.org/x/sync/errgroup"
 
@@ -100,7 +99,7 @@ func newLogger(cfg *config, level slog.Leveler, w io.Writer) *slog.Logger {
 // serve runs the source, the bridge, the notifier, the event feeds and
 // the HTTP endpoints until ctx ends or one of them fails.
 func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog.LevelVar, log *slog.Logger) error {
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	setSIPLogger(log.With("component", "sipgo"))
 	applyMemoryLimit(log)
 	src, err := newSource(cfg, log)
 	if err != nil {
