@@ -73,6 +73,10 @@ type Config struct {
 	// challenge (401/407) to a NOTIFY.
 	NotifyAuthUser     string `env:"NOTIFY_AUTH_USER" desc:"digest username used when a subscriber challenges a NOTIFY with 401/407 (unset: challenges are not answered)"`
 	NotifyAuthPassword Secret `env:"NOTIFY_AUTH_PASSWORD" desc:"digest password for REGBRIDGE_NOTIFY_AUTH_USER"`
+
+	// BasicEvents names reg watchers that understand only part of RFC
+	// 3680's contact events (compat.go).
+	BasicEvents BasicEventWatchers
 }
 
 // Secret is a configuration value that must never reach a log line.

@@ -233,6 +233,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 		s.releasePending()
 		j.doc = Document{Registrations: []bridge.Registration{reg}}
 	}
+	j.doc.BasicEvents = s.basic
 	if s.pkg.presence {
 		// RFC 3863 4.1.7: no two successive documents with one timestamp.
 		j.ts = now

@@ -19,6 +19,10 @@ type wantContact struct {
 
 var noExpires = [2]int{-1, -1}
 
+// ended is the expires range of a terminated contact: expires="0", so that
+// subscribers that act on expires (Kamailio's pua_reginfo) drop it.
+var ended = [2]int{0, 0}
+
 // TestContactEvents drives every RFC 3680 contact event through the bridge
 // and checks the partial document each one produces, end to end over UDP,
 // every document validated with xmllint (RFC-NOTES E.28-E.35).
@@ -69,36 +73,36 @@ func TestContactEvents(t *testing.T) {
 		}, {
 			do:       func(*testing.T, *harness, string) {}, // the bridge's clock
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "expired", noExpires, ""}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "expired", ended, ""}},
 		}}},
 		{"unregistered, last contact (E.33)", []step{{
 			do: func(t *testing.T, h *harness, _ string) {
 				h.br.Apply(t.Context(), source.Batch{Deleted: []string{tAlice.Key}})
 			},
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "unregistered", noExpires, ""}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "unregistered", ended, ""}},
 		}}},
 		{"deactivated (E.34)", []step{{
 			do:       func(t *testing.T, h *harness, id string) { act(t, h, id, bridge.EventDeactivated, 0) },
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "deactivated", noExpires, ""}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "deactivated", ended, ""}},
 		}}},
 		{"probation (E.34)", []step{{
 			do:       func(t *testing.T, h *harness, id string) { act(t, h, id, bridge.EventProbation, 120) },
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "probation", noExpires, "120"}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "probation", ended, "120"}},
 		}}},
 		{"rejected (E.34)", []step{{
 			do:       func(t *testing.T, h *harness, id string) { act(t, h, id, bridge.EventRejected, 0) },
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "rejected", noExpires, ""}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "rejected", ended, ""}},
 		}}},
 		{"registered again after terminated (E.35)", []step{{
 			do: func(t *testing.T, h *harness, _ string) {
 				h.br.Apply(t.Context(), source.Batch{Deleted: []string{tAlice.Key}})
 			},
 			regState: "terminated",
-			contacts: []wantContact{{tAlice.URI, "terminated", "unregistered", noExpires, ""}},
+			contacts: []wantContact{{tAlice.URI, "terminated", "unregistered", ended, ""}},
 		}, {
 			do:       func(t *testing.T, h *harness, _ string) { apply(t, h, fresh(other)) },
 			regState: "active",
@@ -112,7 +116,7 @@ func TestContactEvents(t *testing.T) {
 			},
 			regState: "active",
 			contacts: []wantContact{
-				{tAlice.URI, "terminated", "deactivated", noExpires, ""},
+				{tAlice.URI, "terminated", "deactivated", ended, ""},
 				{"sip:alice@192.0.2.99:5060", "active", "registered", hour, ""},
 			},
 		}}},

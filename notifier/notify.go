@@ -170,6 +170,22 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 // resolve): appendNotify's wire form parsed, with its transport, next hop
 // and, over UDP, our listener as its source. sipgo adds the Via.
 func (n *Notifier) buildNotify(j *job, h *hop, body []byte, extra ...string) (*sip.Request, error) {
+	if tcp := j.d.transport == "TCP" || j.d.transport == "TLS"; tcp && h.transport == j.d.transport &&
+		h.dest == j.d.source && !n.hasConnection(h.transport, h.dest) {
+		// The subscriber's connection is gone: it closed it (Kamailio
+		// closes idle TCP connections after 120 s by default), or this
+		// instance restarted or took the subscription over. Its source
+		// port was the client side of that connection, which nothing
+		// listens on; a new connection goes to its Contact, the remote
+		// target (RFC 3261 12.2.1.1, 18.1.1). A WebSocket client has no
+		// reachable Contact (RFC 7118 5.2): its NOTIFY fails as before.
+		to := *h
+		to.dest = ""
+		if _, err := netip.ParseAddr(strings.Trim(j.d.target.Host, "[]")); err == nil {
+			to.dest = hostPort(&j.d.target, to.transport) // an address: no DNS to do
+		}
+		h = &to
+	}
 	m, err := ownParser.ParseSIP(appendNotify(nil, j, h, via{}, body, extra...))
 	if err != nil {
 		return nil, fmt.Errorf("building NOTIFY: %w", err)
@@ -196,6 +212,17 @@ var ownParser = func() *sip.Parser {
 	p.MaxMessageLength = math.MaxInt32
 	return p
 }()
+
+// hasConnection reports whether sipgo holds an open connection of
+// transport to addr. A notifier without sipgo (a test's) has no pool to
+// ask: it keeps the flow.
+func (n *Notifier) hasConnection(transport, addr string) bool {
+	if n.ua == nil {
+		return true
+	}
+	c, err := n.ua.TransportLayer().GetConnection(transport, addr)
+	return err == nil && c != nil
+}
 
 // routeTransport is the transport towards a route URI.
 func routeTransport(u *sip.Uri, dflt string) string {

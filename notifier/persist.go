@@ -206,6 +206,7 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 		regID:     bridge.RegistrationID(rec.AOR),
 		pkg:       pkg,
 		event:     rec.Event,
+		basic:     rec.BasicEvents,
 		stored:    true,
 		d:         d,
 		expiresAt: rec.Expires,
@@ -229,7 +230,7 @@ func (n *Notifier) recordOf(s *subscription) *substore.Record {
 		Target: d.target.String(), Routes: routes, LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
 		Transport: d.transport, Source: d.source, Symmetric: d.symmetric, Contact: d.contact,
 		Package: s.pkg.name, Event: s.event, AOR: s.aor, Expires: s.expiresAt, Version: s.version,
-		Neutral: neutral,
+		Neutral: neutral, BasicEvents: s.basic,
 	}
 }
 

@@ -37,14 +37,18 @@ type Document struct {
 	// Registrations are rendered in order, one <registration> each. In a
 	// partial document each holds only its changed contacts.
 	Registrations []bridge.Registration
+	// BasicEvents renders each contact event as the nearest one a watcher
+	// knowing only the basic events understands (compat.go).
+	BasicEvents bool
 }
 
 // AppendReginfo appends the application/reginfo+xml document to dst. now is
 // used for the expires and duration-registered attributes.
 //
-// Contact attributes follow RFC 3680 5.1: expires only on active,
-// non-permanent contacts (it is a MUST for event="shortened", so the bridge
-// must not report a permanent binding as shortened); retry-after on every
+// Contact attributes follow RFC 3680 5.1: expires on active, non-permanent
+// contacts (it is a MUST for event="shortened", so the bridge must not
+// report a permanent binding as shortened) and expires="0" on terminated
+// ones (no time left; see appendContact); retry-after on every
 // probation contact (MUST); duration-registered when the start of the
 // binding is known; q when the store has one; callid and cseq together,
 // when the store knows the REGISTER. A contact with a +sip.instance gets it
@@ -71,7 +75,7 @@ func AppendReginfo(dst []byte, doc Document, now time.Time) []byte {
 	}
 	dst = append(dst, ">\n"...)
 	for i := range doc.Registrations {
-		dst = appendRegistration(dst, &doc.Registrations[i], now)
+		dst = appendRegistration(dst, &doc.Registrations[i], doc.BasicEvents, now)
 	}
 	return append(dst, "</reginfo>\n"...)
 }
@@ -87,7 +91,7 @@ func hasInstance(regs []bridge.Registration) bool {
 	return false
 }
 
-func appendRegistration(dst []byte, reg *bridge.Registration, now time.Time) []byte {
+func appendRegistration(dst []byte, reg *bridge.Registration, basic bool, now time.Time) []byte {
 	dst = append(dst, `  <registration aor="`...)
 	dst = appendAttr(dst, reg.AOR)
 	dst = append(dst, `" id="`...)
@@ -99,28 +103,37 @@ func appendRegistration(dst []byte, reg *bridge.Registration, now time.Time) []b
 	}
 	dst = append(dst, "\">\n"...)
 	for i := range reg.Contacts {
-		dst = appendContact(dst, reg.AOR, &reg.Contacts[i], now)
+		dst = appendContact(dst, reg.AOR, &reg.Contacts[i], basic, now)
 	}
 	return append(dst, "  </registration>\n"...)
 }
 
-func appendContact(dst []byte, aor string, c *bridge.ContactView, now time.Time) []byte {
+func appendContact(dst []byte, aor string, c *bridge.ContactView, basic bool, now time.Time) []byte {
+	event := c.Event
+	if basic {
+		event = basicEvent(event)
+	}
 	dst = append(dst, `    <contact id="`...)
 	dst = appendAttr(dst, c.ID)
 	dst = append(dst, `" state="`...)
 	dst = appendAttr(dst, string(c.State))
 	dst = append(dst, `" event="`...)
-	dst = appendAttr(dst, string(c.Event))
+	dst = appendAttr(dst, string(event))
 	dst = append(dst, '"')
-	// RFC 3680 5.1 allows expires with any event whose contact state is
-	// active; on a terminated contact it would describe a binding that no
-	// longer exists.
-	if c.State == bridge.ContactActive && !c.Permanent() {
+	switch {
+	case c.State == bridge.ContactTerminated:
+		// A terminated binding has no time left: expires="0". The schema
+		// (RFC 3680 5.4) allows it on any contact, and subscribers that
+		// mirror reginfo into a location table act on expires, not on
+		// state: Kamailio's pua_reginfo skips a contact without it ("No
+		// expires for this contact!") and would keep the binding.
+		dst = append(dst, ` expires="0"`...)
+	case !c.Permanent():
 		dst = append(dst, ` expires="`...)
 		dst = strconv.AppendUint(dst, wholeSeconds(c.Expires.Sub(now)), 10)
 		dst = append(dst, '"')
 	}
-	if c.Event == bridge.EventProbation {
+	if event == bridge.EventProbation {
 		dst = append(dst, ` retry-after="`...)
 		dst = strconv.AppendUint(dst, uint64(c.RetryAfter), 10)
 		dst = append(dst, '"')

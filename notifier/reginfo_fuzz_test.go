@@ -124,6 +124,8 @@ func (in reginfoFuzzInput) document() Document {
 	return Document{
 		Version: uint32(in.cseq),
 		Full:    in.sel&0x80 != 0,
+		// 0x40: a watcher that gets basic events (compat.go).
+		BasicEvents: in.sel&0x40 != 0,
 		Registrations: []bridge.Registration{
 			{AOR: in.aor, ID: in.regID, State: regState, Contacts: []bridge.ContactView{c, other}},
 		},

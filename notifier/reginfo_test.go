@@ -273,9 +273,9 @@ func TestAppendReginfoDetails(t *testing.T) {
 			notWant: []string{"expires="},
 		},
 		{
-			name:    "terminated has no expires",
-			doc:     partialDoc(0, bridge.RegTerminated, joePhone(withTerminated(bridge.EventUnregistered))),
-			notWant: []string{"expires="},
+			name: "terminated has expires 0",
+			doc:  partialDoc(0, bridge.RegTerminated, joePhone(withTerminated(bridge.EventUnregistered))),
+			want: []string{` event="unregistered" expires="0" `},
 		},
 		{
 			name:    "retry-after only with probation",
@@ -544,17 +544,24 @@ func checkReginfoRules(t *testing.T, doc Document, got []byte) {
 			if xc.URI != xmlSafe(c.URI) {
 				where("uri %q, want %q", xc.URI, xmlSafe(c.URI))
 			}
-			if xc.ID != xmlSafe(c.ID) || xc.State != string(c.State) || xc.Event != string(c.Event) {
+			event := c.Event
+			if doc.BasicEvents {
+				event = basicEvent(event)
+			}
+			if xc.ID != xmlSafe(c.ID) || xc.State != string(c.State) || xc.Event != string(event) {
 				where("id %q state %q event %q", xc.ID, xc.State, xc.Event)
 			}
-			if wantExp := c.State == bridge.ContactActive && !c.Permanent(); (xc.Expires != nil) != wantExp {
+			if wantExp := c.State == bridge.ContactTerminated || !c.Permanent(); (xc.Expires != nil) != wantExp {
 				where("expires present %v, want %v", xc.Expires != nil, wantExp)
+			}
+			if c.State == bridge.ContactTerminated && xc.Expires != nil && *xc.Expires != "0" {
+				where("terminated with expires %q, want 0", *xc.Expires)
 			}
 			if c.Event == bridge.EventShortened && !c.Permanent() && xc.Expires == nil {
 				where("shortened without expires")
 			}
-			if (xc.RetryAfter != nil) != (c.Event == bridge.EventProbation) {
-				where("retry-after present %v with event %s", xc.RetryAfter != nil, c.Event)
+			if (xc.RetryAfter != nil) != (event == bridge.EventProbation) {
+				where("retry-after present %v with event %s", xc.RetryAfter != nil, event)
 			}
 			if (xc.DurationRegistered != nil) != !c.Since.IsZero() {
 				where("duration-registered present %v, since %v", xc.DurationRegistered != nil, c.Since)

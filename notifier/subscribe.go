@@ -162,6 +162,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		regID:     bridge.RegistrationID(aor),
 		pkg:       pkg,
 		event:     event,
+		basic:     !pkg.presence && n.cfg.BasicEvents.matchRequest(req),
 		d:         d,
 		expiresAt: time.Now().Add(expires),
 		full:      true,

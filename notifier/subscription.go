@@ -140,6 +140,7 @@ type subscription struct {
 	pkg       *eventPackage
 	event     string // Event header value to echo, with any id parameter
 	stored    bool   // kept in the shared store: every NOTIFY is fenced
+	basic     bool   // reg watcher that gets basic contact events (compat.go)
 
 	mu        sync.Mutex
 	d         dialog

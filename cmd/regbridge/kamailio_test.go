@@ -42,46 +42,63 @@ const (
 	kamAOR    = "sip:" + kamUser + "@" + kamDomain
 )
 
-// kamTools returns the paths of kamailio and sipp and Kamailio's module
-// directory, or skips the test (fails it under CI=true, where .ci/run
-// installs them).
-func kamTools(t *testing.T) (kamailio, sipp, modules string) {
+// kamBins are the programs the real-Kamailio tests run.
+type kamBins struct {
+	kamailio, sipp, kamcmd string
+	modules                string // Kamailio's module directory
+}
+
+// kamMissing skips the test naming what to install, or fails it under
+// CI=true, where .ci/run installs it.
+func kamMissing(t *testing.T, what, packages string) {
 	t.Helper()
-	missing := func(what string) {
-		msg := what + ": apt-get install kamailio kamailio-mysql-modules kamailio-sqlite-modules sip-tester to run the real-registrar test"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (required when CI=true)")
-		}
-		t.Skip(msg)
+	msg := what + ": apt-get install " + packages + " to run the real-Kamailio tests"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (required when CI=true)")
 	}
-	kamailio, err := exec.LookPath("kamailio")
-	if err != nil {
-		// root's PATH has /usr/sbin, a developer's may not.
-		if _, err := os.Stat("/usr/sbin/kamailio"); err != nil {
-			missing("kamailio not found")
+	t.Skip(msg)
+}
+
+// kamTools returns the paths of kamailio, sipp and kamcmd and Kamailio's
+// module directory with the modules named, or skips the test (fails it
+// under CI=true).
+func kamTools(t *testing.T, modules ...string) kamBins {
+	t.Helper()
+	const pkgs = "kamailio kamailio-mysql-modules kamailio-sqlite-modules kamailio-presence-modules sip-tester"
+	var b kamBins
+	sbin := func(name string) string {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			// root's PATH has /usr/sbin, a developer's may not.
+			if _, err := os.Stat("/usr/sbin/" + name); err != nil {
+				kamMissing(t, name+" not found", pkgs)
+			}
+			p = "/usr/sbin/" + name
 		}
-		kamailio = "/usr/sbin/kamailio"
+		return p
 	}
-	if sipp, err = exec.LookPath("sipp"); err != nil {
-		missing("sipp not found")
+	b.kamailio, b.kamcmd = sbin("kamailio"), sbin("kamcmd")
+	var err error
+	if b.sipp, err = exec.LookPath("sipp"); err != nil {
+		kamMissing(t, "sipp not found", pkgs)
 	}
 	dirs, _ := filepath.Glob("/usr/lib/*/kamailio/modules")
 	dirs = append(dirs, "/usr/lib64/kamailio/modules", "/usr/lib/kamailio/modules")
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "usrloc.so")); err == nil {
-			modules = d
+			b.modules = d
 			break
 		}
 	}
-	if modules == "" {
-		missing("Kamailio's modules (usrloc.so) not found")
+	if b.modules == "" {
+		kamMissing(t, "Kamailio's modules (usrloc.so) not found", pkgs)
 	}
-	for _, m := range []string{"db_mysql.so", "db_sqlite.so"} {
-		if _, err := os.Stat(filepath.Join(modules, m)); err != nil {
-			missing(m + " not found in " + modules)
+	for _, m := range append([]string{"db_mysql.so", "db_sqlite.so", "ctl.so"}, modules...) {
+		if _, err := os.Stat(filepath.Join(b.modules, m)); err != nil {
+			kamMissing(t, m+" not found in "+b.modules, pkgs)
 		}
 	}
-	return kamailio, sipp, modules
+	return b
 }
 
 // kamStore is one store Kamailio writes and regbridge reads.
@@ -157,31 +174,50 @@ func splitSQL(s string) []string {
 	return out
 }
 
-// startKamailio writes a kamailio.cfg for store into a directory of its
-// own and runs Kamailio in the foreground (-DD, log to stderr), on
-// 127.0.0.1 and a free port, until the test ends. It returns the SIP
-// address once Kamailio answers OPTIONS.
-func startKamailio(t *testing.T, bin, sipp, modules string, store kamStore, dbMode int) string {
+// kamInstance is one Kamailio the test runs.
+type kamInstance struct {
+	addr string      // 127.0.0.1:port of its SIP socket(s)
+	ctl  string      // its binrpc control socket, for kamcmd -s
+	log  *syncBuffer // what it logged to stderr (since its last start)
+}
+
+// registrarVars are the template variables of kamailio.cfg.tmpl for a
+// registrar writing to store in usrloc db_mode dbMode.
+func registrarVars(store kamStore, dbMode int) map[string]any {
+	return map[string]any{
+		"DBModule":   store.module,
+		"DBURL":      store.dbURL,
+		"DBMode":     dbMode,
+		"SQLiteFile": store.sqliteFile,
+		"MinExpires": 10,
+	}
+}
+
+// startKamailio fills in testdata/kamailio/tmplName with vars plus Port
+// (a free port on 127.0.0.1), ModulesDir and CtlSocket (a unix socket of
+// its own), writes it into a directory of its own and runs Kamailio in the
+// foreground (-DD, log to stderr) until the test ends. It returns once
+// Kamailio answers OPTIONS over UDP.
+func startKamailio(t *testing.T, bins kamBins, tmplName string, vars map[string]any) *kamInstance {
 	t.Helper()
+	bin, sipp := bins.kamailio, bins.sipp
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
 	if err := os.Mkdir(runDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	tmpl, err := template.New("kamailio.cfg.tmpl").Option("missingkey=error").ParseFiles(filepath.Join(kamDir, "kamailio.cfg.tmpl"))
+	k := &kamInstance{addr: fmt.Sprintf("127.0.0.1:%d", port), ctl: filepath.Join(dir, "ctl.sock")}
+	tmpl, err := template.New(tmplName).Option("missingkey=error").ParseFiles(filepath.Join(kamDir, tmplName))
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := map[string]any{"Port": port, "ModulesDir": bins.modules, "CtlSocket": k.ctl}
+	for key, v := range vars {
+		all[key] = v
+	}
 	var cfg bytes.Buffer
-	if err := tmpl.Execute(&cfg, map[string]any{
-		"Port":       port,
-		"ModulesDir": modules,
-		"DBModule":   store.module,
-		"DBURL":      store.dbURL,
-		"DBMode":     dbMode,
-		"SQLiteFile": store.sqliteFile,
-	}); err != nil {
+	if err := tmpl.Execute(&cfg, all); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
@@ -225,7 +261,7 @@ func startKamailio(t *testing.T, bin, sipp, modules string, store kamStore, dbMo
 	}
 	exited, log := launch()
 
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := k.addr
 	relaunched := 0
 	start := time.Now()
 	deadline := start.Add(10 * time.Second)
@@ -255,8 +291,9 @@ func startKamailio(t *testing.T, bin, sipp, modules string, store kamStore, dbMo
 		}
 		time.Sleep(100 * time.Millisecond) // between probes, not to spin on a failing SIPp
 	}
-	t.Logf("kamailio %s (usrloc db_mode %d, %s) answered OPTIONS after %v", addr, dbMode, store.module, time.Since(start).Round(time.Millisecond))
-	return addr
+	t.Logf("kamailio %s (%s) answered OPTIONS after %v", addr, tmplName, time.Since(start).Round(time.Millisecond))
+	k.log = log
+	return k
 }
 
 // runKamSIPp runs one SIPp scenario from testdata/kamailio as a UAC
@@ -331,7 +368,7 @@ func (ua *kamUA) run(t *testing.T, sipp, server, scenario string, expires int) {
 // second device) and unregistered, with Kamailio's contact URIs, Call-IDs,
 // CSeqs and expiries, consecutive versions, and nothing else.
 func TestKamailio(t *testing.T) {
-	bin, sipp, modules := kamTools(t)
+	bins := kamTools(t)
 	stores := []struct {
 		name string
 		open func(*testing.T) kamStore
@@ -346,7 +383,7 @@ func TestKamailio(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/db_mode_%d", st.name, mode), func(t *testing.T) {
 				start := time.Now()
 				store := st.open(t)
-				kam := startKamailio(t, bin, sipp, modules, store, mode)
+				kam := startKamailio(t, bins, "kamailio.cfg.tmpl", registrarVars(store, mode)).addr
 				if store.sqliteFile != "" {
 					checkWAL(t, store.sqliteFile)
 				}
@@ -356,7 +393,7 @@ func TestKamailio(t *testing.T) {
 					"REGBRIDGE_POLL_INTERVAL": "50ms",
 				})
 				ready := time.Now()
-				kamScenario(t, s, sipp, kam)
+				kamScenario(t, s, bins.sipp, kam)
 				t.Logf("set-up %v, REGISTERs and NOTIFYs %v", ready.Sub(start).Round(time.Millisecond), time.Since(ready).Round(time.Millisecond))
 			})
 		}

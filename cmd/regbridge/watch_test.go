@@ -138,7 +138,7 @@ const watchFullDoc = `<?xml version="1.0"?>
 const watchPartialDoc = `<?xml version="1.0"?>
 <reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="1" state="partial">
   <registration aor="sip:alice@example.com" id="a1" state="terminated">
-    <contact id="c1a2b3" state="terminated" event="probation" retry-after="600">
+    <contact id="c1a2b3" state="terminated" event="probation" expires="0" retry-after="600">
       <uri>sip:alice@192.0.2.10:5060</uri>
     </contact>
   </registration>
@@ -235,7 +235,7 @@ func TestWatchText(t *testing.T) {
     contact c1a2b3  active  registered  sip:alice@192.0.2.10:5060  expires=3600
 NOTIFY version=1 partial  subscription=active;expires=3600
   sip:alice@example.com  registration=terminated
-    contact c1a2b3  terminated  probation  sip:alice@192.0.2.10:5060  retry-after=600
+    contact c1a2b3  terminated  probation  sip:alice@192.0.2.10:5060  expires=0  retry-after=600
 NOTIFY (no body)  subscription=terminated;reason=timeout
 `
 			if got := r.stdout.String(); got != want {
@@ -273,7 +273,7 @@ func TestWatchJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := second.Registrations[0].Contacts[0]
-	if *second.Version != 1 || second.State != "partial" || c.RetryAfter == nil || *c.RetryAfter != 600 || c.Expires != nil {
+	if *second.Version != 1 || second.State != "partial" || c.RetryAfter == nil || *c.RetryAfter != 600 || c.Expires == nil || *c.Expires != 0 {
 		t.Errorf("line 2: %s", lines[1])
 	}
 	var last map[string]any

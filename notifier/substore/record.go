@@ -34,6 +34,10 @@ type Record struct {
 	AOR        string    `json:"aor"`
 	Expires    time.Time `json:"expires"`
 	Neutral    bool      `json:"neutral,omitempty"`
+	// BasicEvents: the watcher gets only basic contact events (decided
+	// from its initial SUBSCRIBE, which a restarted instance no longer
+	// has).
+	BasicEvents bool `json:"basic_events,omitempty"`
 
 	// Counters and owner live in their own hash fields, changed by the
 	// fencing scripts only.
