@@ -46,6 +46,9 @@ type Contact struct {
 	// header values, both as stored (may be empty).
 	Received string
 	Path     string
+	// Socket is the registrar's local socket the REGISTER arrived on, as
+	// stored ("udp:192.0.2.1:5060"); empty when the store does not say.
+	Socket string
 	// Administrative is true when the store shows the binding was made by
 	// an operator or tool rather than by a SIP REGISTER (Kamailio: ruid
 	// prefix "ulcx" from the ul.add RPC).
