@@ -59,6 +59,10 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			return 0
 		case "health":
 			return runHealth(ctx, args[1:], env, stdout, stderr)
+		case "registrations":
+			return runRegistrations(ctx, args[1:], env, stdout, stderr)
+		case "subscriptions":
+			return runSubscriptions(ctx, args[1:], env, stdout, stderr)
 		case "cdc":
 			return runCDC(ctx, args[1:], env, stdout, stderr)
 		case "watch":
