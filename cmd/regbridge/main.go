@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			return runCDC(ctx, args[1:], env, stdout, stderr)
 		case "watch":
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return runWatch(ctx, args[1:], stdout, stderr, log)
+			return runWatch(ctx, withDomainDefault(args[1:], env), stdout, stderr, log)
 		default:
 			fmt.Fprintf(stderr, "regbridge: unknown command %q\n\n", args[0])
 			printUsage(stderr)
