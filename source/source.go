@@ -100,7 +100,17 @@ type Stats struct {
 	Polls, Errors, Skipped uint64
 	// LastFull is when the last full snapshot was delivered.
 	LastFull time.Time
+	// Mode is how the adapter learns of changes right now: ModePoll,
+	// ModeTrigger, ModeKeyspace... Empty: the adapter does not say.
+	Mode string
 }
+
+// Modes of Stats.Mode.
+const (
+	ModePoll     = "poll"     // reads the store every poll interval
+	ModeTrigger  = "trigger"  // reads a changelog filled by triggers
+	ModeKeyspace = "keyspace" // follows Redis keyspace notifications
+)
 
 // Reporter is implemented by adapters that report Stats.
 type Reporter interface {

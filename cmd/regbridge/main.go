@@ -138,7 +138,8 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	}
 	var sipUp atomic.Bool
 	ready := readiness(ctx, br, src, &sipUp)
-	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready})
+	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready,
+		transports: listenTransports(cfg.SIP.Listen), sourceScheme: sourceScheme(cfg.Source)})
 	var metricsHandler http.Handler
 	if m != nil {
 		nt.SetObserver(m)

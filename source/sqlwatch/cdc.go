@@ -109,6 +109,7 @@ func (w *Watcher) openFeed(ctx context.Context) (Feed, error) {
 				"err", err, "poll_interval", w.cfg.PollInterval)
 		}
 		w.cdcRunning = false
+		w.cdcActive.Store(false)
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("opening change feed of %s: %w", w.table.Name, err)
@@ -117,6 +118,7 @@ func (w *Watcher) openFeed(ctx context.Context) (Feed, error) {
 		w.log.Info("change capture by triggers active")
 	}
 	w.cdcWarned, w.cdcRunning = false, true
+	w.cdcActive.Store(true)
 	return f, nil
 }
 
