@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -104,7 +105,11 @@ func newLogger(cfg *config, level slog.Leveler, w io.Writer) *slog.Logger {
 // serve runs the source, the bridge, the notifier, the event feeds and
 // the HTTP endpoints until ctx ends or one of them fails.
 func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog.LevelVar, log *slog.Logger) error {
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	// sipgo's default logger is a package variable its connection
+	// goroutines read without a lock: set it once per process, so that a
+	// second serve (tests start many) does not race with connections a
+	// previous one is still closing.
+	sipLoggerOnce.Do(func() { sip.SetDefaultLogger(log.With("component", "sipgo")) })
 	applyMemoryLimit(log)
 	src, err := newSource(cfg, log)
 	if err != nil {
@@ -192,6 +197,8 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	log.Info("stopped")
 	return err
 }
+
+var sipLoggerOnce sync.Once
 
 // buildVersion is the -ldflags version, else the module version.
 func buildVersion() string {
