@@ -27,6 +27,7 @@ type binding struct {
 	text      string
 	ends      [4]uint32
 	userAgent string // interned
+	socket    string // interned: a registrar has a handful
 	// Expires, Modified and Since as split returns them.
 	expSec, modSec, sinceSec int64
 	expNs, modNs, sinceNs    int32
@@ -121,6 +122,7 @@ func (bd *binding) contact() source.Contact {
 		RegID:          bd.regID,
 		Received:       bd.received(),
 		Path:           bd.path(),
+		Socket:         bd.socket,
 		Administrative: bd.admin,
 	}
 }
@@ -143,7 +145,7 @@ func (bd *binding) equal(c *source.Contact) bool {
 		sameTime(bd.modSec, bd.modNs, c.Modified) && bd.userAgent == c.UserAgent &&
 		bd.instance() == c.Instance && bd.regID == c.RegID &&
 		bd.received() == c.Received && bd.path() == c.Path &&
-		bd.admin == c.Administrative && bd.aorText() == c.AOR
+		bd.admin == c.Administrative && bd.aorText() == c.AOR && bd.socket == c.Socket
 }
 
 // set makes the binding hold c. The key stays (same text; its string is
@@ -152,6 +154,7 @@ func (b *Bridge) set(bd *binding, c *source.Contact) {
 	bd.aor.setText(bd, c.AOR)
 	bd.setText(c)
 	bd.userAgent = b.intern(c.UserAgent)
+	bd.socket = b.intern(c.Socket)
 	bd.expSec, bd.expNs = split(c.Expires)
 	bd.modSec, bd.modNs = split(c.Modified)
 	bd.q, bd.cseq, bd.regID, bd.admin = c.Q, c.CSeq, c.RegID, c.Administrative

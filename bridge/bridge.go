@@ -258,6 +258,7 @@ func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 		return
 	}
 	newRegister := bd.callID() != c.CallID || bd.cseq != c.CSeq
+	written := !sameTime(bd.modSec, bd.modNs, c.Modified)
 	switch {
 	case bd.uri() != c.URI:
 		b.terminate(bd, EventDeactivated, now)
@@ -271,19 +272,19 @@ func (b *Bridge) upsert(c *source.Contact, now time.Time, baseline bool) {
 	case newRegister:
 		b.set(bd, c)
 		bd.event = codeOf(EventRefreshed)
-		b.changed(bd, now)
+		b.changed(bd, written)
 	case sameTime(bd.expSec, bd.expNs, c.Expires):
 		b.set(bd, c) // other columns only: nothing to report
 	case earlier(c, bd):
 		b.set(bd, c)
 		bd.event = codeOf(EventShortened)
-		b.changed(bd, now)
+		b.changed(bd, written)
 	default:
 		// Expiry extended without a REGISTER (an operator tool): the
 		// closest RFC 3680 event is refreshed.
 		b.set(bd, c)
 		bd.event = codeOf(EventRefreshed)
-		b.changed(bd, now)
+		b.changed(bd, written)
 	}
 }
 
@@ -319,7 +320,7 @@ func (b *Bridge) add(c *source.Contact, now time.Time, baseline bool) *binding {
 		return bd
 	}
 	bd.sinceSec, bd.sinceNs = split(now)
-	b.changed(bd, now)
+	b.changed(bd, true)
 	return bd
 }
 
@@ -354,9 +355,12 @@ func (b *Bridge) terminateView(bd *binding, ev Event, retryAfter uint32) Contact
 	return v
 }
 
-// changed records an active binding's new state and (re)arms its expiry.
-func (b *Bridge) changed(bd *binding, now time.Time) {
-	b.record(bd.aor, bd.view())
+// changed records an active binding's new state and (re)arms its expiry;
+// written says the store rewrote the binding's last_modified in this step.
+func (b *Bridge) changed(bd *binding, written bool) {
+	v := bd.view()
+	v.Written = written
+	b.record(bd.aor, v)
 	b.scheduleExpiry(bd)
 }
 

@@ -58,6 +58,10 @@ type ContactView struct {
 	Since time.Time
 	// RetryAfter is the probation retry-after in seconds (EventProbation).
 	RetryAfter uint32
+	// Written is set in a Change when the registrar wrote the binding in
+	// that step: a new binding, or one whose Modified moved. Only then
+	// does SeenAt - Modified measure how late the change was seen.
+	Written bool
 }
 
 // Change is what happened to one address-of-record in one step of the

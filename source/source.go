@@ -46,6 +46,9 @@ type Contact struct {
 	// header values, both as stored (may be empty).
 	Received string
 	Path     string
+	// Socket is the registrar's local socket the REGISTER arrived on, as
+	// stored ("udp:192.0.2.1:5060"); empty when the store does not say.
+	Socket string
 	// Administrative is true when the store shows the binding was made by
 	// an operator or tool rather than by a SIP REGISTER (Kamailio: ruid
 	// prefix "ulcx" from the ul.add RPC).
@@ -101,7 +104,18 @@ type Stats struct {
 	// will not fix (a missing table, a refused user): what is wrong and
 	// what to do. Empty during an ordinary outage.
 	Problem string
+	// Mode is how the adapter learns of changes right now: ModePoll,
+	// ModeTrigger, ModeKeyspace... Empty: the adapter does not say.
+	Mode string
 }
+
+// Modes of Stats.Mode.
+const (
+	ModePoll     = "poll"     // reads the store every poll interval
+	ModeTrigger  = "trigger"  // reads a changelog filled by triggers
+	ModeKeyspace = "keyspace" // follows Redis keyspace notifications
+	ModeLogical  = "logical"  // follows PostgreSQL logical replication
+)
 
 // Reporter is implemented by adapters that report Stats.
 type Reporter interface {

@@ -39,16 +39,21 @@ type Contact struct {
 	State string `json:"state"`
 	Event string `json:"event"`
 	// Expires is the seconds left (active, not permanent contacts).
-	Expires        *int64     `json:"expires,omitempty"`
-	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
-	Q              *float32   `json:"q,omitempty"`
-	CallID         string     `json:"call_id,omitempty"`
-	CSeq           uint32     `json:"cseq,omitempty"`
-	UserAgent      string     `json:"user_agent,omitempty"`
-	Instance       string     `json:"instance,omitempty"`
-	RegID          uint32     `json:"reg_id,omitempty"`
-	Received       string     `json:"received,omitempty"`
-	Path           string     `json:"path,omitempty"`
+	Expires   *int64     `json:"expires,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Q         *float32   `json:"q,omitempty"`
+	CallID    string     `json:"call_id,omitempty"`
+	CSeq      uint32     `json:"cseq,omitempty"`
+	UserAgent string     `json:"user_agent,omitempty"`
+	Instance  string     `json:"instance,omitempty"`
+	RegID     uint32     `json:"reg_id,omitempty"`
+	Received  string     `json:"received,omitempty"`
+	Path      string     `json:"path,omitempty"`
+	// Socket is the registrar's receiving socket as the store has it;
+	// Transport is derived from it, else from the URIs (see
+	// contactTransport).
+	Socket         string     `json:"socket,omitempty"`
+	Transport      string     `json:"transport,omitempty"`
 	Modified       *time.Time `json:"modified,omitempty"`
 	Since          *time.Time `json:"since,omitempty"`
 	RetryAfter     uint32     `json:"retry_after,omitempty"`
@@ -68,6 +73,7 @@ func toContact(v *bridge.ContactView, now time.Time) Contact {
 		ID: v.ID, Key: v.Key, URI: v.URI, State: string(v.State), Event: string(v.Event),
 		CallID: v.CallID, CSeq: v.CSeq, UserAgent: v.UserAgent, Instance: v.Instance, RegID: v.RegID,
 		Received: v.Received, Path: v.Path, RetryAfter: v.RetryAfter, Administrative: v.Administrative,
+		Socket: v.Socket, Transport: contactTransport(v.Socket, v.Received, v.URI),
 	}
 	if v.State == bridge.ContactActive && !v.Permanent() {
 		left := max(int64(v.Expires.Sub(now).Round(time.Second)/time.Second), 0)

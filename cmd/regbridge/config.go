@@ -176,6 +176,10 @@ func printUsage(w io.Writer) {
 Usage:
   regbridge              run the server (configured by environment variables)
   regbridge watch AOR    subscribe to an AOR's reg events and print each NOTIFY
+  regbridge registrations [AOR]
+                         list AORs and contacts of a running regbridge (--json)
+  regbridge subscriptions [AOR]
+                         list who watches which AOR on a running regbridge (--json)
   regbridge cdc install|uninstall [--dry-run]
                          add/remove change capture (?cdc=trigger: triggers; ?cdc=logical:
                          publication and replication slot); prints the SQL first

@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			return 0
 		case "health":
 			return runHealth(ctx, args[1:], env, stdout, stderr)
+		case "registrations":
+			return runRegistrations(ctx, args[1:], env, stdout, stderr)
+		case "subscriptions":
+			return runSubscriptions(ctx, args[1:], env, stdout, stderr)
 		case "cdc":
 			return runCDC(ctx, args[1:], env, stdout, stderr)
 		case "schema":
@@ -72,7 +76,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 				// Asked-for help goes to stdout, like every subcommand's.
 				return runWatch(ctx, []string{"-h"}, stdout, stdout, log)
 			}
-			return runWatch(ctx, args[1:], stdout, stderr, log)
+			return runWatch(ctx, withDomainDefault(args[1:], env), stdout, stderr, log)
 		default:
 			fmt.Fprintf(stderr, "regbridge: unknown command %q\n\n", args[0])
 			printUsage(stderr)
@@ -152,7 +156,8 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	}
 	var sipUp atomic.Bool
 	ready := readiness(ctx, br, src, &sipUp)
-	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready})
+	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready,
+		transports: listenTransports(cfg.SIP.Listen), sourceScheme: sourceScheme(cfg.Source)})
 	var metricsHandler http.Handler
 	if m != nil {
 		nt.SetObserver(m)

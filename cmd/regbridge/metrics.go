@@ -17,6 +17,11 @@ type metricInputs struct {
 	hub      *feed.Hub
 	webhooks *feed.Webhooks
 	ready    []readyCheck
+	// transports are the SIP transports listened on, lower case: only
+	// they get NOTIFY series up front.
+	transports []string
+	// sourceScheme is the scheme label of regbridge_source_info.
+	sourceScheme string
 }
 
 // metricsSink measures the notifier (as its Observer) and the bridge's

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,9 @@ func newMetrics(in metricInputs) metricsSink {
 		m.subscribeHot[i] = m.subscribes.WithLabelValues(strconv.Itoa(code))
 	}
 	for i, tr := range metricTransports {
+		if !slices.Contains(in.transports, tr) {
+			continue // no series for a transport nothing listens on
+		}
 		m.sentHot[i] = m.sent.WithLabelValues(tr)
 		m.rttHot[i] = m.rtt.WithLabelValues(tr)
 		for j, reason := range notifyFailures {
@@ -133,7 +137,7 @@ func (m *promMetrics) SubscribeAnswered(code int) {
 // NotifyDone measures a finished NOTIFY transaction (notifier.Observer).
 func (m *promMetrics) NotifyDone(transport, outcome string, rtt time.Duration, seenAt time.Time) {
 	ti := transportIndex(transport)
-	if ti < 0 {
+	if ti < 0 || m.sentHot[ti] == nil {
 		m.notifyDoneSlow(strings.ToLower(transport), outcome, rtt, seenAt)
 		return
 	}
@@ -170,7 +174,7 @@ func (m *promMetrics) notifyDoneSlow(transport, outcome string, rtt time.Duratio
 func (m *promMetrics) Publish(c bridge.Change) {
 	for i := range c.Contacts {
 		v := &c.Contacts[i]
-		if v.State == bridge.ContactActive && !v.Modified.IsZero() && !c.SeenAt.IsZero() {
+		if v.Written && v.State == bridge.ContactActive && !v.Modified.IsZero() && !c.SeenAt.IsZero() {
 			// Stores keep last_modified to the second: the lag is
 			// accurate to a second, enough to see a polling or
 			// write-back delay.
@@ -228,6 +232,7 @@ type stateCollector struct {
 	sipTxs, overloaded, tooLarge, panics                *prometheus.Desc
 	srcUp, srcPolls, srcErrors, srcSkipped, srcLastFull *prometheus.Desc
 	slotLagBytes, slotLagSeconds                        *prometheus.Desc
+	srcInfo                                             *prometheus.Desc
 	sseClients, sseEvents, sseDropped                   *prometheus.Desc
 	hookEvents, hookRetries, hookQueue                  *prometheus.Desc
 }
@@ -248,6 +253,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 		tooLarge:    d("regbridge_notifies_too_large_total", "NOTIFYs of UDP subscriptions over 1300 bytes (RFC 3261 18.1.1), by outcome: tcp (answered over TCP), udp_fallback (answered over UDP because the subscriber took no TCP), ended (too large for a UDP datagram too: the subscription ended with terminated;reason=probation).", "outcome"),
 		panics:      d("regbridge_panics_total", "Panics recovered, by where: a SIP request handler (answered 500), a NOTIFY delivery (the subscription ends) or an HTTP handler (answered 500).", "where"),
 		srcUp:       d("regbridge_source_up", "1 while the contact store answers."),
+		srcInfo:     d("regbridge_source_info", "Always 1; scheme is REGBRIDGE_SOURCE's, mode how changes are learnt right now (poll, trigger, keyspace...).", "scheme", "mode"),
 		srcPolls:    d("regbridge_source_polls_total", "Reads of the contact store (change checks and snapshots)."),
 		srcErrors:   d("regbridge_source_errors_total", "Failed reads of the contact store."),
 		srcSkipped:  d("regbridge_source_rows_skipped_total", "Store rows skipped because they could not be decoded."),
@@ -267,7 +273,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded, c.tooLarge, c.panics,
-		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull, c.slotLagBytes, c.slotLagSeconds,
+		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull, c.srcInfo, c.slotLagBytes, c.slotLagSeconds,
 		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue} {
 		ch <- d
 	}
@@ -311,8 +317,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.panics, in.notifier.Stats().DeliveryPanics.Load(), "delivery")
 	counter(c.panics, httpPanics.Load(), "http")
 
+	mode := source.ModePoll // adapters that do not say (Asterisk's astdb) poll
 	if rep, ok := in.source.(source.Reporter); ok {
 		st := rep.Stats()
+		if st.Mode != "" {
+			mode = st.Mode
+		}
 		up := 0.0
 		if st.Up {
 			up = 1
@@ -330,6 +340,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.slotLagBytes, float64(lag.Bytes), lag.Slot)
 			gauge(c.slotLagSeconds, lag.Seconds, lag.Slot)
 		}
+	}
+
+	if in.source != nil {
+		gauge(c.srcInfo, 1, in.sourceScheme, mode)
 	}
 
 	hs := in.hub.Stats()

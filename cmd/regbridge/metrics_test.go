@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -21,18 +22,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	s.insert(t, "uloc-1", "alice", "sip:alice@192.0.2.10", time.Now().Add(time.Hour), "c1", 1)
 	p.Next()
 
-	scrape := func() string {
-		res, err := http.Get("http://" + s.http + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		if res.StatusCode != 200 {
-			t.Fatalf("/metrics: %d", res.StatusCode)
-		}
-		return string(b)
-	}
+	scrape := func() string { return scrapeMetrics(t, s) }
 	want := []string{
 		`regbridge_build_info{goversion="go`,
 		`regbridge_subscribe_responses_total{code="200"} 1`,
@@ -81,7 +71,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // TestObserverHotPathAllocs: measuring a NOTIFY or a change allocates
 // nothing for the transports and events the notifier uses.
 func TestObserverHotPathAllocs(t *testing.T) {
-	m := newMetrics(metricInputs{}).(*promMetrics)
+	m := newMetrics(metricInputs{transports: []string{"udp", "tcp"}}).(*promMetrics)
 	seen := time.Now()
 	ch := bridge.Change{Contacts: []bridge.ContactView{{Event: bridge.EventRefreshed}}}
 	tests := []struct {
@@ -100,4 +90,70 @@ func TestObserverHotPathAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetricsHygiene: with one UDP listener /metrics has no series for
+// other transports; regbridge_source_lag_seconds counts only rows whose
+// last_modified moved; regbridge_source_info names scheme and mode.
+func TestMetricsHygiene(t *testing.T) {
+	s := startServer(t, "", map[string]string{"REGBRIDGE_SIP_LISTEN": fmt.Sprintf("udp://127.0.0.1:%d", freePort(t))})
+	scrape := func() string { return scrapeMetrics(t, s) }
+	body := scrape()
+	t.Logf("/metrics with one UDP listener: %d lines", strings.Count(body, "\n"))
+	for _, tr := range []string{"tcp", "tls", "ws", "wss"} {
+		if strings.Contains(body, `transport="`+tr+`"`) {
+			t.Errorf("series for %s, which nothing listens on", tr)
+		}
+	}
+	for _, want := range []string{
+		`regbridge_notifies_sent_total{transport="udp"} 0`,
+		`regbridge_source_info{mode="poll",scheme="kamailio+sqlite"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+
+	s.insert(t, "uloc-1", "alice", "sip:alice@192.0.2.10", time.Now().Add(time.Hour), "c1", 1)
+	siptest.Eventually(t, func() bool {
+		return strings.Contains(scrape(), "regbridge_source_lag_seconds_count 1\n")
+	}, "lag of the new row")
+	// An operator tool extends the expiry without touching last_modified:
+	// an event (refreshed), but no registrar write to measure.
+	s.exec(t, `UPDATE location SET expires = expires + 1 WHERE ruid = 'uloc-1'`)
+	siptest.Eventually(t, func() bool {
+		return strings.Contains(scrape(), `regbridge_contact_events_total{event="refreshed"} 1`)
+	}, "the refreshed event")
+	// A REGISTER refresh writes last_modified: measured.
+	s.exec(t, `UPDATE location SET expires = expires + 1, cseq = 2, last_modified = last_modified + 0.00001 WHERE ruid = 'uloc-1'`)
+	siptest.Eventually(t, func() bool {
+		return strings.Contains(scrape(), `regbridge_contact_events_total{event="refreshed"} 2`)
+	}, "the second refreshed event")
+	if body := scrape(); !strings.Contains(body, "regbridge_source_lag_seconds_count 2\n") {
+		t.Errorf("lag counted %q, want 2 (the new row and the REGISTER refresh only)", grepLine(body, "regbridge_source_lag_seconds_count"))
+	}
+}
+
+func grepLine(body, prefix string) string {
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// scrapeMetrics reads /metrics of a running instance.
+func scrapeMetrics(t *testing.T, s *server) string {
+	t.Helper()
+	res, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", res.StatusCode)
+	}
+	return string(b)
 }

@@ -23,9 +23,15 @@ until interrupted; Ctrl-C unsubscribes. With --winfo it subscribes to
 reg.winfo instead (RFC 3857 watcher information) and prints who watches
 <aor>: each subscriber coming and going.
 
+<aor> may be sip:alice@example.com, alice@example.com, or alice with
+--domain (default REGBRIDGE_DOMAIN). A 503 answer is retried after its
+Retry-After; when the notifier ends the subscription (a restart, say)
+watch subscribes again and says so on stderr.
+
 Example:
   regbridge watch --server tcp://127.0.0.1:5065 sip:alice@example.com
-  regbridge watch --json sip:alice@example.com | jq .
+  regbridge watch --json alice@example.com | jq .
+  regbridge watch --raw --domain example.com alice
   regbridge watch --winfo sip:alice@example.com
 
 Flags:
@@ -43,25 +49,19 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	local := fs.String("local", "", "local IP address to listen on and name in From (default 127.0.0.1, or ::1 for an IPv6 server)")
 	winfo := fs.Bool("winfo", false, "watch who subscribes to <aor>'s registrations (Event: reg.winfo) instead of the registrations")
 	event := fs.String("event", "", "event package: reg, reg.winfo or presence.winfo (default reg; --winfo means reg.winfo)")
+	raw := fs.Bool("raw", false, "print each NOTIFY as received: start line, headers and body")
+	domain := fs.String("domain", "", "domain for an <aor> given without one (default REGBRIDGE_DOMAIN)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), watchUsage)
 		fs.PrintDefaults()
 	}
 
 	// Flags may come before or after the AOR.
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2 // flag already printed the error and the usage
-		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		positional, rest = append(positional, rest[0]), rest[1:]
+	positional, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2 // flag already printed the error and the usage
 	}
 	usageError := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "regbridge watch: "+format+"\n", a...)
@@ -73,6 +73,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		return usageError("missing <aor> argument, e.g. sip:alice@example.com")
 	case len(positional) > 1:
 		return usageError("want one <aor>, got %q", positional)
+	case *raw && *jsonOut:
+		return usageError("--raw and --json exclude each other")
+	}
+	aor := expandAOR(positional[0], *domain)
+	if !strings.Contains(aor, "@") && !strings.HasPrefix(strings.ToLower(aor), "tel:") {
+		return usageError("<aor> %q has no domain: give user@domain, or set --domain or REGBRIDGE_DOMAIN", positional[0])
 	}
 
 	if *winfo {
@@ -83,10 +89,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	}
 	s, err := watch.New(watch.Config{
 		Server:  *server,
-		AOR:     positional[0],
+		AOR:     aor,
 		Expires: *expires,
 		Local:   *local,
 		Event:   *event,
+		Notice:  func(msg string) { fmt.Fprintf(stderr, "regbridge watch: %s\n", msg) },
 	}, log)
 	if err != nil {
 		var ce *watch.ConfigError
@@ -96,7 +103,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		return usageError("%v", err)
 	}
 
-	p := &notifyPrinter{w: stdout, json: *jsonOut}
+	p := &notifyPrinter{w: stdout, json: *jsonOut, raw: *raw}
 	if err := s.Run(ctx, p.print); err != nil {
 		fmt.Fprintf(stderr, "regbridge watch: %v\n", err)
 		return 1
@@ -123,11 +130,15 @@ func configFlag(field string) string {
 
 // notifyPrinter writes NOTIFYs as readable text or as JSON lines.
 type notifyPrinter struct {
-	w    io.Writer
-	json bool
+	w         io.Writer
+	json, raw bool
 }
 
 func (p *notifyPrinter) print(n watch.Notify) {
+	if p.raw && n.Raw != nil {
+		io.WriteString(p.w, rawNotify(n.Raw))
+		return
+	}
 	if p.json {
 		var v any = notifyJSON(n)
 		if n.Winfo != nil {

@@ -172,13 +172,21 @@ type watchRun struct {
 
 func startRunWatch(t *testing.T, args ...string) *watchRun {
 	t.Helper()
+	return startRunning(t, func(ctx context.Context, stdout, stderr io.Writer) int {
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		return runWatch(ctx, args, stdout, stderr, log)
+	})
+}
+
+// startRunning runs a command (runWatch, run) in the background.
+func startRunning(t *testing.T, cmd func(ctx context.Context, stdout, stderr io.Writer) int) *watchRun {
+	t.Helper()
 	r := &watchRun{stdout: &watchOutput{}, stderr: &watchOutput{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	log := slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		defer close(r.done)
-		r.code = runWatch(ctx, args, r.stdout, r.stderr, log)
+		r.code = cmd(ctx, r.stdout, r.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -212,7 +220,12 @@ func (r *watchRun) stop(t *testing.T) int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitUntil(t, 5*time.Second, what, cond)
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

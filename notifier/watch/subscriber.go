@@ -25,6 +25,12 @@ const (
 	// DefaultLocal is the local listen host; "::1" is picked instead when
 	// the server host is an IPv6 literal.
 	DefaultLocal = "127.0.0.1"
+	// DefaultAnswerTimeout bounds the wait for the answer to an initial
+	// SUBSCRIBE. Timer B (64*T1, 32 s) is made for lossy paths; a notifier
+	// that has not answered after the retransmissions at 0.5, 1 and 2 s
+	// is almost always not there, and whoever typed the address should
+	// hear so at once.
+	DefaultAnswerTimeout = 5 * time.Second
 )
 
 // Timing of the subscription.
@@ -68,6 +74,14 @@ type Config struct {
 	// Event is the event package: "reg" (the default), or "reg.winfo"
 	// or "presence.winfo" for the AOR's watchers (RFC 3857).
 	Event string
+	// AnswerTimeout bounds the wait for the final answer to each initial
+	// SUBSCRIBE. Default DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
+	// Notice, when set, receives one-line messages for the person
+	// watching: a retry after 503, a subscription ended by the notifier, a
+	// re-subscription. Called from Run's goroutine. Nil: they are logged
+	// at info level.
+	Notice func(msg string)
 }
 
 // ConfigError names the Config field New rejected.
@@ -83,6 +97,8 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 type RejectedError struct {
 	StatusCode int
 	Reason     string
+	// RetryAfter is the answer's Retry-After; zero when it had none.
+	RetryAfter time.Duration
 }
 
 func (e *RejectedError) Error() string {
@@ -98,6 +114,22 @@ type TerminatedError struct {
 func (e *TerminatedError) Error() string {
 	return "subscription terminated by the notifier: reason=" + e.Reason
 }
+
+// NoAnswerError is an initial SUBSCRIBE that got no answer at all: nothing
+// listens at Server, or a firewall drops the requests.
+type NoAnswerError struct {
+	Server string        // as configured, e.g. "udp://127.0.0.1:5065"
+	After  time.Duration // the wait that expired; zero when sending failed
+	Err    error         // the transport's error
+}
+
+func (e *NoAnswerError) Error() string {
+	if e.After > 0 {
+		return fmt.Sprintf("no answer from %s within %v: is regbridge running and listening there?", e.Server, e.After)
+	}
+	return fmt.Sprintf("no answer from %s: is regbridge running and listening there? (%v)", e.Server, e.Err)
+}
+func (e *NoAnswerError) Unwrap() error { return e.Err }
 
 // ErrNoNotify is returned when a SUBSCRIBE was accepted but no NOTIFY
 // followed within Timer N (64*T1, RFC 6665 section 4.1.2.4).
@@ -130,6 +162,10 @@ type Subscriber struct {
 	expires uint32 // seconds
 	event   string // Event header value
 	accept  string // the body type the package carries
+
+	serverURL     string // Config.Server, for messages
+	answerTimeout time.Duration
+	notice        func(string)
 }
 
 // New checks cfg and returns a Subscriber; nothing is opened before Run.
@@ -147,6 +183,12 @@ func New(cfg Config, log *slog.Logger) (*Subscriber, error) {
 	if err != nil {
 		return nil, &ConfigError{"Server", err}
 	}
+	s.serverURL = strings.ToLower(s.network) + "://" + s.server
+	s.answerTimeout = cfg.AnswerTimeout
+	if s.answerTimeout <= 0 {
+		s.answerTimeout = DefaultAnswerTimeout
+	}
+	s.notice = cfg.Notice
 
 	if strings.TrimSpace(cfg.AOR) == "" {
 		return nil, &ConfigError{"AOR", errors.New("missing")}
@@ -196,6 +238,17 @@ func New(cfg Config, log *slog.Logger) (*Subscriber, error) {
 
 	s.log = log.With("component", "watch", "aor", s.aor.String(), "server", cfg.Server)
 	return s, nil
+}
+
+// say tells the person watching what the subscriber does about a
+// problem; without Config.Notice it goes to the log.
+func (s *Subscriber) say(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if s.notice != nil {
+		s.notice(msg)
+		return
+	}
+	s.log.Info(msg)
 }
 
 func hostForURI(ip string) string {
@@ -252,8 +305,9 @@ func parseServer(v string) (network, hostport string, err error) {
 // and returns nil, also when the notifier does not answer.
 //
 // Run returns an error when the initial SUBSCRIBE fails (*RejectedError
-// for a final non-2xx answer, naming its status code and reason), when no
-// NOTIFY follows an accepted SUBSCRIBE in time (ErrNoNotify), or when the
+// for a final non-2xx answer other than 503, naming its status code and
+// reason; *NoAnswerError when nothing answers within AnswerTimeout), when
+// no NOTIFY follows an accepted SUBSCRIBE in time (ErrNoNotify), or when the
 // notifier ends the subscription with reason noresource, rejected or
 // invariant (*TerminatedError). Any other end from the notifier side
 // (terminated with reason timeout, deactivated, probation, giveup or none;
@@ -263,7 +317,9 @@ func parseServer(v string) (network, hostport string, err error) {
 // probationDelay for probation and giveup without it, and never sooner
 // than a backoff that grows while subscriptions keep ending quickly.
 // Failures of those re-subscriptions other than a rejection are retried
-// the same way. A new subscription numbers its documents from 0 again;
+// the same way. A 503 answer, to the first SUBSCRIBE too, is retried
+// after its Retry-After (else the backoff). Config.Notice hears of each
+// retry, each end from the notifier side and each re-subscription. A new subscription numbers its documents from 0 again;
 // its NOTIFYs carry a new Call-ID (Notify.Raw).
 func (s *Subscriber) Run(ctx context.Context, out func(Notify)) error {
 	if out == nil {
@@ -276,27 +332,39 @@ func (s *Subscriber) Run(ctx context.Context, out func(Notify)) error {
 	defer ep.close()
 
 	var backoff time.Duration
-	for first := true; ; first = false {
+	subscribed := false // a subscription was made before: this is a re-subscription
+	for {
 		start := time.Now()
-		o := s.subscription(ctx, ep, out)
-		switch {
-		case o.done:
-			return nil
-		case o.err != nil:
-			var rej *RejectedError
-			var term *TerminatedError
-			if first || errors.As(o.err, &rej) || errors.As(o.err, &term) {
-				return o.err
-			}
-			s.log.Warn("re-subscribing failed", "err", o.err)
-		}
+		o := s.subscription(ctx, ep, out, subscribed)
+		subscribed = subscribed || o.subscribed
 		if time.Since(start) < stableAfter {
 			backoff = min(max(2*backoff, time.Second), maxBackoff)
 		} else {
 			backoff = 0
 		}
+		var rej *RejectedError
+		var term *TerminatedError
+		switch {
+		case o.done:
+			return nil
+		case errors.As(o.err, &rej) && rej.StatusCode == 503:
+			// Overloaded or starting (RFC 3261 21.5.4): ask again when
+			// told to, else after the backoff.
+			o.retryAfter = rej.RetryAfter
+			if o.retryAfter > 0 {
+				s.say("SUBSCRIBE answered 503 %s: retrying in %v as its Retry-After asks", rej.Reason, o.retryAfter)
+			} else {
+				s.say("SUBSCRIBE answered 503 %s: retrying in %v", rej.Reason, backoff)
+			}
+		case o.err != nil:
+			if !subscribed || rej != nil || errors.As(o.err, &term) {
+				return o.err
+			}
+			s.say("re-subscribing failed: %v; trying again in %v", o.err, max(o.retryAfter, backoff))
+		default:
+			s.say("subscription ended (%s); subscribing again in %v", o.why, max(o.retryAfter, backoff))
+		}
 		delay := max(o.retryAfter, backoff)
-		s.log.Info("subscribing again", "delay", delay)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -310,10 +378,14 @@ type outcome struct {
 	done       bool          // unsubscribed after ctx was cancelled
 	err        error         // give up (or, re-subscribing, retry later)
 	retryAfter time.Duration // otherwise: subscribe again after this
+	why        string        // otherwise: what ended it, for the notice
+	subscribed bool          // the initial SUBSCRIBE was accepted
 }
 
-// subscription runs one dialog from the initial SUBSCRIBE to its end.
-func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(Notify)) outcome {
+// subscription runs one dialog from the initial SUBSCRIBE to its end;
+// again says an earlier subscription existed, so that success is
+// announced as a re-subscription.
+func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(Notify), again bool) (o outcome) {
 	sess := newSession(s.log, s.event)
 	ep.setSession(sess)
 	defer func() {
@@ -328,6 +400,13 @@ func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(No
 			return outcome{done: true}
 		}
 		return outcome{err: err}
+	}
+	defer func() { o.subscribed = true }()
+	if again {
+		sess.dialogMu.Lock()
+		callID := sess.dialog.callID
+		sess.dialogMu.Unlock()
+		s.say("re-subscribed to %s at %s (new dialog, Call-ID %s)", s.aor.String(), s.serverURL, callID)
 	}
 	now := time.Now()
 	sub.setExpiry(now, granted)
@@ -361,7 +440,7 @@ func (s *Subscriber) subscription(ctx context.Context, ep *endpoint, out func(No
 				return outcome{err: fmt.Errorf("%w within %v", ErrNoNotify, 64*sip.T1)}
 			case !now.Before(sub.expiresAt):
 				sess.log.Warn("subscription lapsed without a successful refresh")
-				return outcome{}
+				return outcome{why: "it lapsed without a successful refresh"}
 			case !sub.refreshAt.IsZero() && !now.Before(sub.refreshAt):
 				if o, end := sub.refresh(ctx); end {
 					return o
@@ -437,9 +516,18 @@ func (l *subscriptionLoop) send(ctx context.Context, expires uint32) (*sip.Respo
 // duration. A 423 is retried once with the notifier's Min-Expires.
 func (l *subscriptionLoop) initial(ctx context.Context) (time.Duration, error) {
 	for attempt := 0; ; attempt++ {
-		res, err := l.send(ctx, l.requested)
+		actx, cancel := context.WithTimeout(ctx, l.s.answerTimeout)
+		res, err := l.send(actx, l.requested)
+		cancel()
 		if err != nil {
-			return 0, err
+			if ctx.Err() != nil {
+				return 0, err
+			}
+			e := &NoAnswerError{Server: l.s.serverURL, Err: err}
+			if errors.Is(err, context.DeadlineExceeded) {
+				e.After = l.s.answerTimeout
+			}
+			return 0, e
 		}
 		if res.StatusCode == 423 && attempt == 0 {
 			if m, ok := headerUint(res, "Min-Expires"); ok && m > uint64(l.requested) && m <= math.MaxUint32 {
@@ -448,7 +536,9 @@ func (l *subscriptionLoop) initial(ctx context.Context) (time.Duration, error) {
 			}
 		}
 		if !res.IsSuccess() {
-			return 0, &RejectedError{StatusCode: res.StatusCode, Reason: res.Reason}
+			rej := &RejectedError{StatusCode: res.StatusCode, Reason: res.Reason}
+			rej.RetryAfter = retryAfter(res)
+			return 0, rej
 		}
 		g := grantedExpires(res, l.requested)
 		l.sess.log.Info("subscribed", "expires", g)
@@ -481,7 +571,7 @@ func (l *subscriptionLoop) refresh(ctx context.Context) (outcome, bool) {
 		}
 	case endsSubscription(res.StatusCode):
 		l.sess.log.Info("refresh says the subscription is gone", "status", res.StatusCode)
-		return outcome{}, true
+		return outcome{why: fmt.Sprintf("the refresh was answered %d %s", res.StatusCode, res.Reason)}, true
 	}
 	l.sess.log.Warn("refresh refused", "status", res.StatusCode, "reason", res.Reason)
 	l.retryRefresh(now)
@@ -504,6 +594,10 @@ func (l *subscriptionLoop) handle(ev event) (o outcome, end bool) {
 		l.sess.log.Info("subscription terminated by the notifier", "reason", reason)
 		if retryForbidden(reason) {
 			return outcome{err: &TerminatedError{Reason: reason}}, true
+		}
+		o.why = "the notifier ended it: reason=" + reason
+		if reason == "" {
+			o.why = "the notifier ended it"
 		}
 		o.retryAfter = max(ev.sub.retryAfter, 0)
 		if ev.sub.retryAfter < 0 && (reason == "probation" || reason == "giveup") {
@@ -598,4 +692,23 @@ func headerUint(res *sip.Response, name string) (uint64, bool) {
 	}
 	v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 	return v, err == nil
+}
+
+// retryAfter is the delta-seconds of a Retry-After header (RFC 3261
+// 20.33: a comment and parameters may follow), zero when absent or bad.
+func retryAfter(res *sip.Response) time.Duration {
+	h := res.GetHeader("Retry-After")
+	if h == nil {
+		return 0
+	}
+	v := strings.TrimSpace(h.Value())
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end >= 0 {
+		v = v[:end]
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }

@@ -168,6 +168,9 @@ func TestCDCChangesWithoutPolling(t *testing.T) {
 			n = f.rec.count()
 			f.kw.delete(t, b.ruid)
 			f.rec.waitFor(t, n, "delete", hasKey(b.ruid, true))
+			if m := f.w.Stats().Mode; m != source.ModeTrigger {
+				t.Errorf("Stats().Mode = %q, want %q", m, source.ModeTrigger)
+			}
 			for _, b := range f.rec.all()[1:] {
 				if b.Full {
 					t.Errorf("unexpected Full batch after the first: %d contacts", len(b.Contacts))
@@ -351,6 +354,9 @@ func TestCDCNotInstalledFallsBack(t *testing.T) {
 			n := f.rec.count()
 			f.kw.insert(t, b)
 			f.rec.waitFor(t, n, "insert by polling", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
+			if m := f.w.Stats().Mode; m != source.ModePoll {
+				t.Errorf("Stats().Mode = %q, want %q", m, source.ModePoll)
+			}
 		})
 	}
 }

@@ -57,7 +57,7 @@ func TestDecodeKamailio(t *testing.T) {
 			want: source.Contact{
 				Key: "uloc-6741a3b2-5c1-1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.10:5060;transport=udp",
 				Expires: time.Date(2026, 11, 22, 3, 21, 28, 0, time.UTC), Modified: time.Date(2026, 11, 22, 2, 21, 28, 0, time.UTC),
-				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`,
+				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060",
 			},
 		},
 		{
@@ -65,7 +65,7 @@ func TestDecodeKamailio(t *testing.T) {
 			want: source.Contact{
 				Key: "k", AOR: "sip:alice", URI: "sip:alice@192.0.2.10:5060;transport=udp",
 				Expires: time.Date(2026, 11, 22, 4, 21, 28, 0, time.UTC), Modified: time.Date(2026, 11, 22, 3, 21, 28, 0, time.UTC),
-				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`,
+				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060",
 			},
 		},
 		{
@@ -73,18 +73,18 @@ func TestDecodeKamailio(t *testing.T) {
 			fields: with(observed, "expires", "2026-07-04 12:00:00", "last_modified", ""),
 			want: source.Contact{
 				Key: "k", AOR: "sip:alice", URI: observed["contact"], Expires: time.Date(2026, 7, 4, 16, 0, 0, 0, time.UTC),
-				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`,
+				Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060",
 			},
 		},
 		{
 			name: "permanent in Berlin is 1970-01-01 01:00:00", key: "k", loc: berlin,
 			fields: with(observed, "expires", "1970-01-01 01:00:00", "last_modified", "<absent>"),
-			want:   source.Contact{Key: "k", AOR: "sip:alice", URI: observed["contact"], Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`},
+			want:   source.Contact{Key: "k", AOR: "sip:alice", URI: observed["contact"], Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060"},
 		},
 		{
 			name: "permanent in New York is 1969-12-31 19:00:00", key: "k", loc: newYork,
 			fields: with(observed, "expires", "1969-12-31 19:00:00", "last_modified", "<absent>"),
-			want:   source.Contact{Key: "k", AOR: "sip:alice", URI: observed["contact"], Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`},
+			want:   source.Contact{Key: "k", AOR: "sip:alice", URI: observed["contact"], Q: -1, CallID: "a84b4c76e66710", CSeq: 314159, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060"},
 		},
 		{
 			name: "expires_type=1 epoch, zero-padded ints, use_domain=1, GRUU", key: "ulcx-1", loc: berlin, domain: "ignored.example",
@@ -93,7 +93,7 @@ func TestDecodeKamailio(t *testing.T) {
 				"received", "sip:198.51.100.7:5062", "path", "<sip:edge.example.org;lr>", "ruid", "ulcx-1"),
 			want: source.Contact{
 				Key: "ulcx-1", AOR: "sip:alice@example.org", URI: observed["contact"], Expires: time.Unix(1795000000, 0).UTC(),
-				Modified: time.Unix(1794996400, 0).UTC(), Q: 0.5, CallID: "a84b4c76e66710", CSeq: 42, UserAgent: `<&"phone">`,
+				Modified: time.Unix(1794996400, 0).UTC(), Q: 0.5, CallID: "a84b4c76e66710", CSeq: 42, UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060",
 				Instance: "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>", RegID: 1, Received: "sip:198.51.100.7:5062",
 				Path: "<sip:edge.example.org;lr>", Administrative: true,
 			},
@@ -103,7 +103,7 @@ func TestDecodeKamailio(t *testing.T) {
 			fields: with(observed, "received", "", "path", "", "domain", "", "q", "", "cseq", "", "reg_id", ""),
 			want: source.Contact{
 				Key: "k", AOR: "sip:alice", URI: observed["contact"], Expires: time.Date(2026, 11, 22, 4, 21, 28, 0, time.UTC),
-				Modified: time.Date(2026, 11, 22, 3, 21, 28, 0, time.UTC), Q: -1, CallID: "a84b4c76e66710", UserAgent: `<&"phone">`,
+				Modified: time.Date(2026, 11, 22, 3, 21, 28, 0, time.UTC), Q: -1, CallID: "a84b4c76e66710", UserAgent: `<&"phone">`, Socket: "udp:192.0.2.1:5060",
 			},
 		},
 		{name: "empty key", key: "", fields: observed, loc: time.UTC, wantErr: "key"},
@@ -155,7 +155,7 @@ func TestDecodeGeneric(t *testing.T) {
 	full := map[string]string{
 		"aor": "sip:alice@example.com", "uri": "sip:alice@192.0.2.10:5060", "expires": "1795000000",
 		"callid": "c1", "cseq": "7", "q": "0.8", "user_agent": "ua", "instance": "<urn:uuid:1>", "reg_id": "2",
-		"received": "sip:198.51.100.1:5060", "path": "<sip:p;lr>", "modified": "1794996400", "admin": "true",
+		"received": "sip:198.51.100.1:5060", "path": "<sip:p;lr>", "modified": "1794996400", "admin": "true", "socket": "tcp:192.0.2.1:5060",
 	}
 	with := func(kv ...string) map[string]string {
 		m := make(map[string]string, len(full))
@@ -182,7 +182,7 @@ func TestDecodeGeneric(t *testing.T) {
 			want: source.Contact{
 				Key: "b1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.10:5060", Expires: time.Unix(1795000000, 0).UTC(),
 				Q: 0.8, CallID: "c1", CSeq: 7, Modified: time.Unix(1794996400, 0).UTC(), UserAgent: "ua", Instance: "<urn:uuid:1>",
-				RegID: 2, Received: "sip:198.51.100.1:5060", Path: "<sip:p;lr>", Administrative: true,
+				RegID: 2, Received: "sip:198.51.100.1:5060", Path: "<sip:p;lr>", Socket: "tcp:192.0.2.1:5060", Administrative: true,
 			},
 		},
 		{

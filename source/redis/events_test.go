@@ -41,6 +41,9 @@ func TestKeyspaceDisabled(t *testing.T) {
 	if ids := clientIDs(t, rdb, w, true); len(ids) != 0 {
 		t.Fatalf("subscribed while notifications are off")
 	}
+	if m := w.Stats().Mode; m != source.ModePoll {
+		t.Errorf("Stats().Mode = %q while notifications are off, want %q", m, source.ModePoll)
+	}
 	// Enable them as an operator would.
 	if err := rdb.ConfigSet(context.Background(), "notify-keyspace-events", "KA").Err(); err != nil {
 		t.Fatal(err)
@@ -48,6 +51,9 @@ func TestKeyspaceDisabled(t *testing.T) {
 	eventually(t, "switch to events", func() bool {
 		return logs.count("following keyspace notifications") == 1 && len(clientIDs(t, rdb, w, true)) == 1
 	})
+	if m := w.Stats().Mode; m != source.ModeKeyspace {
+		t.Errorf("Stats().Mode = %q following notifications, want %q", m, source.ModeKeyspace)
+	}
 	n = rec.count()
 	hset(t, rdb, prefix+"uloc-b", kamailioEntry{ruid: "uloc-b", user: "bob", contact: "sip:bob@192.0.2.2", expires: exp}.fields(time.UTC))
 	rec.waitFor(t, n, "change seen as an event", func(b source.Batch) bool {

@@ -24,6 +24,7 @@ const (
 	fieldRegID     = "reg_id"     // RFC 5626 reg-id, 0 = none
 	fieldReceived  = "received"   // source address the registrar saw
 	fieldPath      = "path"       // Path header value(s)
+	fieldSocket    = "socket"     // registrar socket, e.g. udp:192.0.2.1:5060
 	fieldModified  = "modified"   // Unix seconds of the last write
 	fieldAdmin     = "admin"      // true/1: made by an operator, not a REGISTER
 )
@@ -74,5 +75,6 @@ func decodeGeneric(key string, fields map[string]string, c *source.Contact) erro
 	c.Instance = fields[fieldInstance]
 	c.Received = fields[fieldReceived]
 	c.Path = fields[fieldPath]
+	c.Socket = fields[fieldSocket]
 	return nil
 }

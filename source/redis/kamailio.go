@@ -72,6 +72,7 @@ func decodeKamailio(key string, fields map[string]string, loc *time.Location, do
 	c.Instance = fields["instance"]
 	c.Received = fields["received"]
 	c.Path = fields["path"]
+	c.Socket = fields["socket"]
 	ruid := fields["ruid"]
 	if ruid == "" {
 		ruid = key

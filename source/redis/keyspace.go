@@ -111,6 +111,7 @@ func (w *Watcher) session(ctx context.Context, rdb *goredis.Client, sink source.
 	if err != nil {
 		return err
 	}
+	w.keyspace.Store(events)
 	var msgs <-chan any
 	if events {
 		ps := rdb.PSubscribe(ctx, w.channel+w.pattern)

@@ -40,8 +40,10 @@ type Watcher struct {
 	running atomic.Bool
 	up      atomic.Bool
 	polls   atomic.Uint64
-	errs    atomic.Uint64 // failed sessions: one per failed read, ping or dial
-	skipped atomic.Uint64
+	// keyspace is true while the session follows keyspace events.
+	keyspace atomic.Bool
+	errs     atomic.Uint64 // failed sessions: one per failed read, ping or dial
+	skipped  atomic.Uint64
 	// lastFull is the Unix time in nanoseconds of the last Full batch
 	// delivered, 0 before the first.
 	lastFull atomic.Int64
@@ -130,6 +132,10 @@ func (w *Watcher) Stats() source.Stats {
 		s.LastFull = time.Unix(0, n)
 	}
 	s.Problem = w.trouble.String()
+	s.Mode = source.ModePoll
+	if w.keyspace.Load() {
+		s.Mode = source.ModeKeyspace
+	}
 	return s
 }
 

@@ -136,6 +136,7 @@ func (w *Watcher) openFeed(ctx context.Context) (Feed, error) {
 				"err", err, "poll_interval", w.cfg.PollInterval)
 		}
 		w.cdcRunning = false
+		w.feedMode.Store(nil)
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("opening change feed of %s: %w", w.table.Name, err)
@@ -144,6 +145,7 @@ func (w *Watcher) openFeed(ctx context.Context) (Feed, error) {
 		w.log.Info("change capture by triggers active")
 	}
 	w.cdcWarned, w.cdcRunning = false, true
+	w.feedMode.Store(&modeTrigger)
 	return f, nil
 }
 
@@ -338,3 +340,6 @@ func (w *Watcher) deliverStep(ctx context.Context, sink source.Sink, seenAt time
 	w.snap.synced = w.snap.stepSynced
 	return true
 }
+
+// The feed modes a watcher reports in its Stats while it reads one.
+var modeTrigger, modeLogical = source.ModeTrigger, source.ModeLogical

@@ -193,6 +193,7 @@ func (w *Watcher) logicalSession(ctx context.Context, sink source.Sink, s Sessio
 			w.log.Warn("cdc=logical configured but not usable; polling until it is", "why", why, "publication", pub, "poll_interval", w.cfg.PollInterval)
 		}
 		w.cdcRunning = false
+		w.feedMode.Store(nil)
 		return false, nil
 	case chk.slot && chk.slotDB != d.cfg.Database:
 		return true, fmt.Errorf("replication slot %s belongs to database %s: give this source its own with slot=", slot, chk.slotDB)
@@ -201,6 +202,7 @@ func (w *Watcher) logicalSession(ctx context.Context, sink source.Sink, s Sessio
 		w.log.Info("change capture by logical replication active", "publication", pub, "slot", slot)
 	}
 	w.logical.warned, w.cdcRunning = false, true
+	w.feedMode.Store(&modeLogical)
 
 	resume := w.keyed != nil && w.snap.synced && w.logical.lsn != 0 && sameSink(sink, w.logical.sink) && !w.logical.temporary
 	if chk.lost {

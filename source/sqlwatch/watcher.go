@@ -244,10 +244,11 @@ type Watcher struct {
 
 	// The rest is owned by the goroutine in Run (or Snapshot).
 	snap       snapshotState
-	keyed      KeyedSink // the sink of Run, when it is one
-	complete   bool      // the last read decoded every row
-	cdcWarned  bool      // "triggers not installed" was logged
-	cdcRunning bool      // the last session used CDC (for log lines)
+	keyed      KeyedSink              // the sink of Run, when it is one
+	complete   bool                   // the last read decoded every row
+	cdcWarned  bool                   // "triggers not installed" was logged
+	cdcRunning bool                   // the last session used CDC (for log lines)
+	feedMode   atomic.Pointer[string] // while cdcRunning, the Stats mode (trigger, logical); nil: poll
 	logical    logicalState
 }
 
@@ -317,7 +318,10 @@ func ValidIdent(s string) bool {
 
 // Stats reports the watcher's health (source.Reporter).
 func (w *Watcher) Stats() source.Stats {
-	st := source.Stats{Up: w.up.Load(), Polls: w.polls.Load(), Errors: w.errors.Load(), Skipped: w.skipped.Load()}
+	st := source.Stats{Up: w.up.Load(), Polls: w.polls.Load(), Errors: w.errors.Load(), Skipped: w.skipped.Load(), Mode: source.ModePoll}
+	if m := w.feedMode.Load(); m != nil {
+		st.Mode = *m
+	}
 	if n := w.lastFull.Load(); n != 0 {
 		st.LastFull = time.Unix(0, n)
 	}
