@@ -42,14 +42,14 @@ const (
 )
 
 // kamTools returns the paths of kamailio and sipp and Kamailio's module
-// directory, or skips the test (fails it under CI=true, where .ci/run
+// directory, or skips the test (fails it when CI is set, where .ci/run
 // installs them).
 func kamTools(t *testing.T) (kamailio, sipp, modules string) {
 	t.Helper()
 	missing := func(what string) {
 		msg := what + ": apt-get install kamailio kamailio-mysql-modules kamailio-sqlite-modules sip-tester to run the real-registrar test"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (required when CI=true)")
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + " (required when CI is set)")
 		}
 		t.Skip(msg)
 	}

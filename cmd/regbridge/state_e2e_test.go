@@ -16,7 +16,7 @@ import (
 
 // redisState returns a REGBRIDGE_STATE URL on the local Redis with a key
 // prefix of the test's own (deleted afterwards), and a client on it.
-// Without Redis the test is skipped, or fails under CI=true.
+// Without Redis the test is skipped, or fails when CI is set.
 func redisState(t *testing.T) (string, redis.UniversalClient, string) {
 	t.Helper()
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
@@ -24,7 +24,7 @@ func redisState(t *testing.T) (string, redis.UniversalClient, string) {
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatalf("Redis at 127.0.0.1:6379: %v", err)
 		}
 		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)

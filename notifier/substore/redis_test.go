@@ -17,7 +17,7 @@ import (
 
 // testRedis connects to the local Redis and returns a key prefix of the
 // test's own, deleted afterwards. Without Redis the test is skipped, or
-// fails under CI=true.
+// fails when CI is set.
 func testRedis(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
@@ -25,7 +25,7 @@ func testRedis(t *testing.T) (redis.UniversalClient, string) {
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatalf("Redis at 127.0.0.1:6379: %v", err)
 		}
 		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)

@@ -26,13 +26,13 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 }
 
 // Unavailable ends a test that needs a service it cannot reach. Under
-// CI=true (where every service runs) that is a failure; elsewhere the test
+// CI set (where every service runs) that is a failure; elsewhere the test
 // is skipped. hint says how to start the service.
 func Unavailable(t testing.TB, service string, err error, hint string) {
 	t.Helper()
 	msg := fmt.Sprintf("%s unreachable: %v (start it: %s)", service, err, hint)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; required when CI=true")
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg + "; required when CI is set")
 	}
 	t.Skip(msg)
 }
