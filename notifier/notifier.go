@@ -162,12 +162,12 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
-	n.udpSrv = newUDPServerTxs(n.onSubscribe)
+	n.udpSrv = newUDPServerTxs(answerableOnly(n.onSubscribe))
 	n.packages, n.allowEvents = packages(&cfg)
-	srv.OnSubscribe(n.onSubscribe)
-	srv.OnOptions(n.onOptions)
-	srv.OnCancel(n.onCancel)
-	srv.OnNoRoute(n.onNoRoute)
+	srv.OnSubscribe(answerableOnly(n.onSubscribe))
+	srv.OnOptions(answerableOnly(n.onOptions))
+	srv.OnCancel(answerableOnly(n.onCancel))
+	srv.OnNoRoute(answerableOnly(n.onNoRoute))
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
 		// regbridge subscribes to nothing (and the observer counts only
 		// answers to SUBSCRIBE).

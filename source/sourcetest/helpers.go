@@ -39,3 +39,21 @@ func Unavailable(t testing.TB, service string, err error, hint string) {
 
 // errNotReporter is the failure for an adapter without Stats.
 var errNotReporter = errors.New("adapter does not implement source.Reporter (Stats)")
+
+// Pick turns a fuzzed selector into one of the value kinds a database
+// driver can return for a column: NULL, text, a float, an integer or
+// bytes.
+func Pick(kind uint8, s string, f float64, i int64) any {
+	switch kind % 5 {
+	case 0:
+		return nil
+	case 1:
+		return s
+	case 2:
+		return f
+	case 3:
+		return i
+	default:
+		return []byte(s)
+	}
+}
