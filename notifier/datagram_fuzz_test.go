@@ -29,6 +29,9 @@ type datagramFixture struct {
 	// handled receives once per SUBSCRIBE the UDP table handed to the
 	// handler, when the handler has returned.
 	handled chan struct{}
+	// admitted is what the UDP table's admission answered the last
+	// SUBSCRIBE statelessly (nil: it went on to the handler).
+	admitted *sip.Response
 }
 
 // branchToken in an input stands for a branch of one of our running
@@ -67,10 +70,14 @@ func newDatagramFixture(tb testing.TB) *datagramFixture {
 		}
 	}()
 	fx := &datagramFixture{n: n, sock: n.udpSockets[0], src: sink.LocalAddr().(*net.UDPAddr).AddrPort(), handled: make(chan struct{}, 1)}
-	handle := n.udpSrv.handle
+	handle, admit := n.udpSrv.handle, n.udpSrv.admit
 	n.udpSrv.handle = func(req *sip.Request, tx sip.ServerTransaction) {
 		defer func() { fx.handled <- struct{}{} }()
 		handle(req, tx)
+	}
+	n.udpSrv.admit = func(req *sip.Request) *sip.Response {
+		fx.admitted = admit(req)
+		return fx.admitted
 	}
 	tb.Cleanup(func() {
 		sink.Close()
@@ -129,6 +136,9 @@ func checkAnswer(t *testing.T, req *sip.Request, raw []byte) *sip.Response {
 	if !ok {
 		t.Fatalf("answer is not a response:\n%s", raw)
 	}
+	if res.StatusCode == 500 {
+		t.Fatalf("500: a handler panicked (answered by the recovery):\n%s", raw)
+	}
 	if res.StatusCode < 100 || res.StatusCode > 699 {
 		t.Fatalf("status %d:\n%s", res.StatusCode, raw)
 	}
@@ -184,26 +194,32 @@ func (fx *datagramFixture) run(t *testing.T, data []byte) {
 	// else 3. what sipgo parses and hands to the handlers.
 	before := n.Count()
 	req, refused := (*sip.Request)(nil), false
+	fx.admitted = nil
 	if n.udpSrv.receive(fx.sock, data, fx.src) {
-		sentBy, branch := topVia(data)
-		key := string(branch) + "\x00" + string(sentBy)
-		select {
-		case <-fx.handled:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("SUBSCRIBE handler did not return")
-		}
-		n.udpSrv.mu.Lock()
-		stx := n.udpSrv.m[key]
-		var raw []byte
-		if stx != nil && stx.final {
-			raw = stx.res
-		}
-		n.udpSrv.mu.Unlock()
 		m, err := sip.ParseMessage(bytes.Clone(data))
 		if err != nil {
 			t.Fatalf("the UDP table took a datagram sipgo cannot parse (%v): %q", err, data)
 		}
 		req = m.(*sip.Request)
+		var raw []byte
+		if fx.admitted != nil { // refused statelessly, before anything is held
+			var w bytes.Buffer
+			fx.admitted.StringWrite(&w)
+			raw = w.Bytes()
+		} else {
+			select {
+			case <-fx.handled:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("SUBSCRIBE handler did not return")
+			}
+			sentBy, branch := topVia(data)
+			key := string(branch) + "\x00" + string(sentBy)
+			n.udpSrv.mu.Lock()
+			if stx := n.udpSrv.m[key]; stx != nil && stx.final {
+				raw = stx.res
+			}
+			n.udpSrv.mu.Unlock()
+		}
 		if raw == nil {
 			refused = true // no answer: nothing may be held
 		} else {
@@ -223,7 +239,7 @@ func (fx *datagramFixture) run(t *testing.T, data []byte) {
 		r.SetSource(fx.src.String())
 		r.SetDestination(fx.sock.local.String())
 		ctx := &capturedTx{}
-		switch r.Method { // as New registers them with sipgo
+		switch r.Method { // as New registers them with sipgo, without the recovery: a panic fails the input
 		case sip.SUBSCRIBE:
 			answerableOnly(n.onSubscribe)(r, ctx)
 		case sip.CANCEL:

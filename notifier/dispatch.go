@@ -78,7 +78,7 @@ func (n *Notifier) dispatch(ctx context.Context) {
 			bufs := deliveryPool.Get().(*deliveryBufs)
 			defer deliveryPool.Put(bufs)
 			for ; s != nil; s = n.pop() {
-				n.deliver(ctx, s, bufs)
+				n.deliverRecovering(ctx, s, bufs)
 			}
 		}()
 	}
@@ -146,6 +146,9 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription, bufs *deliveryB
 			res, err = n.authenticate(ctx, s, &j, body, res)
 		}
 		n.obs.NotifyDone(j.d.transport, outcome(res, err), time.Since(start), j.seenAt)
+		if errors.Is(err, errTooLarge) && n.endLarge(s, &j, err) {
+			continue // with the final NOTIFY
+		}
 		n.finish(s, &j, res, err)
 		if j.final != nil {
 			return
@@ -186,7 +189,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 			return job{}, false
 		}
 	}
-	withState := s.final == nil || s.final.reason.revealsState()
+	withState := s.final == nil || (s.final.reason.revealsState() && !s.final.bare)
 	needFull := s.full || s.final != nil || s.resync || s.pkg.presence
 	s.mu.Unlock()
 

@@ -47,21 +47,29 @@ type admission struct {
 	neutral bool
 }
 
-// admitRequest applies the per-request rate limits to every SUBSCRIBE,
-// refreshes included, before any other work. It answers and returns false
-// when the request is refused.
-func (n *Notifier) admitRequest(req *sip.Request, tx sip.ServerTransaction) (netip.Addr, bool) {
-	src := policy.SourceAddr(req)
+// admitRequest is what every SUBSCRIBE, refreshes included, passes before
+// any other work and, over UDP, before a transaction is held for it: the
+// notifier is not shutting down, and the per-request rate limits. It
+// returns the response refusing req, counted, or nil.
+func (n *Notifier) admitRequest(req *sip.Request) *sip.Response {
+	if n.closed.Load() {
+		n.obs.SubscribeAnswered(503)
+		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+		return res
+	}
 	g := n.guardsNow()
 	if g.Limits == nil {
-		return src, true
+		return nil
 	}
+	src := policy.SourceAddr(req)
 	privileged := g.Policy != nil && g.Policy.Privileged(src)
 	if v := g.Limits.AllowRequest(src, privileged); !v.OK() {
-		n.refuse(tx, req, v.Response(req), string(v.Reason))
-		return src, false
+		res := v.Response(req)
+		n.counted(res.StatusCode, string(v.Reason))
+		return res
 	}
-	return src, true
+	return nil
 }
 
 // admitSubscriber authenticates and authorizes an initial SUBSCRIBE for
@@ -130,9 +138,14 @@ func (n *Notifier) acquire(req *sip.Request, tx sip.ServerTransaction, adm admis
 // refuse counts a guard's response and sends it: counted first, so that
 // whoever has seen the response sees it counted.
 func (n *Notifier) refuse(tx sip.ServerTransaction, req *sip.Request, res *sip.Response, reason string) {
-	n.obs.SubscribeAnswered(res.StatusCode)
-	n.stats.countRefusal(reason)
+	n.counted(res.StatusCode, reason)
 	_ = tx.Respond(res)
+}
+
+// counted counts a guard's refusal with status code.
+func (n *Notifier) counted(code int, reason string) {
+	n.obs.SubscribeAnswered(code)
+	n.stats.countRefusal(reason)
 }
 
 // leases holds each live subscription's place under the caps, released

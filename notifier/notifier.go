@@ -100,6 +100,24 @@ type Notifier struct {
 	// NOTIFY once the registrations are known.
 	deferredMu sync.Mutex
 	deferred   []*subscription
+
+	// hooks are for tests: each, when set, runs at a point where another
+	// goroutine may interleave with a SUBSCRIBE's handler.
+	hooks struct {
+		// beforeAdd: a new subscription is built (and stored), not yet
+		// known here nor answered.
+		beforeAdd atomic.Pointer[func()]
+		// answered: a new subscription's 200 has been sent, its first
+		// NOTIFY not yet queued.
+		answered atomic.Pointer[func()]
+	}
+}
+
+// hook runs the test hook h, if set.
+func hook(h *atomic.Pointer[func()]) {
+	if f := h.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // Stats counts what the notifier did (exported for metrics and tests).
@@ -108,6 +126,17 @@ type Stats struct {
 	// Refused counts SUBSCRIBEs refused by the guards (limits,
 	// authentication, policy).
 	Refused atomic.Uint64
+	// Overloaded counts UDP SUBSCRIBEs answered 503 without a
+	// transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held
+	// or every handler was busy.
+	Overloaded atomic.Uint64
+	// LargeOverTCP counts NOTIFYs too large for a UDP datagram sent over
+	// TCP instead; LargeEnded the subscriptions ended because such a
+	// NOTIFY reached the subscriber over no transport (large.go).
+	LargeOverTCP, LargeEnded atomic.Uint64
+	// HandlerPanics and DeliveryPanics count panics recovered in SIP
+	// request handlers and in NOTIFY deliveries (recover.go).
+	HandlerPanics, DeliveryPanics atomic.Uint64
 }
 
 func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
@@ -162,17 +191,27 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 		tlsServer: tlsServer,
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
-	n.udpSrv = newUDPServerTxs(answerableOnly(n.onSubscribe))
+	n.udpSrv = newUDPServerTxs(n.recovering(answerableOnly(n.onAdmittedSubscribe)), cfg.MaxTransactions)
+	n.udpSrv.admit = func(req *sip.Request) *sip.Response {
+		if !answerable(req) {
+			return nil // the handler drops it: no answer could be SIP
+		}
+		return n.admitRequest(req)
+	}
+	n.udpSrv.overloaded = func() {
+		n.obs.SubscribeAnswered(503)
+		n.stats.Overloaded.Add(1)
+	}
 	n.packages, n.allowEvents = packages(&cfg)
-	srv.OnSubscribe(answerableOnly(n.onSubscribe))
-	srv.OnOptions(answerableOnly(n.onOptions))
-	srv.OnCancel(answerableOnly(n.onCancel))
-	srv.OnNoRoute(answerableOnly(n.onNoRoute))
-	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnSubscribe(n.recovering(answerableOnly(n.onSubscribe)))
+	srv.OnOptions(n.recovering(answerableOnly(n.onOptions)))
+	srv.OnCancel(n.recovering(answerableOnly(n.onCancel)))
+	srv.OnNoRoute(n.recovering(answerableOnly(n.onNoRoute)))
+	srv.OnNotify(n.recovering(func(req *sip.Request, tx sip.ServerTransaction) {
 		// regbridge subscribes to nothing (and the observer counts only
 		// answers to SUBSCRIBE).
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-	})
+	}))
 	return n, nil
 }
 
@@ -267,16 +306,17 @@ func (n *Notifier) shutdown() {
 	}
 	n.log.Info("ending subscriptions", "count", len(all), "drain", n.cfg.Drain)
 	deadline := time.Now().Add(n.cfg.Drain)
-	for time.Now().Before(deadline) {
-		n.subsMu.RLock()
-		left := len(n.subs)
-		n.subsMu.RUnlock()
+	for {
+		left := n.Count()
 		if left == 0 {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			n.log.Warn("drain time over; subscriptions left without a final NOTIFY", "count", left)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	n.log.Warn("drain time over; subscriptions left without a final NOTIFY", "count", len(n.subs))
 }
 
 // Publish takes a change from the bridge (bridge.Publisher). It only
@@ -300,17 +340,29 @@ func (n *Notifier) Count() int {
 	return len(n.subs)
 }
 
+// Transactions returns the number of UDP SUBSCRIBE transactions held
+// (running, or answered and absorbing retransmissions until Timer J).
+func (n *Notifier) Transactions() int { return n.udpSrv.len() }
+
 // Stats returns the notifier's counters.
 func (n *Notifier) Stats() *Stats { return &n.stats }
 
-func (n *Notifier) add(s *subscription) {
+// add makes s known, unless the notifier is closed: closed is set before
+// shutdown lists the subscriptions to end under subsMu, so checking it
+// under subsMu means s is either in that list or refused here, never
+// added after it and left without a final NOTIFY.
+func (n *Notifier) add(s *subscription) bool {
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
+	if n.closed.Load() {
+		return false
+	}
 	n.subs[s.id] = s
 	if _, neutral := n.neutral.Load(s.id); neutral {
-		return // never notified of changes: see admission.neutral
+		return true // never notified of changes: see admission.neutral
 	}
 	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
+	return true
 }
 
 func (n *Notifier) lookup(id string) *subscription {
@@ -418,4 +470,5 @@ func (n *Notifier) Terminate(aor string, reason Reason, retryAfter time.Duration
 // ErrReason is returned by Terminate for a reason regbridge does not send.
 var ErrReason = errors.New("not a Subscription-State reason regbridge sends")
 
+// errClosed: the notifier is shutting down.
 var errClosed = errors.New("notifier closed")

@@ -3,6 +3,7 @@ package notifier
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -164,13 +165,12 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 	return append(dst, body...)
 }
 
-// buildNotify is the NOTIFY of job j as a sipgo request, for the
-// transports sipgo carries (TCP, TLS, WebSocket, UDP to a name to
+// buildNotify is the NOTIFY of job j to hop h as a sipgo request, for
+// the transports sipgo carries (TCP, TLS, WebSocket, UDP to a name to
 // resolve): appendNotify's wire form parsed, with its transport, next hop
 // and, over UDP, our listener as its source. sipgo adds the Via.
-func (n *Notifier) buildNotify(j *job, body []byte, extra ...string) (*sip.Request, error) {
-	h := hopOf(&j.d)
-	m, err := sip.ParseMessage(appendNotify(nil, j, &h, via{}, body, extra...))
+func (n *Notifier) buildNotify(j *job, h *hop, body []byte, extra ...string) (*sip.Request, error) {
+	m, err := ownParser.ParseSIP(appendNotify(nil, j, h, via{}, body, extra...))
 	if err != nil {
 		return nil, fmt.Errorf("building NOTIFY: %w", err)
 	}
@@ -187,6 +187,15 @@ func (n *Notifier) buildNotify(j *job, body []byte, extra ...string) (*sip.Reque
 	}
 	return req, nil
 }
+
+// ownParser parses the NOTIFYs regbridge writes itself: sipgo's default
+// parser refuses messages over 64 KB, a limit for what strangers send,
+// while a NOTIFY too large for UDP goes over TCP at any size (large.go).
+var ownParser = func() *sip.Parser {
+	p := sip.NewParser()
+	p.MaxMessageLength = math.MaxInt32
+	return p
+}()
 
 // routeTransport is the transport towards a route URI.
 func routeTransport(u *sip.Uri, dflt string) string {

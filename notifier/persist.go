@@ -147,7 +147,10 @@ func (n *Notifier) adopt(recs []*substore.Record, full bool) {
 		if rec.Neutral {
 			n.neutral.Store(s.id, struct{}{})
 		}
-		n.add(s)
+		if !n.add(s) { // shutting down: it stays stored for a peer
+			n.drop(s)
+			continue
+		}
 		switch {
 		case !full:
 		case ready:
@@ -267,7 +270,10 @@ func (n *Notifier) takeOver(id string, local *subscription) (*subscription, erro
 	if rec.Neutral {
 		n.neutral.Store(s.id, struct{}{})
 	}
-	n.add(s)
+	if !n.add(s) { // shutting down: it stays stored for a peer
+		n.drop(s)
+		return nil, errClosed
+	}
 	n.log.Debug("subscription moved here", "aor", s.aor, "call_id", s.d.callID, "from", rec.Owner)
 	return s, nil
 }

@@ -47,6 +47,13 @@ func (n *Notifier) anySubscription() *subscription {
 
 func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfg, nil, contacts...)
+}
+
+// newHarnessWith is newHarness with the notifier reading the bridge
+// through wrap (a fake with function fields), unless wrap is nil.
+func newHarnessWith(t *testing.T, cfg Config, wrap func(States) States, contacts ...source.Contact) *harness {
+	t.Helper()
 	if cfg.Listen == nil {
 		cfg.Listen = ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}}
 	}
@@ -56,7 +63,11 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 		cfg.Drain = 300 * time.Millisecond
 	}
 	br := bridge.New(testLog())
-	n, err := New(cfg, br, testLog())
+	var states States = br
+	if wrap != nil {
+		states = wrap(br)
+	}
+	n, err := New(cfg, states, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}

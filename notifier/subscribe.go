@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/limit"
+	"github.com/regbridge/regbridge/notifier/policy"
 	"github.com/regbridge/regbridge/notifier/substore"
 )
 
@@ -27,18 +29,27 @@ const (
 	acceptBodies = ""
 )
 
-// onSubscribe handles every SUBSCRIBE (RFC 6665 4.2.1). Each branch sends
-// its final response before returning: sipgo ends the transaction then.
+// onSubscribe handles a SUBSCRIBE over sipgo's transports (RFC 6665
+// 4.2.1). Each branch sends its final response before returning: sipgo
+// ends the transaction then.
 func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	tx = n.track(req, tx)
-	if n.closed.Load() {
-		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+	if res := n.admitRequest(req); res != nil {
+		_ = tx.Respond(res)
 		return
 	}
-	src, ok := n.admitRequest(req, tx)
-	if !ok {
-		return
-	}
+	n.handleSubscribe(req, tx)
+}
+
+// onAdmittedSubscribe handles a UDP SUBSCRIBE that admitRequest let
+// through before its transaction was created (udpsrv.go).
+func (n *Notifier) onAdmittedSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	n.handleSubscribe(req, n.track(req, tx))
+}
+
+// handleSubscribe handles an admitted SUBSCRIBE.
+func (n *Notifier) handleSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	src := policy.SourceAddr(req)
 	if tags := unsupportedRequire(req); tags != "" {
 		n.respond(tx, req, 420, "Bad Extension", sip.NewHeader("Unsupported", tags))
 		return
@@ -62,6 +73,7 @@ func (n *Notifier) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	// admitted already (its To tag is ours and unguessable).
 	var adm admission
 	if to := req.To(); to != nil && !to.Params.Has("tag") {
+		var ok bool
 		if adm, ok = n.admitSubscriber(context.Background(), req, tx, src, subscribedAOR(req)); !ok {
 			return
 		}
@@ -175,20 +187,30 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 			return
 		}
 	}
-	n.obs.SubscribeAnswered(200)
-	if err := tx.Respond(res); err != nil {
-		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
-		if s.timer != nil {
-			s.timer.Stop()
-		}
-		lease.Release()
-		return
-	}
+	hook(&n.hooks.beforeAdd)
+	// Known before answered: a refresh or an unsubscribe sent the moment
+	// the 200 arrives finds the subscription. The first NOTIFY is queued
+	// only after the 200 (s is claimed meanwhile, so changes coalesce).
 	n.leases.hold(s.id, lease)
 	if adm.neutral {
 		n.neutral.Store(s.id, struct{}{})
 	}
-	n.add(s)
+	if !n.add(s) {
+		// Shutdown has taken the list of subscriptions to end: this one
+		// would get no final NOTIFY.
+		n.remove(s)
+		n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return
+	}
+	n.obs.SubscribeAnswered(200)
+	if err := tx.Respond(res); err != nil {
+		// The subscriber never got its 200: forget the subscription here
+		// and in the store, so that no instance NOTIFYs it.
+		n.log.Info("sending 200 to SUBSCRIBE failed", "aor", aor, "call_id", d.callID, "err", err)
+		n.remove(s)
+		return
+	}
+	hook(&n.hooks.answered)
 	n.enqueue(s)
 	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
 		"subscriber", d.remoteURI, "transport", d.transport, "expires", int(expires/time.Second))
@@ -201,7 +223,12 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	s := n.lookup(dialogID(req.CallID().Value(), toTag, fromTag))
 	if n.store != nil {
 		var err error
-		if s, err = n.takeOver(dialogID(req.CallID().Value(), toTag, fromTag), s); err != nil && s == nil {
+		s, err = n.takeOver(dialogID(req.CallID().Value(), toTag, fromTag), s)
+		if errors.Is(err, errClosed) {
+			n.respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+		if err != nil && s == nil {
 			n.log.Warn("loading subscription failed", "call_id", req.CallID().Value(), "err", err)
 			n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
 			return

@@ -65,6 +65,10 @@ func (r Reason) valid() bool {
 type ending struct {
 	reason     Reason
 	retryAfter uint32
+	// bare: the final NOTIFY carries no registration state whatever the
+	// reason, because the document with it reaches the subscriber over
+	// no transport (large.go).
+	bare bool
 }
 
 // dialog is the notifier's side of the SUBSCRIBE dialog (RFC 3261 12,

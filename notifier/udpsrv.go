@@ -24,8 +24,16 @@ import (
 //     sent-by as a running transaction) is answered with the last
 //     response sent, or dropped while the handler is still working on the
 //     original; it never reaches the handler again.
-//   - A new SUBSCRIBE is parsed and handed to the handler in a goroutine
-//     of its own, as sipgo does.
+//   - A new SUBSCRIBE is parsed and first passes the checks that cost
+//     nothing to hold (admit: shutdown, the request rates). A refusal
+//     there is answered statelessly (RFC 3261 8.2.7): no table entry, no
+//     goroutine, so a flood of refused requests holds nothing.
+//   - An admitted SUBSCRIBE takes a place in the table, which holds at
+//     most max transactions (REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS), and
+//     is handed to the handler in a goroutine of its own, as sipgo does,
+//     at most maxHandling at once. Beyond either bound it gets a
+//     stateless 503: what a flood holds is bounded by configuration,
+//     whatever its packet rate.
 //   - After a final response the transaction lingers for Timer J (sipgo's
 //     value, so sip.SetTimers governs it) and is then forgotten by one
 //     timer for the whole table, not one per transaction.
@@ -42,9 +50,20 @@ import (
 // guards all fields.
 type udpServerTxs struct {
 	handle func(*sip.Request, sip.ServerTransaction)
+	// admit returns the response refusing req before anything is held
+	// for it, or nil to go on.
+	admit func(req *sip.Request) *sip.Response
+	// overloaded is called for each SUBSCRIBE refused because the table
+	// is full or every handler busy (counted by the notifier).
+	overloaded func()
+	// max bounds the transactions held, maxHandling those whose handler
+	// is still running (a goroutine each).
+	max, maxHandling int
 
 	mu sync.Mutex
 	m  map[string]*udpServerTx
+	// handling counts the transactions whose handler is running.
+	handling int
 	// answered holds the transactions that sent a final response, in the
 	// order they did so (so in order of expiry), from head on.
 	answered []*udpServerTx
@@ -71,8 +90,19 @@ type udpServerTx struct {
 // retransmission is still answered.
 const sweepEvery = 250 * time.Millisecond
 
-func newUDPServerTxs(handle func(*sip.Request, sip.ServerTransaction)) *udpServerTxs {
-	return &udpServerTxs{handle: handle, m: make(map[string]*udpServerTx)}
+// maxHandling bounds the SUBSCRIBE handlers running at once over UDP. A
+// handler's work is bounded (CPU, and at most a credential or
+// subscription store call under its timeout of 2 s), so 4096 carry
+// 2,000 SUBSCRIBEs/s even when the store takes its full time, while
+// their goroutines stay within a few tens of MB.
+const maxHandling = 4096
+
+// overloadRetryAfter is the Retry-After of a 503 for a full table: room
+// comes back as answered transactions reach the end of Timer J.
+const overloadRetryAfter = "5"
+
+func newUDPServerTxs(handle func(*sip.Request, sip.ServerTransaction), max int) *udpServerTxs {
+	return &udpServerTxs{handle: handle, max: max, maxHandling: maxHandling, m: make(map[string]*udpServerTx)}
 }
 
 // receive takes msg, read from sock and sent from src, if it is a
@@ -123,27 +153,55 @@ func (t *udpServerTxs) receive(sock *udpSocket, msg []byte, src netip.AddrPort) 
 		}
 		dst = netip.AddrPortFrom(src.Addr(), port)
 	}
+	if t.admit != nil {
+		if res := t.admit(req); res != nil {
+			t.reply(sock, dst, res)
+			return true
+		}
+	}
 	tx := &udpServerTx{key: string(key), sock: sock, dst: dst}
 	t.mu.Lock()
 	if _, ok := t.m[tx.key]; ok { // the same request on another listener
 		t.mu.Unlock()
 		return true
 	}
+	if len(t.m) >= t.max || t.handling >= t.maxHandling {
+		t.mu.Unlock()
+		if t.overloaded != nil {
+			t.overloaded()
+		}
+		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", overloadRetryAfter))
+		t.reply(sock, dst, res)
+		return true
+	}
 	t.m[tx.key] = tx
+	t.handling++
 	t.mu.Unlock()
 	go t.serve(req, tx)
 	return true
 }
 
+// reply sends res to dst without a transaction: a retransmission of the
+// request is taken as a new one and answered anew.
+func (t *udpServerTxs) reply(sock *udpSocket, dst netip.AddrPort, res *sip.Response) {
+	w := byteWriter(make([]byte, 0, 512))
+	res.StringWrite(&w)
+	_, _ = sock.WriteToUDPAddrPort(w, dst)
+}
+
 // serve runs the handler; a transaction it left without a final response
 // is forgotten then, as sipgo does.
 func (t *udpServerTxs) serve(req *sip.Request, tx *udpServerTx) {
+	defer func() {
+		t.mu.Lock()
+		t.handling--
+		if !tx.final {
+			delete(t.m, tx.key)
+		}
+		t.mu.Unlock()
+	}()
 	t.handle(req, &leanServerTx{t: t, tx: tx})
-	t.mu.Lock()
-	if !tx.final {
-		delete(t.m, tx.key)
-	}
-	t.mu.Unlock()
 }
 
 // respond sends res in tx and keeps its bytes for retransmissions.

@@ -33,7 +33,7 @@ func newUDPSrvHarness(t *testing.T, handle func(*sip.Request, sip.ServerTransact
 	h.t = newUDPServerTxs(func(req *sip.Request, tx sip.ServerTransaction) {
 		h.calls.Add(1)
 		handle(req, tx)
-	})
+	}, DefaultMaxTransactions)
 	h.sock = &udpSocket{UDPConn: uc, local: uc.LocalAddr().(*net.UDPAddr).AddrPort(), txs: newUDPTxs(), srv: h.t}
 	go func() {
 		buf := make([]byte, 65535)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -278,19 +280,29 @@ func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 // otherwise through the Doer (sipgo). extra are header lines to add (a
 // digest answer).
 func (n *Notifier) send(ctx context.Context, j *job, body []byte, extra ...string) (*sip.Response, error) {
-	if n.leanUDP && j.d.transport == "UDP" {
-		h := hopOf(&j.d)
-		if h.transport == "UDP" {
-			if dst, err := netip.ParseAddrPort(h.dest); err == nil {
-				if sock := n.udpSocketFor(dst); sock != nil {
-					return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), func(b []byte, v via) []byte {
-						return appendNotify(b, j, &h, v, body, extra...)
-					})
-				}
+	h := hopOf(&j.d)
+	if tooLargeForUDP(j, &h, body, extra) {
+		return n.sendLarge(ctx, j, h, body, extra...)
+	}
+	res, err := n.sendTo(ctx, j, &h, body, extra...)
+	if errors.Is(err, syscall.EMSGSIZE) { // the kernel's limit is below ours
+		return n.sendLarge(ctx, j, h, body, extra...)
+	}
+	return res, err
+}
+
+// sendTo runs the NOTIFY transaction of job j to hop h.
+func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, extra ...string) (*sip.Response, error) {
+	if n.leanUDP && j.d.transport == "UDP" && h.transport == "UDP" {
+		if dst, err := netip.ParseAddrPort(h.dest); err == nil {
+			if sock := n.udpSocketFor(dst); sock != nil {
+				return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), func(b []byte, v via) []byte {
+					return appendNotify(b, j, h, v, body, extra...)
+				})
 			}
 		}
 	}
-	req, err := n.buildNotify(j, body, extra...)
+	req, err := n.buildNotify(j, h, body, extra...)
 	if err != nil {
 		return nil, err
 	}

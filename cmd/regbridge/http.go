@@ -38,6 +38,8 @@ type httpParts struct {
 	// behind the admin token when one is set.
 	pprof bool
 	token string
+	// log records panics recovered in handlers (nil: discarded).
+	log *slog.Logger
 }
 
 // newHTTPHandler serves the health endpoints: /healthz says the process
@@ -80,7 +82,11 @@ func newHTTPHandler(p httpParts) http.Handler {
 	if p.api != nil {
 		mux.Handle("/", p.api)
 	}
-	return mux
+	log := p.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return recoverHTTP(mux, log)
 }
 
 // requireToken guards h with the admin bearer token when one is set.

@@ -162,7 +162,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		return fmt.Errorf("listening on REGBRIDGE_HTTP_LISTEN %s: %w", cfg.HTTPListen, err)
 	}
 	httpSrv := &http.Server{
-		Handler:           newHTTPHandler(httpParts{ready: ready, metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken}),
+		Handler:           newHTTPHandler(httpParts{ready: ready, metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken, log: log}),
 		ReadHeaderTimeout: min(5*time.Second, cfg.HTTPReadTimeout),
 		ReadTimeout:       cfg.HTTPReadTimeout,
 		WriteTimeout:      cfg.HTTPWriteTimeout,

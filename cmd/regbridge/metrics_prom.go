@@ -225,6 +225,7 @@ type stateCollector struct {
 	in metricInputs
 
 	aors, contacts, ready, subs, removed                *prometheus.Desc
+	sipTxs, overloaded, tooLarge, panics                *prometheus.Desc
 	srcUp, srcPolls, srcErrors, srcSkipped, srcLastFull *prometheus.Desc
 	sseClients, sseEvents, sseDropped                   *prometheus.Desc
 	hookEvents, hookRetries, hookQueue                  *prometheus.Desc
@@ -241,6 +242,10 @@ func newStateCollector(in metricInputs) *stateCollector {
 		ready:       d("regbridge_ready", "1 when /readyz would answer 200."),
 		subs:        d("regbridge_subscriptions", "Active SIP subscriptions, by event package and transport.", "package", "transport"),
 		removed:     d("regbridge_subscriptions_removed_total", "Subscriptions removed because a NOTIFY failed (481, timeout, transport error...)."),
+		sipTxs:      d("regbridge_sip_server_transactions", "UDP SUBSCRIBE transactions held (running, or answered and absorbing retransmissions for 32 s); at most REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS."),
+		overloaded:  d("regbridge_subscribe_overload_total", "UDP SUBSCRIBEs answered 503 without a transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held or every handler was busy."),
+		tooLarge:    d("regbridge_notifies_too_large_total", "NOTIFYs too large for a UDP datagram, by outcome: sent over TCP instead, or the subscription ended (terminated;reason=probation) because TCP failed too.", "outcome"),
+		panics:      d("regbridge_panics_total", "Panics recovered, by where: a SIP request handler (answered 500), a NOTIFY delivery (the subscription ends) or an HTTP handler (answered 500).", "where"),
 		srcUp:       d("regbridge_source_up", "1 while the contact store answers."),
 		srcPolls:    d("regbridge_source_polls_total", "Reads of the contact store (change checks and snapshots)."),
 		srcErrors:   d("regbridge_source_errors_total", "Failed reads of the contact store."),
@@ -256,7 +261,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed,
+	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded, c.tooLarge, c.panics,
 		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull,
 		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue} {
 		ch <- d
@@ -292,6 +297,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.subs, float64(n), k.pkg, k.transport)
 	}
 	counter(c.removed, in.notifier.Stats().Removed.Load())
+	gauge(c.sipTxs, float64(in.notifier.Transactions()))
+	counter(c.overloaded, in.notifier.Stats().Overloaded.Load())
+	counter(c.tooLarge, in.notifier.Stats().LargeOverTCP.Load(), "tcp")
+	counter(c.tooLarge, in.notifier.Stats().LargeEnded.Load(), "ended")
+	counter(c.panics, in.notifier.Stats().HandlerPanics.Load(), "sip_handler")
+	counter(c.panics, in.notifier.Stats().DeliveryPanics.Load(), "delivery")
+	counter(c.panics, httpPanics.Load(), "http")
 
 	if rep, ok := in.source.(source.Reporter); ok {
 		st := rep.Stats()

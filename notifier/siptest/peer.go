@@ -119,7 +119,13 @@ type Option func(*peerOptions)
 type peerOptions struct {
 	tls *tls.Config
 	nat bool
+	tcp bool
 }
+
+// WithTCP makes a udp peer listen on TCP too, at the same address, and
+// take messages up to 1 MB (sipgo's default is 64 KB), as a phone that
+// takes requests too large for UDP (RFC 3261 18.1.1) does.
+func WithTCP() Option { return func(o *peerOptions) { o.tcp = true } }
 
 // WithNAT makes the peer ask for symmetric response routing: rport in its
 // Via (RFC 3581), as a client behind NAT does.
@@ -144,6 +150,11 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 	if o.tls != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(o.tls))
 	}
+	if o.tcp {
+		parser := sip.NewParser()
+		parser.MaxMessageLength = 1 << 20
+		uaOpts = append(uaOpts, sipgo.WithUserAgentParser(parser))
+	}
 	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		t.Fatal(err)
@@ -155,29 +166,8 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 	p := &Peer{t: t, network: network, server: server, notifies: make(chan Notify, 1000),
 		answer: func(int, *sip.Request) (int, []sip.Header) { return 200, nil },
 		CallID: fmt.Sprintf("siptest-%d@127.0.0.1", time.Now().UnixNano()), FromTag: sip.GenerateTagN(10), CSeq: 1}
-	var clientOpts []sipgo.ClientOption
-	if network == "udp" {
-		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.local = conn.LocalAddr().String()
-		go srv.ServeUDP(conn)
-		t.Cleanup(func() { conn.Close() })
-		// The SUBSCRIBE must leave from this socket: wait until sipgo has it.
-		Eventually(t, func() bool {
-			c, err := ua.TransportLayer().GetConnection("udp", p.local)
-			return err == nil && c != nil
-		}, "UDP listener registered")
-		clientOpts = append(clientOpts, sipgo.WithClientConnectionAddr(p.local))
-	}
-	if o.nat {
-		clientOpts = append(clientOpts, sipgo.WithClientNAT())
-	}
-	p.client, err = sipgo.NewClient(ua, append(clientOpts, sipgo.WithClientLogger(Quiet))...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The handler is in place before the server runs (sipgo reads its
+	// handlers unlocked).
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.answerMu.Lock()
 		i := p.count
@@ -212,6 +202,37 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 		}
 		tx.Respond(res)
 	})
+	var clientOpts []sipgo.ClientOption
+	if network == "udp" {
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.local = conn.LocalAddr().String()
+		go srv.ServeUDP(conn)
+		t.Cleanup(func() { conn.Close() })
+		if o.tcp {
+			ln, err := net.Listen("tcp", p.local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.ServeTCP(ln)
+			t.Cleanup(func() { ln.Close() })
+		}
+		// The SUBSCRIBE must leave from this socket: wait until sipgo has it.
+		Eventually(t, func() bool {
+			c, err := ua.TransportLayer().GetConnection("udp", p.local)
+			return err == nil && c != nil
+		}, "UDP listener registered")
+		clientOpts = append(clientOpts, sipgo.WithClientConnectionAddr(p.local))
+	}
+	if o.nat {
+		clientOpts = append(clientOpts, sipgo.WithClientNAT())
+	}
+	p.client, err = sipgo.NewClient(ua, append(clientOpts, sipgo.WithClientLogger(Quiet))...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { ua.Close() })
 	return p
 }
