@@ -78,12 +78,29 @@ func (r *redisServer) stop() {
 
 // listenTCP accepts NOTIFYs over TCP on the port of each of w's UDP
 // sockets, as a phone does: a NOTIFY too large for a datagram comes over
-// TCP to the same host and port (RFC 3261 18.1.1).
+// TCP to the same host and port (RFC 3261 18.1.1). A socket whose port is
+// taken over TCP is replaced by a pair on a port free for both; call it
+// before subscribing.
 func (w *watchers) listenTCP() {
-	for _, c := range w.conns {
+	for i, c := range w.conns {
 		ln, err := net.Listen("tcp", c.LocalAddr().String())
-		if err != nil {
-			w.t.Fatal(err)
+		for tries := 0; err != nil; tries++ {
+			if tries == 20 {
+				w.t.Fatalf("no port free for both UDP and TCP: %v", err)
+			}
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				continue
+			}
+			uc, uerr := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ln.Addr().(*net.TCPAddr).Port})
+			if uerr != nil {
+				ln.Close()
+				err = uerr
+				continue
+			}
+			c.Close()
+			uc.SetReadBuffer(8 << 20)
+			w.conns[i] = uc
+			go w.read(uc)
 		}
 		w.t.Cleanup(func() { ln.Close() })
 		go func() {
@@ -275,21 +292,7 @@ func TestChaos(t *testing.T) {
 	w.listenTCP()
 	aorOf := func(i int) int { return i % aors }
 	callOf := func(i int) string { return fmt.Sprintf("chaos-%d", i) }
-	owner := map[string]*proc{}
-	for i := range subs {
-		p := []*proc{victim, survivor}[i%2]
-		addr, _ := net.ResolveUDPAddr("udp", p.sip)
-		owner[callOf(i)] = p
-		w.subscribe(i, callOf(i), fmt.Sprintf("sip:u%d@example.com", aorOf(i)), addr)
-		if i%50 == 49 {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	siptest.Eventually(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.log) == subs
-	}, "every subscription's first NOTIFY")
+	owner := w.subscribeAll(subs, []*proc{victim, survivor}, callOf, func(i int) string { return fmt.Sprintf("sip:u%d@example.com", aorOf(i)) })
 
 	// The run: a change every 60 ms (each AOR every 1.2 s, far apart from
 	// the 20 ms polls, so nothing coalesces unless a fault makes it), and

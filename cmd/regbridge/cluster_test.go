@@ -185,6 +185,28 @@ func (w *watchers) subscribe(i int, callID, aor string, server *net.UDPAddr) {
 	c.WriteToUDP([]byte(msg), server)
 }
 
+// subscribeAll makes n subscriptions, the i-th with Call-ID callOf(i) to
+// aorOf(i), spread over procs in turn, waits for each one's first NOTIFY
+// and returns which process each Call-ID subscribed at.
+func (w *watchers) subscribeAll(n int, procs []*proc, callOf, aorOf func(int) string) map[string]*proc {
+	owner := map[string]*proc{}
+	for i := range n {
+		p := procs[i%len(procs)]
+		addr, _ := net.ResolveUDPAddr("udp", p.sip)
+		owner[callOf(i)] = p
+		w.subscribe(i, callOf(i), aorOf(i), addr)
+		if i%50 == 49 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	siptest.Eventually(w.t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.log) == n
+	}, "every subscription's first NOTIFY")
+	return owner
+}
+
 // contactView is what a subscriber knows after the NOTIFYs of list:
 // each active contact's URI and CSeq.
 func contactView(list []notice) map[string]int {
@@ -238,21 +260,7 @@ func TestClusterTakeover(t *testing.T) {
 	w := newWatchers(t, 4)
 	aorOf := func(i int) string { return fmt.Sprintf("sip:u%d@example.com", i%aors) }
 	callOf := func(i int) string { return fmt.Sprintf("ct-%d", i) }
-	owner := map[string]int{} // Call-ID -> port of the instance subscribed to
-	for i := range subs {
-		p := procs[i%3]
-		addr, _ := net.ResolveUDPAddr("udp", p.sip)
-		owner[callOf(i)] = p.port
-		w.subscribe(i, callOf(i), aorOf(i), addr)
-		if i%100 == 99 {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	siptest.Eventually(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.log) == subs
-	}, "every subscription's first NOTIFY")
+	owner := w.subscribeAll(subs, procs, callOf, aorOf)
 
 	// The stream: registrations and de-registrations across the AORs;
 	// process i0 is killed half-way.
@@ -339,7 +347,7 @@ func TestClusterTakeover(t *testing.T) {
 		id := callOf(i)
 		list := w.log[id]
 		next := uint32(0)
-		sender := owner[id]
+		sender := owner[id].port
 		for k, n := range list {
 			if n.retrans {
 				continue
