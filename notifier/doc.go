@@ -26,7 +26,11 @@
 // SUBSCRIBEs over UDP likewise run lean server transactions (udpsrv.go):
 // a retransmission is answered from the stored response without reaching
 // the handler again, and an answered transaction costs about 670 bytes
-// until Timer J ends it, where sipgo's cost about 4 KB. SUBSCRIBEs over
-// TCP, TLS and WebSocket, and every other request, go through sipgo's
-// server.
+// until Timer J ends it, where sipgo's cost about 4 KB; a SUBSCRIBE
+// refused by a rate, or over the configured number of transactions, is
+// answered without one. SUBSCRIBEs over TCP, TLS and WebSocket, and every
+// other request, go through sipgo's server. A NOTIFY of a UDP subscription
+// over 1300 bytes goes over TCP when the subscriber takes it there, else
+// over UDP (RFC 3261 18.1.1, large.go). Handlers and
+// deliveries recover from panics (recover.go).
 package notifier

@@ -65,6 +65,10 @@ type Notifier struct {
 	udpSrv     *udpServerTxs // SUBSCRIBE transactions over UDP (udpsrv.go)
 	leanUDP    bool          // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
 	tlsServer  *tls.Config   // nil without REGBRIDGE_TLS_CERT
+	// noTCP remembers destinations that took no large NOTIFY over TCP;
+	// tcpAttempts counts the attempts (large.go).
+	noTCP       tcpRefusals
+	tcpAttempts atomic.Uint64
 
 	// recent remembers SUBSCRIBE transactions for CANCEL matching.
 	recent recentTxs
@@ -130,10 +134,12 @@ type Stats struct {
 	// transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held
 	// or every handler was busy.
 	Overloaded atomic.Uint64
-	// LargeOverTCP counts NOTIFYs too large for a UDP datagram sent over
-	// TCP instead; LargeEnded the subscriptions ended because such a
-	// NOTIFY reached the subscriber over no transport (large.go).
-	LargeOverTCP, LargeEnded atomic.Uint64
+	// LargeOverTCP counts NOTIFYs of UDP dialogs over the UDP path MTU
+	// limit (1300 bytes) answered over TCP; LargeOverUDP those answered
+	// over UDP because the destination took no TCP; LargeEnded the
+	// subscriptions ended because such a NOTIFY, too large for a UDP
+	// datagram too, reached the subscriber over no transport (large.go).
+	LargeOverTCP, LargeOverUDP, LargeEnded atomic.Uint64
 	// HandlerPanics and DeliveryPanics count panics recovered in SIP
 	// request handlers and in NOTIFY deliveries (recover.go).
 	HandlerPanics, DeliveryPanics atomic.Uint64

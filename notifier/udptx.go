@@ -277,30 +277,35 @@ func (s *udpSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // send runs one NOTIFY transaction of job j and returns its final
 // response: over UDP to an address through a lean transaction of our own,
-// otherwise through the Doer (sipgo). extra are header lines to add (a
-// digest answer).
+// otherwise through the Doer (sipgo); a UDP NOTIFY over udpPathMTULimit
+// goes over TCP first (large.go). extra are header lines to add (a digest
+// answer).
 func (n *Notifier) send(ctx context.Context, j *job, body []byte, extra ...string) (*sip.Response, error) {
 	h := hopOf(&j.d)
-	if tooLargeForUDP(j, &h, body, extra) {
-		return n.sendLarge(ctx, j, h, body, extra...)
+	if h.transport != "UDP" {
+		return n.sendTo(ctx, j, &h, body, 0, extra...)
 	}
-	res, err := n.sendTo(ctx, j, &h, body, extra...)
-	if errors.Is(err, syscall.EMSGSIZE) { // the kernel's limit is below ours
+	res, err := n.sendTo(ctx, j, &h, body, udpPathMTULimit, extra...)
+	if errors.Is(err, errOverMTU) || errors.Is(err, syscall.EMSGSIZE) {
 		return n.sendLarge(ctx, j, h, body, extra...)
 	}
 	return res, err
 }
 
-// sendTo runs the NOTIFY transaction of job j to hop h.
-func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, extra ...string) (*sip.Response, error) {
+// sendTo runs the NOTIFY transaction of job j to hop h. A UDP NOTIFY
+// larger than limit (when not 0) is errOverMTU, and nothing is sent.
+func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, limit int, extra ...string) (*sip.Response, error) {
 	if n.leanUDP && j.d.transport == "UDP" && h.transport == "UDP" {
 		if dst, err := netip.ParseAddrPort(h.dest); err == nil {
 			if sock := n.udpSocketFor(dst); sock != nil {
-				return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), func(b []byte, v via) []byte {
+				return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), limit, func(b []byte, v via) []byte {
 					return appendNotify(b, j, h, v, body, extra...)
 				})
 			}
 		}
+	}
+	if limit > 0 && h.transport == "UDP" && len(appendNotify(nil, j, h, via{}, body, extra...))+viaRoom > limit {
+		return nil, errOverMTU
 	}
 	req, err := n.buildNotify(j, h, body, extra...)
 	if err != nil {
@@ -327,12 +332,16 @@ func (n *Notifier) udpSocketFor(dst netip.AddrPort) *udpSocket {
 
 // roundTrip runs one transaction: write the request build makes (with
 // our Via), retransmit on Timer E, give up on Timer F, return the final
-// response.
-func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, sentBy string, build func([]byte, via) []byte) (*sip.Response, error) {
+// response. A request larger than limit (when not 0) is errOverMTU,
+// unsent: measured as built, it costs a small NOTIFY nothing more.
+func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, sentBy string, limit int, build func([]byte, via) []byte) (*sip.Response, error) {
 	txs := n.udpTxs
 	tx := txs.begin()
 	defer txs.end(tx)
 	tx.buf = build(tx.buf[:0], via{sentBy: sentBy, branch: txs.prefix, id: tx.id})
+	if limit > 0 && len(tx.buf) > limit {
+		return nil, errOverMTU
+	}
 	send := func() error {
 		_, err := sock.WriteToUDPAddrPort(tx.buf, dst)
 		if err != nil {

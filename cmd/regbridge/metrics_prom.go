@@ -244,7 +244,7 @@ func newStateCollector(in metricInputs) *stateCollector {
 		removed:     d("regbridge_subscriptions_removed_total", "Subscriptions removed because a NOTIFY failed (481, timeout, transport error...)."),
 		sipTxs:      d("regbridge_sip_server_transactions", "UDP SUBSCRIBE transactions held (running, or answered and absorbing retransmissions for 32 s); at most REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS."),
 		overloaded:  d("regbridge_subscribe_overload_total", "UDP SUBSCRIBEs answered 503 without a transaction because REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS were held or every handler was busy."),
-		tooLarge:    d("regbridge_notifies_too_large_total", "NOTIFYs too large for a UDP datagram, by outcome: sent over TCP instead, or the subscription ended (terminated;reason=probation) because TCP failed too.", "outcome"),
+		tooLarge:    d("regbridge_notifies_too_large_total", "NOTIFYs of UDP subscriptions over 1300 bytes (RFC 3261 18.1.1), by outcome: tcp (answered over TCP), udp_fallback (answered over UDP because the subscriber took no TCP), ended (too large for a UDP datagram too: the subscription ended with terminated;reason=probation).", "outcome"),
 		panics:      d("regbridge_panics_total", "Panics recovered, by where: a SIP request handler (answered 500), a NOTIFY delivery (the subscription ends) or an HTTP handler (answered 500).", "where"),
 		srcUp:       d("regbridge_source_up", "1 while the contact store answers."),
 		srcPolls:    d("regbridge_source_polls_total", "Reads of the contact store (change checks and snapshots)."),
@@ -300,6 +300,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.sipTxs, float64(in.notifier.Transactions()))
 	counter(c.overloaded, in.notifier.Stats().Overloaded.Load())
 	counter(c.tooLarge, in.notifier.Stats().LargeOverTCP.Load(), "tcp")
+	counter(c.tooLarge, in.notifier.Stats().LargeOverUDP.Load(), "udp_fallback")
 	counter(c.tooLarge, in.notifier.Stats().LargeEnded.Load(), "ended")
 	counter(c.panics, in.notifier.Stats().HandlerPanics.Load(), "sip_handler")
 	counter(c.panics, in.notifier.Stats().DeliveryPanics.Load(), "delivery")

@@ -50,6 +50,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`regbridge_sip_server_transactions 1`,
 		`regbridge_subscribe_overload_total 0`,
 		`regbridge_notifies_too_large_total{outcome="ended"} 0`,
+		`regbridge_notifies_too_large_total{outcome="udp_fallback"} 0`,
 		`regbridge_panics_total{where="sip_handler"} 0`,
 		`regbridge_source_up 1`,
 		`regbridge_source_polls_total `,
