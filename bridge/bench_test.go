@@ -30,13 +30,20 @@ func snapshotOf(n int) []source.Contact {
 	return cs
 }
 
-var sizes = []int{10_000, 100_000, 1_000_000}
+// benchSizes are the state sizes the diff benchmarks measure; under -short
+// (CI runs every benchmark once to prove it works) only the smallest.
+func benchSizes() []int {
+	if testing.Short() {
+		return []int{10_000}
+	}
+	return []int{10_000, 100_000, 1_000_000}
+}
 
 // BenchmarkDiffUnchanged measures reconciling a full snapshot identical to
 // the known state: the common case of a periodic reconcile. It must not
 // allocate per contact.
 func BenchmarkDiffUnchanged(b *testing.B) {
-	for _, n := range sizes {
+	for _, n := range benchSizes() {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 			br.Subscribe(&recorder{})
@@ -55,7 +62,7 @@ func BenchmarkDiffUnchanged(b *testing.B) {
 // BenchmarkDiffUnchangedKeyed is BenchmarkDiffUnchanged as sqlwatch sends
 // it to the bridge (ApplyFull): no contacts, every key named as unchanged.
 func BenchmarkDiffUnchangedKeyed(b *testing.B) {
-	for _, n := range sizes {
+	for _, n := range benchSizes() {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 			br.Subscribe(&recorder{})
@@ -84,7 +91,7 @@ func BenchmarkDiffUnchangedKeyed(b *testing.B) {
 // BenchmarkDiffRefreshAll measures a snapshot in which every contact was
 // refreshed (new CSeq, later expiry): every contact yields an event.
 func BenchmarkDiffRefreshAll(b *testing.B) {
-	for _, n := range sizes {
+	for _, n := range benchSizes() {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			br := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 			snap := snapshotOf(n)
@@ -136,7 +143,10 @@ func TestMemoryPerContact(t *testing.T) {
 // not counted). source/kamailio's BenchmarkMemoryPerContact measures the
 // whole contact side, strings included. Run it with -benchtime=1x.
 func BenchmarkMemoryPerContact(b *testing.B) {
-	const n = 1_000_000
+	n := 1_000_000
+	if testing.Short() {
+		n = 50_000
+	}
 	snap := snapshotOf(n)
 	for b.Loop() {
 		runtime.GC()
@@ -151,7 +161,7 @@ func BenchmarkMemoryPerContact(b *testing.B) {
 			b.Fatalf("tracked %d AORs %d contacts", aors, contacts)
 		}
 		runtime.KeepAlive(br)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/contact")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/contact")
 	}
 	runtime.KeepAlive(snap)
 }

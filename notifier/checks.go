@@ -146,3 +146,56 @@ func secureRequest(req *sip.Request) bool {
 	}
 	return false
 }
+
+// answerable reports whether a response to req can be well formed and
+// can find its way back: the request speaks SIP/2.0 (RFC 3261 7.1) and
+// its top Via, which the response copies (8.2.6.2) and is sent by
+// (18.2.2), names a protocol, a transport and a host. sipgo hands on
+// requests that fail this; answering them would put a message no SIP
+// parser reads on the wire, so they get no answer, as unparsable ones do.
+func answerable(req *sip.Request) bool {
+	if req.SipVersion != "SIP/2.0" {
+		return false
+	}
+	via := req.Via()
+	if via == nil || !strings.EqualFold(via.ProtocolName, "SIP") || via.ProtocolVersion != "2.0" ||
+		!isToken(via.Transport) || via.Host == "" || strings.ContainsAny(via.Host, " \t\r\n;,") {
+		return false
+	}
+	// The branch is a token (RFC 3261 20.42): the client matches our
+	// response by it, byte for byte.
+	if branch, ok := via.Params.Get("branch"); ok && !isToken(branch) {
+		return false
+	}
+	// What sipgo reads leniently it does not always print back in a form
+	// it reads (a From of "sip::A"): the headers a response copies must
+	// survive the trip, or the response is not SIP.
+	var b strings.Builder
+	sip.NewResponseFromRequest(req, 400, "Bad Request", nil).StringWrite(&b)
+	_, err := sip.ParseMessage([]byte(b.String()))
+	return err == nil
+}
+
+// isToken reports whether s is an RFC 3261 25.1 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// answerableOnly is h for the requests that are answerable; the rest are
+// dropped unanswered.
+func answerableOnly(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if answerable(req) {
+			h(req, tx)
+		}
+	}
+}

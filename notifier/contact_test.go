@@ -2,7 +2,7 @@ package notifier
 
 import (
 	"fmt"
-	"strings"
+	"net"
 	"testing"
 )
 
@@ -24,12 +24,18 @@ func TestContactOnWildcardListener(t *testing.T) {
 	if dials != 1 {
 		t.Errorf("%d route lookups for one subscriber address, want 1", dials)
 	}
-	if got := n.contactFor("UDP", "[::1]:40000", false); got != "<sip:regbridge@[::1]:5065>" {
-		if strings.Contains(got, "[::]") {
-			t.Fatalf("IPv6 subscriber: Contact %s names the wildcard", got)
+	t.Run("IPv6 subscriber", func(t *testing.T) {
+		// Only a machine without ::1 excuses this: there the kernel has
+		// no route to answer with.
+		if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+			t.Skipf("no IPv6 loopback on this machine: %v", err)
+		} else {
+			c.Close()
 		}
-		t.Logf("IPv6 subscriber: %s (no IPv6 loopback route here?)", got)
-	}
+		if got, want := n.contactFor("UDP", "[::1]:40000", false), "<sip:regbridge@[::1]:5065>"; got != want {
+			t.Fatalf("Contact %s, want %s", got, want)
+		}
+	})
 
 	// The cache starts over when full instead of growing.
 	for i := range routeCacheMax + 10 {

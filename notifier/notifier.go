@@ -202,17 +202,22 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	}
 	n.doer, n.leanUDP = clientDoer{client}, true
 	n.watchers = substore.NewLocalWatchers(n.watcherChanged)
-	n.udpSrv = newUDPServerTxs(n.recovering(n.onAdmittedSubscribe), cfg.MaxTransactions)
-	n.udpSrv.admit = n.admitRequest
+	n.udpSrv = newUDPServerTxs(n.recovering(answerableOnly(n.onAdmittedSubscribe)), cfg.MaxTransactions)
+	n.udpSrv.admit = func(req *sip.Request) *sip.Response {
+		if !answerable(req) {
+			return nil // the handler drops it: no answer could be SIP
+		}
+		return n.admitRequest(req)
+	}
 	n.udpSrv.overloaded = func() {
 		n.obs.SubscribeAnswered(503)
 		n.stats.Overloaded.Add(1)
 	}
 	n.packages, n.allowEvents = packages(&cfg)
-	srv.OnSubscribe(n.recovering(n.onSubscribe))
-	srv.OnOptions(n.recovering(n.onOptions))
-	srv.OnCancel(n.recovering(n.onCancel))
-	srv.OnNoRoute(n.recovering(n.onNoRoute))
+	srv.OnSubscribe(n.recovering(answerableOnly(n.onSubscribe)))
+	srv.OnOptions(n.recovering(answerableOnly(n.onOptions)))
+	srv.OnCancel(n.recovering(answerableOnly(n.onCancel)))
+	srv.OnNoRoute(n.recovering(answerableOnly(n.onNoRoute)))
 	srv.OnNotify(n.recovering(func(req *sip.Request, tx sip.ServerTransaction) {
 		// regbridge subscribes to nothing (and the observer counts only
 		// answers to SUBSCRIBE).

@@ -24,14 +24,14 @@ import (
 const sippDir = "../testdata/sipp"
 
 // lookSIPp returns the path of sipp, or skips the test (fails it when
-// CI=true, where the conformance suite must not silently disappear).
+// CI is set, where the conformance suite must not silently disappear).
 func lookSIPp(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("sipp")
 	if err != nil {
 		const msg = "sipp not found: install sip-tester (Debian/Ubuntu) to run the SIPp conformance scenarios"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (required when CI=true)")
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + " (required when CI is set)")
 		}
 		t.Skip(msg)
 	}

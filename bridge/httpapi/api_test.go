@@ -3,11 +3,13 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -331,6 +333,55 @@ func TestSubscriptions(t *testing.T) {
 	raw := empty.do(t, "GET", "/v1/subscriptions", "", "", &none)
 	if raw.StatusCode != 200 || none.Subscriptions == nil {
 		t.Errorf("no subscriptions: want an empty list, got %+v", none)
+	}
+}
+
+// TestSubscriptionsPaged walks every page of a listing of 250
+// subscriptions (some sharing an AOR or a Call-ID) and gets each exactly
+// once, in order; the unpaged listing still answers all of them.
+func TestSubscriptionsPaged(t *testing.T) {
+	var all []Subscription
+	for i := range 250 {
+		all = append(all, Subscription{AOR: fmt.Sprintf("sip:u%d@example.com", i%40), Event: []string{"reg", "presence"}[i%2],
+			CallID: fmt.Sprintf("c%d", i%7), Subscriber: fmt.Sprintf("sip:w%d@example.com", i)})
+	}
+	ta := newTestAPI(t, "", func(d *Deps) { d.Subscriptions = func() []Subscription { return slices.Clone(all) } })
+	type page struct {
+		Count         int            `json:"count"`
+		Subscriptions []Subscription `json:"subscriptions"`
+		Next          *string        `json:"next"`
+	}
+	var whole page
+	if res := ta.do(t, "GET", "/v1/subscriptions", "", "", &whole); res.StatusCode != 200 || whole.Count != 250 || len(whole.Subscriptions) != 250 || whole.Next != nil {
+		t.Fatalf("unpaged: status %d, count %d, %d listed, next %v", res.StatusCode, whole.Count, len(whole.Subscriptions), whole.Next)
+	}
+	var walked []Subscription
+	pages := 0
+	for after := ""; ; pages++ {
+		var p page
+		path := "/v1/subscriptions?limit=60"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		if res := ta.do(t, "GET", path, "", "", &p); res.StatusCode != 200 {
+			t.Fatalf("page %d: status %d", pages, res.StatusCode)
+		}
+		if p.Count != 250 || len(p.Subscriptions) > 60 {
+			t.Fatalf("page %d: count %d, %d listed", pages, p.Count, len(p.Subscriptions))
+		}
+		walked = append(walked, p.Subscriptions...)
+		if p.Next == nil {
+			break
+		}
+		after = *p.Next
+	}
+	if pages != 4 || !slices.Equal(walked, whole.Subscriptions) {
+		t.Fatalf("%d pages of %d subscriptions, want 5 pages of the unpaged listing", pages+1, len(walked))
+	}
+	for _, bad := range []string{"limit=0", "limit=1001", "limit=x", "after=%25%25"} {
+		if res := ta.do(t, "GET", "/v1/subscriptions?"+bad, "", "", nil); res.StatusCode != 400 {
+			t.Errorf("%s: status %d, want 400", bad, res.StatusCode)
+		}
 	}
 }
 

@@ -1,27 +1,11 @@
 package httpapi
 
 import (
-	"cmp"
 	_ "embed"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 )
-
-func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) {
-	subs := []Subscription{}
-	if a.deps.Subscriptions != nil {
-		subs = append(subs, a.deps.Subscriptions()...)
-	}
-	slices.SortFunc(subs, func(x, y Subscription) int {
-		return cmp.Or(cmp.Compare(x.AOR, y.AOR), cmp.Compare(x.CallID, y.CallID))
-	})
-	writeJSON(w, http.StatusOK, struct {
-		Count         int            `json:"count"`
-		Subscriptions []Subscription `json:"subscriptions"`
-	}{len(subs), subs})
-}
 
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if a.deps.Events == nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 )
 
-// Paging of GET /v1/registrations.
+// Paging of GET /v1/registrations and /v1/subscriptions.
 const (
 	// defaultLimit keeps an unqualified listing small enough to read.
 	defaultLimit = 100
@@ -117,14 +117,10 @@ func (a *API) notReady(w http.ResponseWriter) bool {
 
 func (a *API) listRegistrations(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := defaultLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to "+strconv.Itoa(maxLimit))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeErr(w, err)
+		return
 	}
 	if a.notReady(w) {
 		return
@@ -141,6 +137,18 @@ func (a *API) listRegistrations(w http.ResponseWriter, r *http.Request) {
 		page.Registrations = append(page.Registrations, toRegistration(&regs[i], now))
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// parseLimit reads a limit= query value; empty is defaultLimit.
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, &httpError{http.StatusBadRequest, "limit must be an integer from 1 to " + strconv.Itoa(maxLimit)}
+	}
+	return n, nil
 }
 
 // canonicalPrefix brings an AOR prefix to the form bridge.List compares:

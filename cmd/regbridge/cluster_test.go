@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -32,13 +33,15 @@ type proc struct {
 	log       *syncBuffer
 }
 
-func startProc(t *testing.T, bin, db, state, id string) *proc {
+// startProc starts the binary bin on the store src (a REGBRIDGE_SOURCE
+// URL) with the subscription state at state; extra are more VAR=value.
+func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc {
 	t.Helper()
 	sipPort, httpPort := freePort(t), freePort(t)
 	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, log: &syncBuffer{}}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(os.Environ(),
-		"REGBRIDGE_SOURCE=kamailio+sqlite://"+db+"?create=true",
+		"REGBRIDGE_SOURCE="+src,
 		"REGBRIDGE_SIP_LISTEN=udp://"+p.sip,
 		"REGBRIDGE_HTTP_LISTEN="+p.http,
 		"REGBRIDGE_POLL_INTERVAL=20ms",
@@ -47,6 +50,7 @@ func startProc(t *testing.T, bin, db, state, id string) *proc {
 		"REGBRIDGE_STATE_LEASE=1s",
 		"REGBRIDGE_INSTANCE_ID="+id,
 	)
+	p.cmd.Env = append(p.cmd.Env, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,37 +127,50 @@ func (w *watchers) read(c *net.UDPConn) {
 		if err != nil {
 			return
 		}
-		msg, err := sip.ParseMessage(bytes.Clone(buf[:n]))
-		if err != nil {
-			continue
-		}
-		switch m := msg.(type) {
-		case *sip.Response:
-			if m.CSeq().MethodName == sip.SUBSCRIBE && m.StatusCode == 200 {
-				tag, _ := m.To().Params.Get("tag")
-				w.mu.Lock()
-				w.toTag[m.CallID().Value()] = tag
-				w.mu.Unlock()
-			}
-		case *sip.Request:
-			if m.Method != sip.NOTIFY {
-				continue
-			}
-			res := sip.NewResponseFromRequest(m, 200, "OK", nil)
-			c.WriteToUDP([]byte(res.String()), src)
-			var doc siptest.Reginfo
-			xml.Unmarshal(m.Body(), &doc)
-			callID := m.CallID().Value()
-			ss := ""
-			if h := m.GetHeader("Subscription-State"); h != nil {
-				ss = h.Value()
-			}
+		w.handle(bytes.Clone(buf[:n]), src.Port, func(b []byte) { c.WriteToUDP(b, src) })
+	}
+}
+
+// watcherParser reads messages of any size: over TCP a NOTIFY may be
+// larger than sipgo's default limit of 64 KB, and RFC 3261 sets none.
+var watcherParser = func() *sip.Parser {
+	p := sip.NewParser()
+	p.MaxMessageLength = 4 << 20
+	return p
+}()
+
+// handle records one message from port (the sender's) and answers a
+// NOTIFY through reply.
+func (w *watchers) handle(raw []byte, port int, reply func([]byte)) {
+	msg, err := watcherParser.ParseSIP(raw)
+	if err != nil {
+		return
+	}
+	switch m := msg.(type) {
+	case *sip.Response:
+		if m.CSeq().MethodName == sip.SUBSCRIBE && m.StatusCode == 200 {
+			tag, _ := m.To().Params.Get("tag")
 			w.mu.Lock()
-			retrans := m.CSeq().SeqNo <= w.last[callID]
-			w.last[callID] = max(w.last[callID], m.CSeq().SeqNo)
-			w.log[callID] = append(w.log[callID], notice{at: time.Now(), from: src.Port, cseq: m.CSeq().SeqNo, doc: doc, subsSt: ss, retrans: retrans})
+			w.toTag[m.CallID().Value()] = tag
 			w.mu.Unlock()
 		}
+	case *sip.Request:
+		if m.Method != sip.NOTIFY {
+			return
+		}
+		reply([]byte(sip.NewResponseFromRequest(m, 200, "OK", nil).String()))
+		var doc siptest.Reginfo
+		xml.Unmarshal(m.Body(), &doc)
+		callID := m.CallID().Value()
+		ss := ""
+		if h := m.GetHeader("Subscription-State"); h != nil {
+			ss = h.Value()
+		}
+		w.mu.Lock()
+		retrans := m.CSeq().SeqNo <= w.last[callID]
+		w.last[callID] = max(w.last[callID], m.CSeq().SeqNo)
+		w.log[callID] = append(w.log[callID], notice{at: time.Now(), from: port, cseq: m.CSeq().SeqNo, doc: doc, subsSt: ss, retrans: retrans})
+		w.mu.Unlock()
 	}
 }
 
@@ -166,6 +183,50 @@ func (w *watchers) subscribe(i int, callID, aor string, server *net.UDPAddr) {
 		"Contact: <sip:w%d@%s>\r\nEvent: reg\r\nAccept: application/reginfo+xml\r\nExpires: 600\r\n"+
 		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", aor, local, callID, i, i, aor, callID, i, local)
 	c.WriteToUDP([]byte(msg), server)
+}
+
+// subscribeAll makes n subscriptions, the i-th with Call-ID callOf(i) to
+// aorOf(i), spread over procs in turn, waits for each one's first NOTIFY
+// and returns which process each Call-ID subscribed at.
+func (w *watchers) subscribeAll(n int, procs []*proc, callOf, aorOf func(int) string) map[string]*proc {
+	owner := map[string]*proc{}
+	for i := range n {
+		p := procs[i%len(procs)]
+		addr, _ := net.ResolveUDPAddr("udp", p.sip)
+		owner[callOf(i)] = p
+		w.subscribe(i, callOf(i), aorOf(i), addr)
+		if i%50 == 49 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	siptest.Eventually(w.t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.log) == n
+	}, "every subscription's first NOTIFY")
+	return owner
+}
+
+// contactView is what a subscriber knows after the NOTIFYs of list:
+// each active contact's URI and CSeq.
+func contactView(list []notice) map[string]int {
+	got := map[string]int{}
+	for _, n := range list {
+		if n.retrans || len(n.doc.Registrations) == 0 {
+			continue
+		}
+		if n.doc.State == "full" {
+			clear(got)
+		}
+		for _, c := range n.doc.Registrations[0].Contacts {
+			if c.State == "active" {
+				got[c.URI], _ = strconv.Atoi(c.CSeq)
+			} else {
+				delete(got, c.URI)
+			}
+		}
+	}
+	return got
 }
 
 // TestClusterTakeover: three processes on one store and one Redis prefix,
@@ -185,8 +246,9 @@ func TestClusterTakeover(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dbPath := filepath.Join(dir, "location.db")
-	procs := []*proc{startProc(t, bin, dbPath, state, "i0")}
-	procs = append(procs, startProc(t, bin, dbPath, state, "i1"), startProc(t, bin, dbPath, state, "i2"))
+	src := "kamailio+sqlite://" + dbPath + "?create=true"
+	procs := []*proc{startProc(t, bin, src, state, "i0")}
+	procs = append(procs, startProc(t, bin, src, state, "i1"), startProc(t, bin, src, state, "i2"))
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
@@ -198,21 +260,7 @@ func TestClusterTakeover(t *testing.T) {
 	w := newWatchers(t, 4)
 	aorOf := func(i int) string { return fmt.Sprintf("sip:u%d@example.com", i%aors) }
 	callOf := func(i int) string { return fmt.Sprintf("ct-%d", i) }
-	owner := map[string]int{} // Call-ID -> port of the instance subscribed to
-	for i := range subs {
-		p := procs[i%3]
-		addr, _ := net.ResolveUDPAddr("udp", p.sip)
-		owner[callOf(i)] = p.port
-		w.subscribe(i, callOf(i), aorOf(i), addr)
-		if i%100 == 99 {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	siptest.Eventually(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.log) == subs
-	}, "every subscription's first NOTIFY")
+	owner := w.subscribeAll(subs, procs, callOf, aorOf)
 
 	// The stream: registrations and de-registrations across the AORs;
 	// process i0 is killed half-way.
@@ -250,63 +298,33 @@ func TestClusterTakeover(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	want := map[string]map[string]bool{} // aor -> contact URIs
-	for r, u := range live {
-		_ = r
-		want["sip:"+u+"@example.com"] = map[string]bool{}
+	want := map[string]map[string]int{} // aor -> contact URI -> cseq
+	for _, u := range live {
+		want["sip:"+u+"@example.com"] = map[string]int{}
 	}
-	rows, err := db.Query(`SELECT username, contact FROM location`)
+	rows, err := db.Query(`SELECT username, contact, cseq FROM location`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var u, c string
-		rows.Scan(&u, &c)
+		var cseq int
+		rows.Scan(&u, &c, &cseq)
 		aor := "sip:" + u + "@example.com"
 		if want[aor] == nil {
-			want[aor] = map[string]bool{}
+			want[aor] = map[string]int{}
 		}
-		want[aor][c] = true
+		want[aor][c] = cseq
 	}
 	rows.Close()
 
 	// Converge: every subscription's view equals the store.
-	view := func(list []notice) map[string]bool {
-		got := map[string]bool{}
-		for _, n := range list {
-			if n.retrans || len(n.doc.Registrations) == 0 {
-				continue
-			}
-			if n.doc.State == "full" {
-				clear(got)
-			}
-			for _, c := range n.doc.Registrations[0].Contacts {
-				if c.State == "active" {
-					got[c.URI] = true
-				} else {
-					delete(got, c.URI)
-				}
-			}
-		}
-		return got
-	}
-	equal := func(a, b map[string]bool) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for k := range a {
-			if !b[k] {
-				return false
-			}
-		}
-		return true
-	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		bad := 0
 		w.mu.Lock()
 		for i := range subs {
-			if !equal(view(w.log[callOf(i)]), want[aorOf(i)]) {
+			if !maps.Equal(contactView(w.log[callOf(i)]), want[aorOf(i)]) {
 				bad++
 			}
 		}
@@ -329,7 +347,7 @@ func TestClusterTakeover(t *testing.T) {
 		id := callOf(i)
 		list := w.log[id]
 		next := uint32(0)
-		sender := owner[id]
+		sender := owner[id].port
 		for k, n := range list {
 			if n.retrans {
 				continue

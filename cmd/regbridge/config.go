@@ -36,16 +36,25 @@ type config struct {
 	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed"`
 	Domain       string        `env:"DOMAIN" desc:"AOR domain for rows whose domain column is NULL (Kamailio use_domain=0)"`
 	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener: /healthz, /readyz, /metrics, the /v1 API and the live view at /"`
-	LogLevel     string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
-	LogFormat    string        `env:"LOG_FORMAT, default=text" desc:"text or json"`
-	PProf        bool          `env:"PPROF, default=false" desc:"serve the Go profiler at /debug/pprof/ on the HTTP listener (behind REGBRIDGE_ADMIN_TOKEN when set)"`
-	SIP          notifier.Config
-	Auth         digest.Config
-	Policy       policy.Config
-	Limit        limit.Config
-	API          httpapi.Config
-	Webhooks     feed.Config
-	State        substore.Config
+	// The HTTP timeouts free the connections of clients that stall: a
+	// request (headers and body, at most a few KiB) is read within
+	// HTTPReadTimeout, a response written within HTTPWriteTimeout (the
+	// default leaves room for pprof's default 30 s CPU profile; the event
+	// stream sets its own deadline per write), and a kept-alive
+	// connection waits for its next request HTTPIdleTimeout at most.
+	HTTPReadTimeout  time.Duration `env:"HTTP_READ_TIMEOUT, default=10s" desc:"time allowed to read one HTTP request, headers and body"`
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT, default=60s" desc:"time allowed to write one HTTP response (the /v1/events stream is exempt)"`
+	HTTPIdleTimeout  time.Duration `env:"HTTP_IDLE_TIMEOUT, default=120s" desc:"how long an idle kept-alive HTTP connection is kept"`
+	LogLevel         string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
+	LogFormat        string        `env:"LOG_FORMAT, default=text" desc:"text or json"`
+	PProf            bool          `env:"PPROF, default=false" desc:"serve the Go profiler at /debug/pprof/ on the HTTP listener (behind REGBRIDGE_ADMIN_TOKEN when set)"`
+	SIP              notifier.Config
+	Auth             digest.Config
+	Policy           policy.Config
+	Limit            limit.Config
+	API              httpapi.Config
+	Webhooks         feed.Config
+	State            substore.Config
 }
 
 // loadConfig reads the configuration through l (the environment in main,
@@ -104,6 +113,14 @@ func (c *config) validate() error {
 	}
 	if err := checkHostPort("REGBRIDGE_HTTP_LISTEN", c.HTTPListen); err != nil {
 		errs = append(errs, err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HTTP_READ_TIMEOUT", c.HTTPReadTimeout}, {"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout}, {"HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout}} {
+		if d.v < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("REGBRIDGE_%s: %v is below 100ms", d.name, d.v))
+		}
 	}
 	if _, err := parseSourceURL(c.Source); err != nil {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_SOURCE: %w", err))

@@ -53,8 +53,8 @@ type kamBins struct {
 func kamMissing(t *testing.T, what, packages string) {
 	t.Helper()
 	msg := what + ": apt-get install " + packages + " to run the real-Kamailio tests"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (required when CI=true)")
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg + " (required when CI is set)")
 	}
 	t.Skip(msg)
 }

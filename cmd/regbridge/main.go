@@ -187,7 +187,10 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	}
 	httpSrv := &http.Server{
 		Handler:           newHTTPHandler(httpParts{ready: ready, detail: readyDetail(src), metrics: metricsHandler, api: api, pprof: cfg.PProf, token: cfg.API.AdminToken, log: log}),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, cfg.HTTPReadTimeout),
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      cfg.HTTPWriteTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	httpSrv.RegisterOnShutdown(hub.Close) // event streams never go idle by themselves

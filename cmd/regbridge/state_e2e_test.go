@@ -13,7 +13,7 @@ import (
 
 // redisState returns a REGBRIDGE_STATE URL on the local Redis with a key
 // prefix of the test's own (deleted afterwards), and a client on it.
-// Without Redis the test is skipped, or fails under CI=true.
+// Without Redis the test is skipped, or fails when CI is set.
 func redisState(t *testing.T) (string, redis.UniversalClient, string) {
 	t.Helper()
 	rdb, prefix := siptest.Redis(t)

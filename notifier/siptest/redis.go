@@ -20,7 +20,7 @@ func Redis(t testing.TB) (redis.UniversalClient, string) {
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatalf("Redis at 127.0.0.1:6379: %v", err)
 		}
 		t.Skipf("no Redis at 127.0.0.1:6379 (Debian: redis-server): %v", err)

@@ -1,6 +1,10 @@
 package asterisk
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +70,60 @@ func FuzzDecodeRealtime(f *testing.F) {
 			return
 		}
 		checkAccepted(t, &c)
+	})
+}
+
+// FuzzAstDBFile feeds arbitrary bytes as the AstDB file (a SQLite file
+// anyone who can write Asterisk's directory controls; a torn copy or a
+// disk error looks the same): opening and reading it either fails or
+// yields rows under the contact prefix whose accepted contacts are usable,
+// within a bounded time.
+func FuzzAstDBFile(f *testing.F) {
+	seed := func(ddl string, rows map[string]string) []byte {
+		path, db := newAstDB(f, ddl, 1000)
+		for k, v := range rows {
+			put(f, db, k, v)
+		}
+		db.Close()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	c := astContact{aor: "1001", uri: "sip:1001@192.0.2.1", callID: "c", userAgent: "ua", expires: time.Unix(1795000000, 0)}
+	f.Add(seed("text", map[string]string{contactID("1001", c.uri): c.json(), "/registrar/contact0": "x", "/pbx/x": "y"}))
+	f.Add(seed("varchar", map[string]string{contactID("1002", "sip:x@y"): `{"uri":"sip:x@y","expiration_time":"0"}`}))
+	f.Add([]byte("SQLite format 3\x00"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, file []byte) {
+		path := filepath.Join(dir, "astdb.sqlite3")
+		for _, s := range []string{"", "-journal", "-wal", "-shm"} {
+			os.Remove(path + s)
+		}
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d := newAstDBFile(path, "/registrar/contact/", slog.New(slog.DiscardHandler))
+		s, err := d.Open(ctx, nil)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		l := &astdbLayout{prefix: d.prefix, domain: "example.com"}
+		err = s.Snapshot(ctx, func(row []sqlwatch.Value) {
+			if key := row[0].String(""); !strings.HasPrefix(key, d.prefix) {
+				t.Fatalf("read a row outside the contact prefix: %q", key)
+			}
+			var c source.Contact
+			if l.Decode(row, &c) == nil {
+				checkAccepted(t, &c)
+			}
+		})
+		if ctx.Err() != nil {
+			t.Fatalf("reading the file took over 5 s (%v)", err)
+		}
 	})
 }

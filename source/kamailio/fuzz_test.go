@@ -7,25 +7,9 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sourcetest"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
-
-// pick turns a fuzzed selector into one of the value kinds the driver can
-// return for a column.
-func pick(kind uint8, s string, f float64, i int64) any {
-	switch kind % 5 {
-	case 0:
-		return nil
-	case 1:
-		return s
-	case 2:
-		return f
-	case 3:
-		return i
-	default:
-		return []byte(s)
-	}
-}
 
 // FuzzDecode feeds arbitrary values of every driver type into each column:
 // decodeRow must never panic, and what it accepts must be usable.
@@ -37,21 +21,21 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ruid, user, domain, contact, text string, real float64, integer int64, callid, instance string, kinds uint16, cfgDomain string) {
 		k := func(n int) uint8 { return uint8(kinds>>(n%16)) & 7 }
 		r := rawRow{
-			colID:           pick(k(0), text, real, integer),
-			colRUID:         pick(k(1)|1, ruid, real, integer), // mostly strings
-			colUsername:     pick(k(2)|1, user, real, integer),
-			colDomain:       pick(k(3), domain, real, integer),
-			colContact:      pick(k(4)|1, contact, real, integer),
-			colReceived:     pick(k(5), contact, real, integer),
-			colPath:         pick(k(6), domain, real, integer),
-			colExpires:      pick(k(7), text, real, integer),
-			colQ:            pick(k(8), text, real, integer),
-			colCallID:       pick(k(9), callid, real, integer),
-			colCSeq:         pick(k(10), text, real, integer),
-			colLastModified: pick(k(11), text, real, integer),
-			colUserAgent:    pick(k(12), callid, real, integer),
-			colInstance:     pick(k(13), instance, real, integer),
-			colRegID:        pick(k(14), text, real, integer),
+			colID:           sourcetest.Pick(k(0), text, real, integer),
+			colRUID:         sourcetest.Pick(k(1)|1, ruid, real, integer), // mostly strings
+			colUsername:     sourcetest.Pick(k(2)|1, user, real, integer),
+			colDomain:       sourcetest.Pick(k(3), domain, real, integer),
+			colContact:      sourcetest.Pick(k(4)|1, contact, real, integer),
+			colReceived:     sourcetest.Pick(k(5), contact, real, integer),
+			colPath:         sourcetest.Pick(k(6), domain, real, integer),
+			colExpires:      sourcetest.Pick(k(7), text, real, integer),
+			colQ:            sourcetest.Pick(k(8), text, real, integer),
+			colCallID:       sourcetest.Pick(k(9), callid, real, integer),
+			colCSeq:         sourcetest.Pick(k(10), text, real, integer),
+			colLastModified: sourcetest.Pick(k(11), text, real, integer),
+			colUserAgent:    sourcetest.Pick(k(12), callid, real, integer),
+			colInstance:     sourcetest.Pick(k(13), instance, real, integer),
+			colRegID:        sourcetest.Pick(k(14), text, real, integer),
 		}
 		var c source.Contact
 		// The server layouts (db_mysql/db_postgres wall clock in a DST

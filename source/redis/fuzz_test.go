@@ -85,3 +85,120 @@ func FuzzDecodeGeneric(f *testing.F) {
 		checkAccepted(t, &c)
 	})
 }
+
+// FuzzKeyspaceKey feeds arbitrary keyspace channels and key prefixes (a
+// table or prefix an operator configures, keys anyone with write access
+// to the server creates): a key taken from an event is on this database,
+// under the prefix, and one the snapshot's SCAN pattern lists too, so the
+// event and the snapshot paths agree on which keys are bindings; and its
+// suffix either decodes into a contact whose key is that suffix or is
+// refused.
+func FuzzKeyspaceKey(f *testing.F) {
+	f.Add("location", uint8(0), "__keyspace@0__:location:entry::uloc-1", false)
+	f.Add("v2:loc*[x]", uint8(3), "__keyspace@3__:v2:loc*[x]:entry::a?b", false)
+	f.Add("reg:contact:", uint8(15), "__keyspace@15__:reg:contact:b1", true)
+	f.Add("a\\b", uint8(1), "__keyspace@1__:a\\b:entry::", false)
+	f.Fuzz(func(t *testing.T, table string, db uint8, channel string, generic bool) {
+		cfg := Config{Addr: "127.0.0.1:1", DB: int(db % 16), Table: table}
+		if generic {
+			cfg = Config{Addr: "127.0.0.1:1", DB: int(db % 16), Layout: LayoutGeneric, Prefix: table}
+		}
+		w, err := New(cfg, nil)
+		if err != nil {
+			return
+		}
+		key, ok := w.keyOf(channel)
+		if !ok {
+			return
+		}
+		if channel != w.channel+key || !strings.HasPrefix(key, w.prefix) {
+			t.Fatalf("channel %q: key %q is not this database's key under %q", channel, key, w.prefix)
+		}
+		if !globMatch(w.pattern, key) {
+			t.Fatalf("key %q from an event is not listed by SCAN MATCH %q", key, w.pattern)
+		}
+		suffix := key[len(w.prefix):]
+		var c source.Contact
+		if generic {
+			err = decodeGeneric(suffix, map[string]string{"aor": "sip:alice@example.com", "uri": "sip:alice@192.0.2.1", "expires": "0"}, &c)
+		} else {
+			err = decodeKamailio(suffix, map[string]string{"username": "alice", "contact": "sip:alice@192.0.2.1",
+				"expires": "1970-01-01 00:00:00", "ruid": suffix, "callid": "c", "cseq": "1"}, time.UTC, "example.com", &c)
+		}
+		if err != nil {
+			return
+		}
+		if c.Key != suffix {
+			t.Fatalf("contact key %q, want the key's suffix %q", c.Key, suffix)
+		}
+		checkAccepted(t, &c)
+	})
+}
+
+// globMatch is Redis's stringmatchlen for the patterns globEscape builds
+// and the keys they meet: '*', '?', '[...]' with ranges and '^', and '\'
+// quoting the next byte.
+func globMatch(pattern, s string) bool {
+	for len(pattern) > 0 {
+		switch pattern[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if globMatch(pattern[1:], s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if s == "" {
+				return false
+			}
+			s = s[1:]
+		case '[':
+			if s == "" {
+				return false
+			}
+			p, not, match := pattern[1:], false, false
+			if len(p) > 0 && p[0] == '^' {
+				not, p = true, p[1:]
+			}
+			for len(p) > 0 && p[0] != ']' {
+				switch {
+				case p[0] == '\\' && len(p) >= 2:
+					match = match || p[1] == s[0]
+					p = p[2:]
+				case len(p) >= 3 && p[1] == '-':
+					lo, hi := min(p[0], p[2]), max(p[0], p[2])
+					match = match || (lo <= s[0] && s[0] <= hi)
+					p = p[3:]
+				default:
+					match = match || p[0] == s[0]
+					p = p[1:]
+				}
+			}
+			if not {
+				match = !match
+			}
+			if !match {
+				return false
+			}
+			s = s[1:]
+			if len(p) > 0 {
+				p = p[1:] // the ']'
+			}
+			pattern = p
+			continue
+		case '\\':
+			if len(pattern) >= 2 {
+				pattern = pattern[1:]
+			}
+			fallthrough
+		default:
+			if s == "" || pattern[0] != s[0] {
+				return false
+			}
+			s = s[1:]
+		}
+		pattern = pattern[1:]
+	}
+	return s == ""
+}

@@ -163,8 +163,8 @@ func (w *Watcher) session(ctx context.Context, rdb *goredis.Client, sink source.
 					full = true
 				}
 			case *goredis.Message:
-				key, ok := strings.CutPrefix(m.Channel, w.channel)
-				if !ok || !strings.HasPrefix(key, w.prefix) {
+				key, ok := w.keyOf(m.Channel)
+				if !ok {
 					continue
 				}
 				if len(pending) == 0 {
@@ -225,6 +225,16 @@ func (w *Watcher) session(ctx context.Context, rdb *goredis.Client, sink source.
 			needFull = true
 		}
 	}
+}
+
+// keyOf returns the key a keyspace notification on channel is about, when
+// it is a binding's key (one a snapshot's SCAN of w.pattern would list).
+func (w *Watcher) keyOf(channel string) (string, bool) {
+	key, ok := strings.CutPrefix(channel, w.channel)
+	if !ok || !strings.HasPrefix(key, w.prefix) {
+		return "", false
+	}
+	return key, true
 }
 
 // refused reports whether err is a batch the sink refused rather than a

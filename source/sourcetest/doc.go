@@ -50,7 +50,7 @@
 // context is cancelled. The adapter must implement source.Reporter.
 //
 // Helpers for adapter tests live here too: Proxy (a TCP proxy to cut a
-// server connection), Unavailable (skip, or fail under CI=true, when a
+// server connection), Unavailable (skip, or fail when CI is set, when a
 // service is missing) and Eventually.
 //
 // Importing bridge from below source/ is deliberate and limited to this

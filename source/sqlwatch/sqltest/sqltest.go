@@ -6,7 +6,7 @@
 // The servers are expected where the development machines and CI run them:
 // MariaDB at 127.0.0.1:3306 (root, empty password) and PostgreSQL at
 // 127.0.0.1:5432 (user postgres, trust authentication). When one is
-// unreachable the test is skipped, or fails under CI=true.
+// unreachable the test is skipped, or fails when CI is set.
 package sqltest
 
 import (
