@@ -242,20 +242,17 @@ func New(t testing.TB, network, server string, opts ...Option) *Peer {
 	})
 	var clientOpts []sipgo.ClientOption
 	if network == "udp" {
-		conn, err := net.ListenPacket("udp", net.JoinHostPort(o.source, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The TCP port beside it is free too, whether the peer takes TCP
+		// (WithTCP) or a test wants nothing to listen there.
+		conn, ln := ListenPair(t, o.source)
 		p.local = conn.LocalAddr().String()
 		go srv.ServeUDP(conn)
 		t.Cleanup(func() { conn.Close() })
 		if o.tcp {
-			ln, err := net.Listen("tcp", p.local)
-			if err != nil {
-				t.Fatal(err)
-			}
 			go srv.ServeTCP(ln)
 			t.Cleanup(func() { ln.Close() })
+		} else {
+			ln.Close()
 		}
 		// The SUBSCRIBE must leave from this socket: wait until sipgo has it.
 		Eventually(t, func() bool {
