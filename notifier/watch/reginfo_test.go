@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-// examples is the shared spec corpus: the repository is /work/main and
-// the shared folder /work/shared.
-const examples = "../../../shared/spec/examples"
+// examples are the RFCs' own example documents (rfc*.xml), documents
+// built to the RFCs' rules (constructed/) and documents the schemas
+// reject (negative/).
+const examples = "../../testdata/examples"
 
 func readExample(t testing.TB, name string) []byte {
 	t.Helper()
