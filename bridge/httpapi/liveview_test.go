@@ -94,7 +94,7 @@ func TestLiveViewFirstPaint(t *testing.T) {
 				`data-aor="sip:alice@example.com"`,
 				`<td class="uri">sip:alice@192.0.2.1</td>`,
 				`&lt;script&gt;alert(&#34;ua&#34;)&lt;/script&gt;`,
-				`<td>sip:198.51.100.7:40123;transport=TCP</td><td>TCP</td><td>0.5</td><td class="exp" data-expires-at="`,
+				`>sip:198.51.100.7:40123;transport=TCP</td><td>TCP</td><td>0.5</td><td class="exp" data-expires-at="`,
 				`>59m 12s</td>`,
 				`c&#34;all&#39;&lt;id&gt; / 42`,
 				`1 watcher</span>`,
