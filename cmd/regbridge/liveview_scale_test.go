@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +58,17 @@ func TestLiveViewAtScale(t *testing.T) {
 	wd := startWebDriver(t, driver, chromium)
 	wd.resize(1600, 1000)
 	wd.navigate(page)
-	// Before any of the 100 listing requests returns, the rows are there.
+	// Before the 100 listing requests are done, the rows are there.
 	wd.until("the first paint has rows", `return document.querySelectorAll('#regs tr.aor').length === 100`)
+	// The row of a watched AOR as the server drew it (the same script
+	// call proves the script had not drawn it yet).
+	row := `const tr = document.querySelector('#regs tr.contact[data-aor="sip:u000001@example.com"]');
+		const head = document.querySelector('#regs tr.aor[data-aor="sip:u000001@example.com"]');
+		return tr && head ? [window.regbridgeStats.loaded, head.textContent, ...[...tr.cells].map(c => c.textContent)] : null`
+	served, _ := wd.exec(row).([]any)
+	if len(served) != 13 || served[0] != float64(0) {
+		t.Fatalf("first paint of sip:u000001@example.com: %q", served)
+	}
 	if got := wd.exec(`return location.search`); got != "" {
 		t.Errorf("the token stays in the address bar: %q", got)
 	}
@@ -68,10 +78,18 @@ func TestLiveViewAtScale(t *testing.T) {
 	st := stats()
 	t.Logf("browser: listing of %v AORs loaded in %v ms; first full render %.2f ms", st["loaded"], st["loadMs"], st["lastRenderMs"])
 
-	// Columns of a contact, and its watcher.
-	row := `const tr = document.querySelector('#regs tr.contact[data-aor="sip:u000001@example.com"]'); return tr ? [...tr.cells].map(c => c.textContent) : null`
+	// Columns of a contact, and its watcher; the script draws them as the
+	// server did (but for the countdown, which ticks).
 	wd.until("the watcher shown", `return [...document.querySelectorAll('#regs tr.aor')].some(r => r.dataset.aor === 'sip:u000001@example.com' && r.textContent.includes('1 watcher'))`)
-	cells, _ := wd.exec(row).([]any)
+	drawn, _ := wd.exec(row).([]any)
+	if len(drawn) == 13 {
+		a, b := slices.Clone(drawn[1:]), slices.Clone(served[1:])
+		a[5], b[5] = "", "" // expires in
+		if !slices.Equal(a, b) {
+			t.Errorf("the script draws sip:u000001@example.com as\n%q\nthe server as\n%q", a, b)
+		}
+	}
+	cells := drawn[min(2, len(drawn)):]
 	if len(cells) != 11 || cells[1] != "sip:198.51.100.2:40001;transport=tcp" || cells[2] != "TCP" || cells[3] != "0.5" ||
 		!matches(`^[1-5]?\dm \d\ds$`, cells[4]) || !matches(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$`, cells[5]) ||
 		cells[6] != "call-1 / 7" || cells[7] != "<urn:uuid:00000000-0000-0000-0000-000000000001>" {
