@@ -76,16 +76,33 @@ func (b *Bridge) buried(key, callID string, cseq uint32) bool {
 func (b *Bridge) List(prefix, after string, limit int) []Registration {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	keys := make([]string, 0, b.aors.n)
-	b.aors.each(func(a *aorState) {
-		if k := a.key(); strings.HasPrefix(k, prefix) && k > after {
-			keys = append(keys, k)
-		}
-	})
-	slices.Sort(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
+	var keys []string
+	if limit > 0 {
+		// Keep only the limit smallest keys while scanning (a bounded
+		// max-heap): reading 100,000 AORs page by page then costs a pass
+		// per page, not a sort of every remaining key per page.
+		keys = make([]string, 0, min(limit, b.aors.n))
+		b.aors.each(func(a *aorState) {
+			k := a.key()
+			switch {
+			case !strings.HasPrefix(k, prefix) || k <= after:
+			case len(keys) < limit:
+				keys = append(keys, k)
+				heapUp(keys, len(keys)-1)
+			case k < keys[0]:
+				keys[0] = k
+				heapDown(keys, 0)
+			}
+		})
+	} else {
+		keys = make([]string, 0, b.aors.n)
+		b.aors.each(func(a *aorState) {
+			if k := a.key(); strings.HasPrefix(k, prefix) && k > after {
+				keys = append(keys, k)
+			}
+		})
 	}
+	slices.Sort(keys)
 	out := make([]Registration, len(keys))
 	for i, k := range keys {
 		a := b.aors.get(k)
@@ -95,4 +112,34 @@ func (b *Bridge) List(prefix, after string, limit int) []Registration {
 		}
 	}
 	return out
+}
+
+// heapUp and heapDown keep h a max-heap (h[0] the largest) after h[i]
+// was added or replaced.
+func heapUp(h []string, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p] >= h[i] {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func heapDown(h []string, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if r := c + 1; r < len(h) && h[r] > h[c] {
+			c = r
+		}
+		if h[i] >= h[c] {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }

@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,5 +81,43 @@ func TestList(t *testing.T) {
 	}
 	if all := b.List("", "", 0); len(all) != 4 {
 		t.Fatalf("all: %d", len(all))
+	}
+}
+
+// TestListPages: reading page after page of a small limit gives every AOR
+// once, in order, whatever order the index holds them in.
+func TestListPages(t *testing.T) {
+	b, _ := newTestBridge(t)
+	var cs, want []string
+	for i := range 500 {
+		u := fmt.Sprintf("u%03d", (i*7919)%500) // not in order
+		cs = append(cs, u)
+		want = append(want, "sip:"+u+"@example.com")
+	}
+	slices.Sort(want)
+	var batch []source.Contact
+	for _, u := range cs {
+		batch = append(batch, contact("k-"+u, u, "sip:"+u+"@192.0.2.1", t0.Add(time.Hour), "c", 1))
+	}
+	b.apply(source.Batch{Full: true, Contacts: batch}, t0)
+	for _, limit := range []int{1, 7, 64, 499, 500, 501} {
+		var got []string
+		after := ""
+		for {
+			page := b.List("sip:u", after, limit)
+			for _, r := range page {
+				got = append(got, r.AOR)
+			}
+			if len(page) < limit {
+				break
+			}
+			after = page[len(page)-1].AOR
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: %d AORs, first %v", limit, len(got), got[:min(5, len(got))])
+		}
+	}
+	if page := b.List("sip:u1", "sip:u150@example.com", 3); len(page) != 3 || page[0].AOR != "sip:u151@example.com" || page[2].AOR != "sip:u153@example.com" {
+		t.Errorf("prefix and after: %+v", page)
 	}
 }

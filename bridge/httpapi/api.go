@@ -93,7 +93,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *API {
 	for _, rt := range a.routes() {
 		a.mux.Handle(rt.method+" "+rt.path, a.guard(rt.handler, rt.queryToken))
 	}
-	a.mux.HandleFunc("GET /{$}", serveLiveView)
+	a.mux.HandleFunc("GET /{$}", a.serveLiveView)
 	return a
 }
 
@@ -175,6 +175,11 @@ func (a *API) authorized(r *http.Request, queryToken bool) bool {
 	} else if queryToken {
 		got = r.URL.Query().Get("access_token")
 	}
+	return a.tokenMatches(got)
+}
+
+// tokenMatches reports whether got is the configured token.
+func (a *API) tokenMatches(got string) bool {
 	if got == "" {
 		return false
 	}

@@ -2,8 +2,10 @@
 // registrations as the bridge sees them, the live subscriptions, a
 // Server-Sent Events stream of contact events, the operator actions of
 // RFC 3680 section 4.7.1 (deactivated, probation, rejected) that enter the
-// bridge like a source, and the log level. It also serves a small live
-// view at / and its own OpenAPI 3.1 description at /v1/openapi.json.
+// bridge like a source, and the log level. It also serves the live view
+// at / (an operator's page whose first rows the server renders, for a
+// request that shows the admin token when one is configured) and its own
+// OpenAPI 3.1 description at /v1/openapi.json.
 //
 // When an admin token is configured every /v1 request must carry it as
 // "Authorization: Bearer <token>" (RFC 6750 2.1); GET /v1/events also

@@ -142,7 +142,8 @@ func (s *server) run(t *testing.T, env *syncEnv) {
 			t.Logf("regbridge log:\n%s", s.log.String())
 		}
 	})
-	siptest.Eventually(t, func() bool {
+	// A store of 100,000 rows takes seconds to load under the race detector.
+	siptest.EventuallyWithin(t, 60*time.Second, func() bool {
 		res, err := http.Get("http://" + s.http + "/readyz")
 		if err != nil {
 			return false
