@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -29,8 +30,8 @@ func bodies(t testing.TB) map[string][]byte {
 	out := map[string][]byte{}
 	files, _ := filepath.Glob("../../testdata/reginfo/*.xml")
 	for _, f := range files {
-		if filepath.Base(f)[:4] == "pidf" {
-			continue
+		if base := filepath.Base(f); strings.HasPrefix(base, "pidf") || strings.HasPrefix(base, "winfo") {
+			continue // presence and watcher-information documents, not reginfo
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
