@@ -15,8 +15,8 @@ import (
 
 // Publisher receives every change the bridge makes. Publish is called with
 // the bridge's lock held, in Seq order, and must not block: a consumer
-// queues or coalesces the change and returns (DESIGN.md: publishing to one
-// consumer never blocks another).
+// queues or coalesces the change and returns (docs/design.md#the-data-path:
+// publishing to one consumer never blocks another).
 type Publisher interface {
 	Publish(c Change)
 }

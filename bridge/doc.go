@@ -20,5 +20,5 @@
 //     ids differ for different URIs).
 //
 // The first full snapshot after start is the baseline: it is loaded without
-// events (DESIGN.md invariant 1: no invented events).
+// events (invariant 1, docs/design.md#invariants: no invented events).
 package bridge

@@ -11,7 +11,7 @@ import (
 )
 
 // authenticate answers a subscriber's digest challenge to a NOTIFY (RFC
-// 3261 22.2 and 22.3; RFC-NOTES B.5 Design) with the configured
+// 3261 22.2 and 22.3; docs/sip.md#subscribe-and-notify) with the configured
 // credentials: the same NOTIFY, the same document and version, in a new
 // transaction of the same dialog with the next CSeq. It answers once per
 // NOTIFY: a second challenge is the outcome, handled like any other

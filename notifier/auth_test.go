@@ -54,7 +54,7 @@ func (c *challenger) answer(_ int, req *sip.Request) (int, []sip.Header) {
 
 // TestNotifyChallenge: a NOTIFY challenged with 401 or 407 is sent again
 // with credentials, in the same dialog with the next CSeq and the same
-// document (RFC 3261 22.2, 22.3; RFC-NOTES B.5 Design, E.46). Without
+// document (RFC 3261 22.2, 22.3; docs/sip.md#subscribe-and-notify). Without
 // credentials, or with wrong ones, the challenge is a failure that keeps
 // the subscription (RFC 5057) and makes the next document full state.
 func TestNotifyChallenge(t *testing.T) {

@@ -203,7 +203,8 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 	var seq uint64
 	if needFull && withState {
 		// Read the bridge without holding s.mu: the bridge calls offer
-		// (which takes s.mu) with its own lock held.
+		// (which takes s.mu) with its own lock held (the lock order is in
+		// docs/design.md#lock-order-between-the-bridge-and-the-notifier).
 		reg, seq = n.lookupFor(s)
 	}
 

@@ -16,11 +16,11 @@
 // documents. It answers the responses to NOTIFY as RFC 6665 4.2.2 says,
 // including digest challenges, and CANCEL as 4.6 says.
 //
-// Changes from the bridge are coalesced per subscription, at most one
-// NOTIFY per dialog is in flight (DESIGN.md invariant 4), and an optional
-// minimum interval between NOTIFYs (RFC 3680 4.10) makes changes inside it
-// leave together: a slow subscriber gets fewer, larger documents, never a
-// growing queue.
+// Changes from the bridge are coalesced per subscription, at most one NOTIFY
+// per dialog is in flight (invariant 4, docs/design.md#invariants), and an
+// optional minimum interval between NOTIFYs (RFC 3680 4.10) makes changes
+// inside it leave together: a slow subscriber gets fewer, larger documents,
+// never a growing queue.
 //
 // NOTIFYs over UDP to an IP address run lean client transactions of
 // their own (udptx.go): sent from the listener the subscription came to,

@@ -25,7 +25,7 @@ var ended = [2]int{0, 0}
 
 // TestContactEvents drives every RFC 3680 contact event through the bridge
 // and checks the partial document each one produces, end to end over UDP,
-// every document validated with xmllint (RFC-NOTES E.28-E.35).
+// every document validated with xmllint (RFC 3680 5.3, 5.4).
 func TestContactEvents(t *testing.T) {
 	hour := [2]int{3590, 3600}
 	other := tAlice
@@ -199,7 +199,7 @@ func checkContacts(t *testing.T, got []siptest.Contact, want []wantContact) {
 
 // TestCanonicalAOR: a SUBSCRIBE for an AOR that equals a stored one after
 // RFC 3261 10.3 canonicalization (host case, URI parameters) gets that
-// registration, under the same id (RFC-NOTES E.37); sips: names the same
+// registration, under the same id (RFC 3680 5.1); sips: names the same
 // AOR as sip: (RFC 5630).
 func TestCanonicalAOR(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
@@ -220,8 +220,8 @@ func TestCanonicalAOR(t *testing.T) {
 // TestGRUUEndToEnd: contacts with a +sip.instance carry <gr:pub-gruu>
 // built from it, identical for contacts sharing the instance; a contact
 // without one carries none; every document validates against reginfo.xsd
-// with gruuinfo.xsd (RFC 5628; RFC-NOTES E.52, E.54, E.56). temp-gruu is
-// never sent (see README).
+// with gruuinfo.xsd (RFC 5628). temp-gruu is
+// never sent (docs/sip.md#gruu).
 func TestGRUUEndToEnd(t *testing.T) {
 	const instance = "<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"
 	const gruu = "sip:alice@example.com;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"

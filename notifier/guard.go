@@ -13,9 +13,9 @@ import (
 	"github.com/regbridge/regbridge/notifier/policy"
 )
 
-// Guards decide who may subscribe, before any 200 OK (RFC 3680 4.6 and 7,
-// RFC 6665 4.2.1.3; DESIGN.md invariant 6). A nil part is not checked:
-// without Policy everyone may watch every AOR (tests and embedding).
+// Guards decide who may subscribe, before any 200 OK (RFC 3680 4.6 and 7, RFC
+// 6665 4.2.1.3; invariant 6, docs/design.md#invariants). A nil part is not
+// checked: without Policy everyone may watch every AOR (tests and embedding).
 type Guards struct {
 	Auth   *digest.Authenticator // nil: no digest authentication
 	Policy *policy.Policy

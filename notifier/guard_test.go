@@ -74,8 +74,8 @@ func answerChallenge(t *testing.T, challenge, aor, user, password string) string
 var tBob = source.Contact{Key: "uloc-b", AOR: "sip:bob@example.com", URI: "sip:bob@192.0.2.20:5060",
 	Expires: time.Now().Add(time.Hour), Q: -1, CallID: "cb", CSeq: 1}
 
-// TestGuards drives the SUBSCRIBE admission of issue 7 over real sockets:
-// digest challenge and answer (RFC-NOTES E.12, E.13), another user's AOR
+// TestGuards drives the SUBSCRIBE admission (docs/security.md) over real sockets:
+// digest challenge and answer (RFC 6665 4.2.1.3), another user's AOR
 // (E.14), a configured watcher (E.15), polite blocking, and the limits.
 func TestGuards(t *testing.T) {
 	creds := credentialsFile(t)

@@ -15,13 +15,13 @@ import (
 	"github.com/regbridge/regbridge/source"
 )
 
-// BenchmarkSubscriptionMemory reports the live heap one subscription
-// costs once its SUBSCRIBE transaction is over (issue 8: bytes per
-// subscription), and what each SUBSCRIBE transaction holds until Timer J
-// ends it (B/held-transaction: the cost of a burst, rate x 32 s of them).
-// Each op is one subscription to its own AOR, made over loopback UDP by a
-// raw subscriber that answers every NOTIFY. Run with -benchtime=20000x
-// for a stable figure.
+// BenchmarkSubscriptionMemory reports the live heap one subscription costs
+// once its SUBSCRIBE transaction is over
+// (docs/performance.md#what-memory-costs: bytes per subscription), and what
+// each SUBSCRIBE transaction holds until Timer J ends it (B/held-transaction:
+// the cost of a burst, rate x 32 s of them). Each op is one subscription to
+// its own AOR, made over loopback UDP by a raw subscriber that answers every
+// NOTIFY. Run with -benchtime=20000x for a stable figure.
 func BenchmarkSubscriptionMemory(b *testing.B) {
 	br := bridge.New(testLog())
 	n, err := New(Config{Listen: ListenAddrs{{"udp", "127.0.0.1:0"}}, Drain: 100 * time.Millisecond}, br, testLog())

@@ -35,7 +35,7 @@ type Doer interface {
 }
 
 // udpMaxMessage is the largest UDP message regbridge sends or accepts.
-// sipgo refuses UDP writes over 1300 bytes by default (its issue #206), and a
+// sipgo refuses UDP writes over 1300 bytes by default (its own MTU guard), and a
 // reginfo NOTIFY with a few contacts is larger; IP fragmentation carries it.
 const udpMaxMessage = 65535
 

@@ -37,12 +37,12 @@ func checkPIDF(t *testing.T, n siptest.Notify, entity, basic string, tuples int)
 
 func isNameStart(c byte) bool { return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
-// TestPresence: Event: presence without Accept gets PIDF documents from
-// the same subscription machinery (RFC 3680 3.2, RFC 3856): open while the
-// AOR has an active contact, closed when it has none, a complete document
-// each time with strictly increasing timestamps; refreshes of a binding,
-// which change nothing a watcher sees, send nothing (RFC-NOTES E.57,
-// E.59, E.60). Every document validates against pidf.xsd.
+// TestPresence: Event: presence without Accept gets PIDF documents from the
+// same subscription machinery (RFC 3680 3.2, RFC 3856): open while the AOR
+// has an active contact, closed when it has none, a complete document each
+// time with strictly increasing timestamps; refreshes of a binding, which
+// change nothing a watcher sees, send nothing (docs/sip.md#presence). Every
+// document validates against pidf.xsd.
 func TestPresence(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
@@ -101,7 +101,7 @@ func TestPresence(t *testing.T) {
 }
 
 // TestPresenceClosed: an AOR without contacts is closed, and opens with
-// its first contact (RFC-NOTES E.59); the refresh NOTIFY is full state.
+// its first contact (RFC 3856 6.8); the refresh NOTIFY is full state.
 func TestPresenceClosed(t *testing.T) {
 	h := newHarness(t, Config{Presence: true})
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -121,8 +121,7 @@ func TestPresenceClosed(t *testing.T) {
 }
 
 // TestPackageNegotiation: which Event and Accept combinations are served
-// (RFC 6665 4.2.1.1, RFC 3680 4.5, RFC 3856 6.5; RFC-NOTES E.6, E.9,
-// E.10, E.58).
+// (RFC 6665 4.2.1.1, RFC 3680 4.5, RFC 3856 6.5).
 func TestPackageNegotiation(t *testing.T) {
 	on := newHarness(t, Config{Presence: true}, tAlice)
 	off := newHarness(t, Config{}, tAlice)

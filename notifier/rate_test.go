@@ -150,11 +150,11 @@ func (b *bubble) sent() []sentNotify {
 
 func subState(n sentNotify) string { return n.req.GetHeader("Subscription-State").Value() }
 
-// TestRateWindow: with REGBRIDGE_NOTIFY_MIN_INTERVAL=5s, five changes
-// within 2 s of the initial NOTIFY leave as one partial document exactly
-// when the window ends, version +1, each changed contact once in its
-// final state (RFC 3680 4.10; RFC-NOTES E.36). NOTIFYs answering a
-// SUBSCRIBE and the final one never wait (RFC 6665 4.2.1.2).
+// TestRateWindow: with REGBRIDGE_NOTIFY_MIN_INTERVAL=5s, five changes within
+// 2 s of the initial NOTIFY leave as one partial document exactly when the
+// window ends, version +1, each changed contact once in its final state (RFC
+// 3680 4.10; docs/sip.md#subscribe-and-notify). NOTIFYs answering a SUBSCRIBE
+// and the final one never wait (RFC 6665 4.2.1.2).
 func TestRateWindow(t *testing.T) {
 	var bodies [][]byte
 	synctest.Test(t, func(t *testing.T) {
@@ -238,7 +238,7 @@ func TestRateWindow(t *testing.T) {
 		}
 		for i, s := range sent {
 			bodies = append(bodies, s.req.Body())
-			// RFC-NOTES E.26: CSeq +1 per NOTIFY.
+			// RFC 3261 12.2.1.1: CSeq +1 per NOTIFY.
 			if i > 0 && s.req.CSeq().SeqNo != sent[i-1].req.CSeq().SeqNo+1 {
 				t.Errorf("NOTIFY %d: CSeq %d after %d", i, s.req.CSeq().SeqNo, sent[i-1].req.CSeq().SeqNo)
 			}
@@ -251,7 +251,7 @@ func TestRateWindow(t *testing.T) {
 
 // TestExpiresParam: Subscription-State expires is the whole seconds left
 // and decreases from NOTIFY to NOTIFY; a refresh sets it anew (RFC 6665
-// 4.2.2; RFC-NOTES E.27, E.1).
+// 4.2.2).
 func TestExpiresParam(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBubble(t, Config{}, fresh(tAlice))
@@ -306,7 +306,7 @@ func TestRateWindowCoalescesOverSockets(t *testing.T) {
 }
 
 // TestRateWindowPresence: the window holds for presence too (RFC 3856
-// 6.10 asks for at most one NOTIFY per 5 s; RFC-NOTES E.61): contacts
+// 6.10 asks for at most one NOTIFY per 5 s): contacts
 // registering within it leave as one complete document at its end.
 func TestRateWindowPresence(t *testing.T) {
 	var bodies [][]byte
@@ -363,7 +363,7 @@ func (d *failingDoer) Do(ctx context.Context, req *sip.Request) (*sip.Response, 
 
 // TestNotifyTimeoutRemoves: a NOTIFY that times out (Timer F) or fails at
 // the transport removes the subscription; nothing more is sent (RFC 6665
-// 4.2.2; RFC-NOTES E.43).
+// 4.2.2).
 func TestNotifyTimeoutRemoves(t *testing.T) {
 	tests := []struct {
 		name string

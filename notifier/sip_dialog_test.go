@@ -25,7 +25,7 @@ func headerValues(m sip.Message, name string) []string {
 // TestSubscribeResponseHeaders: the 2xx to SUBSCRIBE has a To tag,
 // Contact, Expires, the Record-Route copied in order, Allow, Allow-Events
 // naming every enabled package and an empty Supported; it is a 200, never
-// a 202 (RFC 3261 12.1.1, RFC 6665 4.2.1.1, 8.3.1; RFC-NOTES E.17).
+// a 202 (RFC 3261 12.1.1, RFC 6665 4.2.1.1, 8.3.1).
 func TestSubscribeResponseHeaders(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -128,10 +128,10 @@ func TestRouteSet(t *testing.T) {
 	}
 }
 
-// TestSubscribeChecks: requests regbridge must refuse before looking at
-// the event package: a Require it does not support (420, RFC 3261
-// 8.2.2.3) and a body it cannot process (415 with Accept, RFC 3261 8.2.3;
-// RFC-NOTES E.11). A body marked optional is ignored.
+// TestSubscribeChecks: requests regbridge must refuse before looking at the
+// event package: a Require it does not support (420, RFC 3261 8.2.2.3) and a
+// body it cannot process (415 with Accept, RFC 3261 8.2.3). A body marked
+// optional is ignored.
 func TestSubscribeChecks(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	tests := []struct {
@@ -174,7 +174,7 @@ func TestSubscribeChecks(t *testing.T) {
 }
 
 // TestInDialogChecks: an in-dialog SUBSCRIBE with a CSeq not above the
-// last one gets 500 (RFC 3261 12.2.2; RFC-NOTES E.19), one for another
+// last one gets 500 (RFC 3261 12.2.2), one for another
 // event package or id gets 403 (no dialog sharing, RFC 6665 4.5.2); the
 // subscription goes on either way.
 func TestInDialogChecks(t *testing.T) {
@@ -216,7 +216,7 @@ func TestInDialogChecks(t *testing.T) {
 
 // TestCancel: a CANCEL for a SUBSCRIBE transaction gets 200 with the same
 // To tag and changes nothing; one matching no transaction gets 481 (RFC
-// 6665 4.6, RFC 3261 9.2; RFC-NOTES E.18).
+// 6665 4.6, RFC 3261 9.2).
 func TestCancel(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
@@ -249,7 +249,7 @@ func TestCancel(t *testing.T) {
 }
 
 // TestEventIDEchoed: with Event: reg;id=7 every NOTIFY, the final one
-// too, carries Event: reg;id=7 (RFC 6665 4.5.2; RFC-NOTES E.8).
+// too, carries Event: reg;id=7 (RFC 6665 4.5.2).
 func TestEventIDEchoed(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -269,8 +269,8 @@ func TestEventIDEchoed(t *testing.T) {
 }
 
 // TestNewSubscriptionStartsAtZero: after a subscription ends, a new one
-// (a new dialog) starts its versions at 0 again (RFC 3680 5.1; RFC-NOTES
-// E.23), while a refresh continues them (E.20).
+// (a new dialog) starts its versions at 0 again (RFC 3680 5.1), while a
+// refresh continues them.
 func TestNewSubscriptionStartsAtZero(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -314,7 +314,7 @@ func TestOptions(t *testing.T) {
 
 // TestExpiresNegotiation: the granted duration is never longer than asked
 // and 423 is allowed only for 0 < Expires < 3600 below the minimum (RFC
-// 6665 3.1.1, 4.2.1.1; RFC-NOTES E.1-E.5).
+// 6665 3.1.1, 4.2.1.1).
 func TestExpiresNegotiation(t *testing.T) {
 	tests := []struct {
 		name     string

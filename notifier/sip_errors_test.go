@@ -12,9 +12,9 @@ import (
 	"github.com/regbridge/regbridge/source"
 )
 
-// TestSubscribeRejections covers the SUBSCRIBE checks of RFC 6665 4.2.1 and
-// RFC-NOTES E.2-E.9: each bad request gets its exact response and creates
-// no subscription.
+// TestSubscribeRejections covers the SUBSCRIBE checks of RFC 6665 4.2.1 (in
+// the order docs/sip.md#subscribe-and-notify lists them): each bad request
+// gets its exact response and creates no subscription.
 func TestSubscribeRejections(t *testing.T) {
 	h := newHarness(t, Config{MinExpires: 60 * time.Second, MaxExpires: 3600 * time.Second}, tAlice)
 	tests := []struct {
@@ -77,7 +77,7 @@ func TestSubscribeMissingContact(t *testing.T) {
 }
 
 // TestFetch: an initial SUBSCRIBE with Expires 0 gets 200 Expires 0 and one
-// full NOTIFY terminated;reason=timeout (RFC 6665 4.4.3, RFC-NOTES E.5).
+// full NOTIFY terminated;reason=timeout (RFC 6665 4.4.3).
 func TestFetch(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -98,7 +98,7 @@ func TestFetch(t *testing.T) {
 }
 
 // TestSubscriptionTimeout: a subscription not refreshed ends with
-// terminated;reason=timeout (RFC 6665 4.2.1.4, RFC-NOTES E.22).
+// terminated;reason=timeout (RFC 6665 4.2.1.4).
 func TestSubscriptionTimeout(t *testing.T) {
 	h := newHarness(t, Config{MinExpires: time.Second}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -132,7 +132,7 @@ func TestNotifyFailureRemoves(t *testing.T) {
 }
 
 // TestNotifyServerErrorKeeps: 500 keeps the subscription and the next
-// document is full state (RFC 6665 4.2.2, RFC-NOTES E.45).
+// document is full state (RFC 6665 4.2.2).
 func TestNotifyServerErrorKeeps(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -163,7 +163,7 @@ func TestNotifyServerErrorKeeps(t *testing.T) {
 
 // TestCoalescing: while a NOTIFY is unanswered, later changes wait and
 // leave as one partial document with each contact's final state; versions
-// stay consecutive (DESIGN.md invariants 3 and 4).
+// stay consecutive (docs/design.md#invariants, 3 and 4).
 func TestCoalescing(t *testing.T) {
 	h := newHarness(t, Config{}, tAlice)
 	p := siptest.New(t, "udp", h.addr("udp"))
@@ -202,7 +202,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 // TestShutdownDeactivates: stopping the notifier ends every subscription
-// with terminated;reason=deactivated before Run returns (RFC-NOTES E.25).
+// with terminated;reason=deactivated before Run returns (RFC 6665 4.2.2).
 func TestShutdownDeactivates(t *testing.T) {
 	h := newHarness(t, Config{Drain: 5 * time.Second}, tAlice)
 	var peers []*siptest.Peer

@@ -121,8 +121,9 @@ func (h *harness) addr(network string) string {
 	panic("no " + network + " listener")
 }
 
-// next returns the peer's next NOTIFY after validating its body against
-// the RFC schema of its Content-Type with xmllint (DESIGN.md invariant 2).
+// next returns the peer's next NOTIFY after validating its body against the
+// RFC schema of its Content-Type with xmllint (docs/design.md#invariants,
+// invariant 2).
 func next(t *testing.T, p *siptest.Peer) siptest.Notify {
 	t.Helper()
 	n := p.Next()

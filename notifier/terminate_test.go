@@ -10,7 +10,7 @@ import (
 )
 
 // TestTerminate: ending subscriptions for a reason regbridge does not
-// decide itself (RFC 6665 4.1.3, 4.2.2; RFC-NOTES E.24): the final NOTIFY
+// decide itself (RFC 6665 4.1.3, 4.2.2): the final NOTIFY
 // carries the reason, retry-after only where it means something, and
 // after rejected, noresource and giveup no registration state; every
 // subscription to the AOR ends, of either package, others stay.
@@ -88,7 +88,7 @@ func TestTerminateRefusesUnknownReason(t *testing.T) {
 }
 
 // TestNotifyResponses: every NOTIFY response RFC 6665 4.2.2 says ends the
-// subscription does, and no NOTIFY follows (RFC-NOTES E.43, E.44); 202 is
+// subscription does, and no NOTIFY follows; 202 is
 // a 200 (8.3.1); the others keep it, and the next document is full state
 // (E.45).
 func TestNotifyResponses(t *testing.T) {

@@ -14,6 +14,6 @@
 // only be reachable on loopback; cmd/regbridge refuses other listeners.
 //
 // The package reads the bridge and, for the subscriptions, a function the
-// caller supplies: it never imports the notifier (DESIGN.md: imports
-// follow the data).
+// caller supplies: it never imports the notifier (imports follow
+// the data, docs/design.md#the-data-path).
 package httpapi

@@ -191,8 +191,8 @@ func procStatus(pid int) (rss, peak uint64) {
 // store never had, no change reported twice, every change reported
 // explicitly except those superseded inside a fault window (where the
 // store or the process could not be read), and at the end the store's
-// state. The survivor's peak RSS must stay within the bound the README
-// documents.
+// state. The survivor's peak RSS must stay within the bound
+// docs/performance.md#what-memory-costs documents.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two processes, PostgreSQL and its own redis-server for about two minutes")
@@ -578,7 +578,7 @@ func TestChaos(t *testing.T) {
 		t.Error("no subscription of the killed process was taken over")
 	}
 
-	// Memory: the README's figures, survivor side. The contact state (470
+	// Memory: docs/performance.md's figures, survivor side. The contact state (470
 	// bytes a binding plus its URI) and the subscriptions (1,400 bytes
 	// each) at most doubled by the collector, the UDP SUBSCRIBE
 	// transactions held (700 bytes x REGBRIDGE_SUBSCRIBE_MAX_TRANSACTIONS),

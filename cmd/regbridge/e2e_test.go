@@ -254,8 +254,9 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestRestartIsSilent: regbridge restarted on a store that already has
-// contacts loads them as its baseline and announces nothing (DESIGN.md
-// invariant 1); a new subscriber sees them in full state, then silence.
+// contacts loads them as its baseline and announces nothing (invariant 1,
+// docs/design.md#invariants); a new subscriber sees them in full state, then
+// silence.
 func TestRestartIsSilent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "location.db")
 	first := startServer(t, path, nil)

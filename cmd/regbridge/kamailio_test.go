@@ -21,7 +21,7 @@ import (
 	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
 )
 
-// The real-registrar test (issue 4): Debian's Kamailio, started by the
+// The real-registrar test (docs/interop.md): Debian's Kamailio, started by the
 // test with a generated configuration (testdata/kamailio), saves SIPp's
 // REGISTERs into MariaDB or SQLite through usrloc, and regbridge, reading
 // the same store, must send a subscriber exactly the NOTIFYs those
@@ -400,7 +400,7 @@ func TestKamailio(t *testing.T) {
 	}
 }
 
-// checkWAL: the db_set_journal_mode modparam took effect (STORES.md 1.6).
+// checkWAL: the db_set_journal_mode modparam took effect (docs/stores.md#kamailio).
 func checkWAL(t *testing.T, path string) {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")

@@ -2,10 +2,11 @@ package main
 
 // A Redis store laid out as Kamailio's db_redis writes usrloc with keys
 // `location=entry:ruid&usrdom:username,domain&timer:partition,keepalive`
-// (STORES.md 1.7): one hash `location:entry::<ruid>` per binding with every
-// value as text, times as `YYYY-MM-DD HH:MM:SS` in the registrar's time zone
-// (regload writes UTC), plus the timer set the keepalive timer reads. A
-// refresh is one HSET of the columns usrloc rewrites.
+// (docs/stores.md#kamailios-db_redis-layout): one hash
+// `location:entry::<ruid>` per binding with every value as text, times as
+// `YYYY-MM-DD HH:MM:SS` in the registrar's time zone (regload writes UTC),
+// plus the timer set the keepalive timer reads. A refresh is one HSET of the
+// columns usrloc rewrites.
 
 import (
 	"context"

@@ -3,11 +3,11 @@ package main
 // SQL stores (SQLite, MariaDB/MySQL, PostgreSQL) written as Kamailio's usrloc
 // writes them in db_mode 1 or 3: an INSERT per new binding, and per
 // re-REGISTER one autocommitted `UPDATE ... WHERE ruid = ?` of the columns
-// usrloc rewrites (STORES.md 1.4), with times encoded as the database
-// module does (STORES.md 1.3): REAL Julian days for db_sqlite, local-time
-// text for db_mysql and db_postgres. regload writes that text in UTC, so a
-// regbridge reading a MySQL or PostgreSQL store must be told the registrar
-// runs in UTC.
+// usrloc rewrites (docs/stores.md#how-store-changes-become-events), with
+// times encoded as the database module does (docs/stores.md#time-encoding):
+// REAL Julian days for db_sqlite, local-time text for db_mysql and
+// db_postgres. regload writes that text in UTC, so a regbridge reading a
+// MySQL or PostgreSQL store must be told the registrar runs in UTC.
 
 import (
 	"context"
@@ -230,7 +230,7 @@ func (s *sqlStore) prepare(ctx context.Context, rows []row) error {
 		}
 		if s.d.driver == "sqlite" {
 			// A new file: WAL first, so that regbridge's reads never make
-			// our commits fail (STORES.md 1.6).
+			// our commits fail (docs/stores.md#kamailio).
 			if _, err := c.exec(ctx, "PRAGMA journal_mode=WAL"); err != nil {
 				return fmt.Errorf("setting WAL mode: %w", err)
 			}

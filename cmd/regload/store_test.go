@@ -15,8 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The local services of the development machines and CI (DESIGN.md "Real
-// parts, not mocks"). Each test makes its own database or key prefix.
+// The local services of the development machines and CI
+// (docs/design.md#tests-and-ci). Each test makes its own database or key prefix.
 const (
 	testMySQL    = "root@tcp(127.0.0.1:3306)/"
 	testPostgres = "postgres://postgres@127.0.0.1:5432/"
@@ -61,7 +61,7 @@ func TestStores(t *testing.T) {
 				var s stored
 				var jd float64
 				err = db.QueryRow(`SELECT cseq, expires, contact FROM location WHERE ruid = ?`, ruid).Scan(&s.cseq, &jd, &s.contact)
-				// Kamailio's rounding rule (STORES.md 1.3).
+				// Kamailio's rounding rule (docs/stores.md#time-encoding).
 				s.expires = time.Unix(int64(math.Round(86400*(jd-2440587.5)+0.5)), 0).UTC()
 				return s, err == nil
 			}

@@ -1,7 +1,7 @@
 // Package digest authenticates SIP requests with HTTP Digest, server
 // side: the notifier challenges a SUBSCRIBE and checks the answer before
-// it creates a subscription (RFC 3680 7, RFC 6665 4.2.1.3, DESIGN.md
-// invariant 6).
+// it creates a subscription (RFC 3680 7, RFC 6665 4.2.1.3;
+// invariant 6, docs/design.md#invariants).
 //
 // What it implements:
 //   - RFC 3261 22.1, 22.4 and 8.2.3: a request without credentials for our

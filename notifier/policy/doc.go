@@ -1,13 +1,13 @@
 // Package policy decides who may watch which AOR: the authorization
 // step the notifier takes before it answers a SUBSCRIBE with 200 OK, so
 // that no subscription exists that its subscriber was not allowed
-// (DESIGN.md invariant 6).
+// (invariant 6, docs/design.md#invariants).
 //
 // Registration state tells where and when a user is reachable, so RFC 3680
-// section 7 asks notifiers to authenticate and authorize subscriptions
-// under local policy; RFC 3680 4.6 recommends letting users watch their
-// own AOR and expects pre-provisioned application subscribers (welcome
-// notices, presence servers). The rules here (RFC-NOTES A.3 design):
+// section 7 asks notifiers to authenticate and authorize subscriptions under
+// local policy; RFC 3680 4.6 recommends letting users watch their own AOR and
+// expects pre-provisioned application subscribers (welcome notices, presence
+// servers). The rules here (RFC 3680 section 7; docs/security.md):
 //
 //   - sources in the open networks (loopback by default) may watch any AOR
 //     without authentication;

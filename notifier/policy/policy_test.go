@@ -41,7 +41,7 @@ func TestDecide(t *testing.T) {
 		in   Input
 		want Decision
 	}{
-		// RFC-NOTES E.12 to E.15.
+		// docs/security.md#who-may-watch-what
 		{"E.12 unauthenticated, auth configured: challenge", base,
 			Input{AOR: alice, Source: outside, CanChallenge: true},
 			Decision{Verdict: Challenge, Rule: RuleNoIdentity}},

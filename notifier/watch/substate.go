@@ -53,8 +53,9 @@ func seconds(v string) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// retryForbidden reports whether a terminated reason tells the subscriber
-// not to subscribe again (RFC 6665 section 4.2.2 table, RFC-NOTES B.4).
+// retryForbidden reports whether a terminated reason tells the subscriber not
+// to subscribe again (RFC 6665 section 4.2.2 table;
+// docs/sip.md#subscribe-and-notify).
 func retryForbidden(reason string) bool {
 	switch reason {
 	case "noresource", "rejected", "invariant":

@@ -34,7 +34,7 @@ const (
 const SchemeAstDB = "asterisk+astdb"
 
 // AstDBConfig configures a watcher of the contacts Asterisk's res_pjsip
-// keeps in AstDB (STORES 2.3).
+// keeps in AstDB (docs/stores.md#astdb).
 type AstDBConfig struct {
 	// Path is the AstDB file; default DefaultAstDBPath.
 	Path string

@@ -27,7 +27,8 @@ const (
 	// maxJournalWait is how long a read waits while Asterisk's rollback
 	// journal exists. Asterisk always keeps a write transaction open and
 	// commits it at most once a second, without a busy timeout, rolling
-	// the second's writes back if the COMMIT finds a reader (STORES 2.3).
+	// the second's writes back if the COMMIT finds a reader
+	// (docs/stores.md#astdb).
 	// While the journal is there a COMMIT is due, so reading then is the
 	// riskiest moment, and it would only see the old data anyway. The
 	// bound keeps a journal left behind by a crash from stopping reads.
@@ -52,7 +53,7 @@ func newAstDBFile(path, prefix string, log *slog.Logger) *astdbFile {
 		path:   path,
 		prefix: prefix,
 		// The primary-key range of every key under prefix ("/" + 1 is
-		// "0"): STORES 2.3.
+		// "0"): docs/stores.md#astdb.
 		upper: prefix[:len(prefix)-1] + "0",
 		// mode=ro only works in the file: URI form.
 		dsn: sqlwatch.FileDSN(path, "ro") + fmt.Sprintf("&_pragma=busy_timeout(%d)", busyTimeoutMS),

@@ -185,7 +185,8 @@ func (h *realtimeHarness) InsertBad(t *testing.T, r sourcetest.Row) {
 	h.insert(t, r, "<not a SIP URI>")
 }
 
-// Update is a REGISTER refresh: what STORES 2.4 lists, by id.
+// Update is a REGISTER refresh: what docs/stores.md#asterisk
+// describes, by id.
 func (h *realtimeHarness) Update(t *testing.T, r sourcetest.Row) {
 	n := h.db.Exec(t, `UPDATE `+h.table+` SET expiration_time = ?, qualify_frequency = '0', authenticate_qualify = 'no',
 		qualify_2xx_only = 'false', user_agent = ?, reg_server = 'pbx1' WHERE id = ?`, expirationText(r), r.UserAgent, rowID(r))

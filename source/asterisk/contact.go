@@ -10,7 +10,7 @@ import (
 )
 
 // dynamicSeparator splits a dynamic contact id "<aor>;@<md5 of the URI>"
-// (STORES 2.1). Static contacts from pjsip.conf use "@@" and are never
+// (docs/stores.md#asterisk). Static contacts from pjsip.conf use "@@" and are never
 // stored.
 const dynamicSeparator = ";@"
 

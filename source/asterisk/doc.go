@@ -1,5 +1,5 @@
 // Package asterisk reads the contacts Asterisk's res_pjsip registrar keeps
-// and reports them as source batches (STORES.md section 2). Both sorcery
+// and reports them as source batches (docs/stores.md#asterisk). Both sorcery
 // back ends are covered, on top of source/sqlwatch's polling watcher:
 //
 //   - AstDB (the default wizard, NewAstDB): the astdb(key, value) table of
@@ -16,12 +16,12 @@
 //     PostgreSQL, read with sqlwatch's dialects (snapshot plus an aggregate
 //     change check over the columns a REGISTER rewrites).
 //
-// The key is the contact id "<aor>;@<md5 of the URI>" (2.1); the AOR is the
+// The key is the contact id "<aor>;@<md5 of the URI>"; the AOR is the
 // id's part before ";@" completed with the configured domain. Asterisk
 // stores no q, CSeq, instance or last-modified time: Q is -1, CSeq 0, and
 // CallID is the Call-ID of the REGISTER that created the binding
-// (refreshes do not rewrite it, 2.4). expiration_time is epoch seconds in
+// (refreshes do not rewrite it). expiration_time is epoch seconds in
 // both back ends, so no time zone is involved. The same URI on the same
 // AOR always has the same id, so a binding that expired and registers again
-// reuses its key; the bridge's own expiry clock tells the two apart (2.5).
+// reuses its key; the bridge's own expiry clock tells the two apart.
 package asterisk

@@ -14,7 +14,8 @@ import (
 )
 
 // astdbDDL are the two table declarations Asterisk's main/db.c has used:
-// TEXT since 20.11 / 21.6 / 22.1, VARCHAR(256) before (STORES 2.3).
+// TEXT since 20.11 / 21.6 / 22.1, VARCHAR(256) before
+// (docs/stores.md#astdb).
 var astdbDDL = map[string]string{
 	"text":    "CREATE TABLE IF NOT EXISTS astdb(key TEXT, value TEXT, PRIMARY KEY(key))",
 	"varchar": "CREATE TABLE IF NOT EXISTS astdb(key VARCHAR(256), value VARCHAR(256), PRIMARY KEY(key))",

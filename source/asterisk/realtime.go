@@ -23,7 +23,8 @@ const (
 // schema (sorcery.conf "contact=realtime,ps_contacts").
 const DefaultTable = "ps_contacts"
 
-// RealtimeConfig configures a watcher of ps_contacts (STORES 2.2) in MySQL,
+// RealtimeConfig configures a watcher of ps_contacts
+// (docs/stores.md#realtime-ps_contacts) in MySQL,
 // MariaDB or PostgreSQL.
 type RealtimeConfig struct {
 	// Driver is sqlwatch.DriverMySQL or sqlwatch.DriverPostgres.
@@ -139,7 +140,8 @@ type realtimeLayout struct {
 }
 
 // Table reads only the columns regbridge reports. The change check covers
-// what a REGISTER rewrites on create and refresh (STORES 2.4).
+// what a REGISTER rewrites on create and refresh
+// (docs/stores.md#asterisk).
 func (l *realtimeLayout) Table() sqlwatch.Table {
 	return sqlwatch.Table{
 		Name:    l.table,

@@ -84,8 +84,8 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/rows, "ns/row")
 }
 
-// memRowsFull is the table size of BenchmarkMemoryPerContact (the
-// figure the README quotes: one million contacts); memRowsShort is the size
+// memRowsFull is the table size of BenchmarkMemoryPerContact (the figure
+// docs/performance.md quotes: one million contacts); memRowsShort is the size
 // under -short, where CI runs every benchmark once to prove it still works.
 const (
 	memRowsFull  = 1_000_000

@@ -10,9 +10,10 @@ import (
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
-// DefaultTZ is the registrar time zone assumed when none is configured.
-// UTC is what STORES.md 1.6 recommends operators run Kamailio in; anything
-// else must be said explicitly, or every expiry is off by the offset.
+// DefaultTZ is the registrar time zone assumed when none is configured. UTC
+// is what docs/stores.md#kamailio recommends operators run Kamailio in;
+// anything else must be said explicitly, or every expiry is off by the
+// offset.
 const DefaultTZ = "UTC"
 
 // DBConfig configures the watcher of a Kamailio location table on a

@@ -49,8 +49,9 @@ var columns = [numCols]string{
 	colRegID:        "reg_id",
 }
 
-// watchColumns are what usrloc rewrites on every create, refresh or
-// in-place contact change (STORES.md 1.4); the change check hashes them.
+// watchColumns are what usrloc rewrites on every create, refresh or in-place
+// contact change (docs/stores.md#how-store-changes-become-events); the change
+// check hashes them.
 var watchColumns = []string{"ruid", "username", "domain", "contact", "expires", "callid", "cseq", "last_modified"}
 
 // administrativePrefix starts the ruid of bindings added by Kamailio's

@@ -4,16 +4,17 @@
 // (db_postgres). The polling itself is source/sqlwatch's; this package is
 // the Kamailio layout of the table and its encodings.
 //
-// Store facts implemented here (docs: STORES.md section 1):
+// Store facts implemented here (docs/stores.md: #creating-the-table,
+// #kamailio, #time-encoding, #sql-servers):
 //
-//   - 1.1: the 23-column `location` layout and its indexes, used verbatim when
+//   - the 23-column `location` layout and its indexes, used verbatim when
 //     SQLiteConfig.Create makes a new file (schema.go); the tests create the
 //     MySQL and PostgreSQL tables from Kamailio's DDL (testdata/);
-//   - 1.2: ruid is the binding's key, a ruid starting "ulcx" marks a binding
+//   - ruid is the binding's key, a ruid starting "ulcx" marks a binding
 //     added by the ul.add RPC (Administrative), expires == epoch 0 means
 //     permanent, q == -1 means unspecified, a NULL domain means use_domain=0
 //     and the AOR domain comes from configuration;
-//   - 1.3: db_sqlite stores times as a REAL Julian day, decoded with the
+//   - db_sqlite stores times as a REAL Julian day, decoded with the
 //     rounding rule (truncating is off by one second for about half of all
 //     values); NUMERIC affinity may turn an integral value into INTEGER, and
 //     rows written by other tools may hold TEXT, so all three are accepted.
@@ -23,11 +24,11 @@
 //     servers without time zone tables work. Columns an admin altered to
 //     BIGINT for usrloc expires_type=1 are detected by their type and read
 //     as epochs (layout.go, decode.go);
-//   - 1.5: change detection by PRAGMA data_version for SQLite and by an
+//   - change detection by PRAGMA data_version for SQLite and by an
 //     aggregate fingerprint plus a periodic full reconcile on servers,
 //     with incremental reads by last_modified, or opt-in trigger-based
 //     change capture (DBConfig.CDC; sqlwatch); diffing is the bridge's job;
-//   - 1.6: the SQLite file is opened read-only, reads are tiny and happen
+//   - the SQLite file is opened read-only, reads are tiny and happen
 //     only after data_version moved, and a loud warning names Kamailio's
 //     db_set_journal_mode modparam when the file is not in WAL mode,
 //     because in rollback-journal mode every read lock can make a Kamailio

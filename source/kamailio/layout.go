@@ -36,8 +36,8 @@ func (l *layout) Table() sqlwatch.Table {
 		Key:     colRUID,
 		Watch:   watchColumns,
 		LogKey:  []int{colRUID, colID},
-		// usrloc writes last_modified on create and refresh (STORES.md
-		// 1.5); incremental reads use it on the servers.
+		// usrloc writes last_modified on create and refresh
+		// (docs/stores.md#sql-servers); incremental reads use it on the servers.
 		Modified: modifiedColumn(l.server),
 	}
 }

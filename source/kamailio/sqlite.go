@@ -68,7 +68,7 @@ func (c *SQLiteConfig) Validate() error {
 
 func (c *SQLiteConfig) watchConfig() sqlwatch.Config {
 	// data_version is exact: no forced reconcile, which would only add
-	// read locks that can make Kamailio's commits fail (STORES.md 1.6).
+	// read locks that can make Kamailio's commits fail (docs/stores.md#kamailio).
 	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: sqlwatch.Never, MaxBackoff: c.MaxBackoff}
 }
 

@@ -118,7 +118,8 @@ func TestRunCreatesMissingFile(t *testing.T) {
 	}
 }
 
-// checkSchema compares the table with STORES.md 1.1 (SQLite column).
+// checkSchema compares the table with Kamailio's SQLite schema
+// (docs/stores.md#creating-the-table).
 func checkSchema(t *testing.T, db *sql.DB, table string) {
 	t.Helper()
 	type column struct {

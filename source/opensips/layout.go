@@ -49,9 +49,9 @@ var columns = [numCols]string{
 }
 
 // watchColumns are what usrloc writes on every insert and refresh
-// (STORES.md 3: a refresh rewrites expires, cseq, callid, last_modified,
-// ...; contact_id may be reused by another binding after a restart, so the
-// contact is watched too).
+// (docs/stores.md#opensips: a refresh rewrites expires, cseq, callid,
+// last_modified, ...; contact_id may be reused by another binding after a
+// restart, so the contact is watched too).
 var watchColumns = []string{"contact_id", "username", "domain", "contact", "expires", "callid", "cseq", "last_modified"}
 
 // errBadRow marks a row that cannot be reported; the wrapped text says why.

@@ -3,7 +3,7 @@
 // (db_mysql), PostgreSQL (db_postgres) or SQLite (db_sqlite), polled by
 // source/sqlwatch.
 //
-// Store facts implemented here (docs: STORES.md section 3):
+// Store facts implemented here (docs/stores.md#opensips):
 //
 //   - the binding's key is contact_id, a 64-bit value OpenSIPS packs itself
 //     (reported in decimal). Labels restart with OpenSIPS, so an id can be
@@ -19,7 +19,8 @@
 //     (with timer_interval lag) or sql-only. The default,
 //     single-instance-no-db, writes nothing;
 //   - there is no index besides the primary key, so each change check is
-//     one pass over the table in the server (STORES.md 1.5 costs apply).
+//     one pass over the table in the server (the costs in
+//     docs/stores.md#sql-servers apply).
 //
 // For SQLite the file is opened read-only and polled with PRAGMA
 // data_version, as for Kamailio; OpenSIPS's db_sqlite has no journal-mode

@@ -18,10 +18,11 @@ import (
 type Layout string
 
 const (
-	// LayoutKamailio is Kamailio db_redis's location table (STORES 1.7).
+	// LayoutKamailio is Kamailio db_redis's location table
+	// (docs/stores.md#kamailios-db_redis-layout).
 	LayoutKamailio Layout = "kamailio"
 	// LayoutGeneric is regbridge's documented hash-per-binding layout for
-	// home-grown registrars (README "Sources").
+	// home-grown registrars (docs/stores.md#the-generic-layout).
 	LayoutGeneric Layout = "generic"
 )
 

@@ -21,8 +21,9 @@ func mustZone(t testing.TB, name string) *time.Location {
 func TestDecodeKamailio(t *testing.T) {
 	berlin := mustZone(t, "Europe/Berlin")
 	newYork := mustZone(t, "America/New_York")
-	// The observed Kamailio 5.6.3 entry (STORES 1.7): 17 fields, written
-	// with TZ=Europe/Berlin.
+	// The observed Kamailio 5.6.3 entry
+	// (docs/stores.md#kamailios-db_redis-layout): 17 fields, written with
+	// TZ=Europe/Berlin.
 	observed := map[string]string{
 		"ruid": "uloc-6741a3b2-5c1-1", "username": "alice", "contact": "sip:alice@192.0.2.10:5060;transport=udp",
 		"expires": "2026-11-22 04:21:28", "q": "-1.000000", "callid": "a84b4c76e66710", "cseq": "314159",
@@ -141,7 +142,8 @@ func TestDecodeKamailio(t *testing.T) {
 }
 
 // A wall-clock time in the DST fall-back hour happened twice; either
-// instant is what Kamailio's mktime could have meant (STORES 1.3).
+// instant is what Kamailio's mktime could have meant
+// (docs/stores.md#time-encoding).
 func TestKamailioTimeFallBackHour(t *testing.T) {
 	berlin := mustZone(t, "Europe/Berlin")
 	got, ok := kamailioTime("2026-10-25 02:30:00", berlin)

@@ -1,19 +1,20 @@
 // Package redis reads contact bindings kept in Redis and reports them as
 // source batches. Two layouts are understood:
 //
-//   - LayoutKamailio: Kamailio's db_redis `location` table (STORES.md 1.7):
+//   - LayoutKamailio: Kamailio's db_redis `location` table
+//     (docs/stores.md#kamailios-db_redis-layout):
 //     one hash per binding under "<version:><table>:entry::<ruid>", every
 //     value text, times as "YYYY-MM-DD HH:MM:SS" in the registrar's time
 //     zone (Config.Location; the zone database is embedded) or as epoch
 //     seconds with usrloc expires_type=1, epoch 0 meaning permanent, absent
-//     and empty fields alike meaning NULL. The ruid is the key (1.2).
+//     and empty fields alike meaning NULL. The ruid is the key.
 //     Mapping keys (usrdom, timer) are never read: Kamailio does not always
 //     build them.
 //   - LayoutGeneric: one hash per binding under a configurable prefix, for
-//     home-grown registrars; the fields are documented in README "Sources"
-//     and generic.go.
+//     home-grown registrars; the fields are documented in
+//     docs/stores.md#the-generic-layout and generic.go.
 //
-// Change capture follows STORES 1.7: keyspace notifications on
+// Change capture (docs/stores.md#redis): keyspace notifications on
 // "__keyspace@<db>__:<prefix>*". Every session subscribes first and then
 // reads a full snapshot (SCAN plus pipelined HGETALL), so nothing written
 // in between is missed; every later re-subscription, which go-redis does

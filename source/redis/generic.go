@@ -10,8 +10,8 @@ import (
 const DefaultPrefix = "reg:contact:"
 
 // Field names of the generic layout: one hash per binding, key
-// "<prefix><binding key>". README "Sources" documents them for people
-// writing a registrar; keep the two in step.
+// "<prefix><binding key>". docs/stores.md#the-generic-layout documents them
+// for people writing a registrar; keep the two in step.
 const (
 	fieldAOR       = "aor"        // required: sip:, sips: or tel: URI
 	fieldURI       = "uri"        // required: the contact URI

@@ -276,7 +276,8 @@ type kamailioEntry struct {
 	cseq                                int
 }
 
-// fields renders e as db_redis writes it (STORES 1.7, observed: 17 fields,
+// fields renders e as db_redis writes it (docs/stores.md#kamailios-db_redis-layout;
+// observed: 17 fields,
 // the NULL ones absent).
 func (e kamailioEntry) fields(loc *time.Location) map[string]any {
 	exp := time.Unix(0, 0)

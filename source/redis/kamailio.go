@@ -28,7 +28,8 @@ func kamailioPrefix(table string) string { return table + kamailioEntryType }
 // decodeKamailio turns one db_redis entry hash into c. key is the part of
 // the Redis key after the entry prefix (the ruid); fields is HGETALL's
 // answer. Every value is text; a NULL usrloc sent is an empty string and a
-// column usrloc left out is absent, so both mean "no value" (STORES 1.7).
+// column usrloc left out is absent, so both mean "no value"
+// (docs/stores.md#kamailios-db_redis-layout).
 // loc is the registrar's time zone, domain the AOR domain for use_domain=0.
 // On error c is left partly written and must be discarded.
 func decodeKamailio(key string, fields map[string]string, loc *time.Location, domain string, c *source.Contact) error {
@@ -87,7 +88,7 @@ func decodeKamailio(key string, fields map[string]string, loc *time.Location, do
 // seconds instead. Epoch 0, Kamailio's "permanent", and the empty string
 // (no value) give the zero Time. A wall-clock time inside a DST fall-back
 // hour is ambiguous; Kamailio's own mktime guesses too, so a contact
-// expiring in that hour may be off by an hour (STORES 1.3).
+// expiring in that hour may be off by an hour (docs/stores.md#time-encoding).
 func kamailioTime(s string, loc *time.Location) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, true

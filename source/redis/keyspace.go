@@ -15,7 +15,8 @@ import (
 const (
 	// coalesceWindow is how long the first change of a burst waits for
 	// more before the changed keys are read: a delete sends several events
-	// and a refresh touches the entry and its mapping keys (STORES 1.7).
+	// and a refresh touches the entry and its mapping keys
+	// (docs/stores.md#kamailios-db_redis-layout).
 	// A few milliseconds merge those into one read without adding visible
 	// NOTIFY latency.
 	coalesceWindow = 5 * time.Millisecond

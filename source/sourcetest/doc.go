@@ -1,5 +1,6 @@
 // Package sourcetest is the conformance suite every source adapter runs
-// against its real store (STYLE.md 17, DESIGN.md "Real parts, not mocks").
+// against its real store (docs/design.md#tests-and-ci: real parts, not
+// mocks).
 // It is test support: production packages never import it.
 //
 // # Plugging an adapter in

@@ -10,7 +10,8 @@ import (
 	"github.com/regbridge/regbridge/source"
 )
 
-// Change data capture (Config.CDC = CDCTrigger, STORES.md 1.5): triggers
+// Change data capture (Config.CDC = CDCTrigger,
+// docs/stores.md#change-capture-cdctrigger): triggers
 // that `regbridge cdc install` puts on the registrar's table report the key
 // of every inserted, updated or deleted row (PostgreSQL: pg_notify,
 // received with LISTEN; MySQL/MariaDB: a changelog table read by sequence
@@ -23,7 +24,7 @@ import (
 const (
 	// feedLinger is how long a feed keeps collecting keys after the first
 	// one: a burst becomes one re-read instead of many, at a latency cost
-	// far below the targets of issue 8.
+	// far below the latencies of docs/performance.md#figures.
 	feedLinger = 5 * time.Millisecond
 	// maxFeedKeys bounds one re-read (and the IN list of its query).
 	maxFeedKeys = 500

@@ -15,7 +15,8 @@ import (
 // (seq, tbl, op, key, ts) to regbridge_changelog; the feed reads it by
 // sequence number every ChangelogPoll (a range read on the primary key)
 // and prunes rows it has read once they are ChangelogRetention old. There
-// is no binlog client available to this project (STORES.md 1.5).
+// is no binlog client available to this project
+// (docs/stores.md#change-capture-cdctrigger).
 
 // Changelog is the table the MySQL triggers write.
 const Changelog = "regbridge_changelog"

@@ -5,17 +5,17 @@ import (
 	"fmt"
 )
 
-// Incremental reads (issue 8): when the fingerprint moved, a server table
-// with a modification column (Table.Modified) is first read only where
-// that column is at or after the newest value seen minus incrementalSlack
-// (one scan in the server, but few rows decoded and sent). Deletes are
-// invisible to it (STORES.md 1.5), so when the row count or hash sum of the
-// state still differs from the server's, an index-only scan of the keys
-// finds the keys gone. If the state's rows and hash sum then still differ
-// from the server's aggregate (an UPDATE that left last_modified alone, a
-// row inserted with an old time), the watcher falls back to a full read at
-// once. All of it runs in one REPEATABLE READ transaction, so the
-// aggregate and the rows describe the same state of the table.
+// Incremental reads (docs/stores.md#sql-servers): when the fingerprint moved,
+// a server table with a modification column (Table.Modified) is first read
+// only where that column is at or after the newest value seen minus
+// incrementalSlack (one scan in the server, but few rows decoded and sent).
+// Deletes are invisible to it, so when the row count or hash sum of the state
+// still differs from the server's, an index-only scan of the keys finds the
+// keys gone. If the state's rows and hash sum then still differ from the
+// server's aggregate (an UPDATE that left last_modified alone, a row inserted
+// with an old time), the watcher falls back to a full read at once. All of it
+// runs in one REPEATABLE READ transaction, so the aggregate and the rows
+// describe the same state of the table.
 
 func mapHas(m map[string]struct{}, k string) bool {
 	_, ok := m[k]

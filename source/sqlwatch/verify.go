@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// Reconciling beside a change feed (issue 8). With change capture, the
-// periodic full read is only a safety net, yet on a large table it held
-// back every change behind it: 2.5-4 s for a million rows. So the periodic
+// Reconciling beside a change feed
+// (docs/stores.md#change-capture-cdctrigger). With change capture, the
+// periodic full read is only a safety net, yet on a large table it held back
+// every change behind it: 2.5-4 s for a million rows. So the periodic
 // reconcile of a feed does not read into the state. It verifies:
 //
 //   - A scan on a connection of its own reads the whole table and hashes

@@ -41,7 +41,7 @@ const (
 	// DefaultChangelogPoll is how often the MySQL changelog is asked for
 	// new rows under CDCTrigger: an index range read on its primary key,
 	// cheap enough to run 50 times a second, and well inside the 50 ms
-	// commit-to-NOTIFY target of issue 8.
+	// commit-to-NOTIFY latencies of docs/performance.md#figures.
 	DefaultChangelogPoll = 20 * time.Millisecond
 	// DefaultChangelogRetention is how long changelog rows already read
 	// are kept before regbridge prunes them: long enough for a second

@@ -1,6 +1,6 @@
 // Package sqltest gives adapter tests a fresh database of their own on the
-// local MariaDB/MySQL or PostgreSQL server (DESIGN.md "Real parts, not
-// mocks"; STYLE.md 18: each test makes its own database and cleans up). It
+// local MariaDB/MySQL or PostgreSQL server (docs/design.md#tests-and-ci:
+// each test makes its own database and cleans up). It
 // is test support: production packages never import it.
 //
 // The servers are expected where the development machines and CI run them:
