@@ -32,7 +32,7 @@ type config struct {
 	// The default source is the embedded one: a Kamailio-schema SQLite file
 	// in the working directory, created when missing, so that regbridge
 	// runs with no configuration at all.
-	Source       string        `env:"SOURCE, default=kamailio+sqlite:regbridge.db?create=true" desc:"contact store URL (see README: Sources)"`
+	Source       string        `env:"SOURCE, default=kamailio+sqlite:regbridge.db?create=true" desc:"contact store URL (see docs/stores.md)"`
 	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed"`
 	Domain       string        `env:"DOMAIN" desc:"AOR domain for rows whose domain column is NULL (Kamailio use_domain=0)"`
 	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener: /healthz, /readyz, /metrics, the /v1 API and the live view at /"`
