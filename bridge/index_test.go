@@ -90,19 +90,3 @@ func TestAORTextsPerBinding(t *testing.T) {
 		t.Fatalf("after the first binding left: %+v", reg)
 	}
 }
-
-func TestWithScheme(t *testing.T) {
-	for in, want := range map[string]string{
-		"alice@example.com":      "sip:alice@example.com",
-		" alice@example.com ":    "sip:alice@example.com",
-		"alice":                  "sip:alice",
-		"sip:alice@example.com":  "sip:alice@example.com",
-		"SIPS:alice@example.com": "SIPS:alice@example.com",
-		"tel:+15551234":          "tel:+15551234",
-		"alice:pw@example.com":   "sip:alice:pw@example.com",
-	} {
-		if got := WithScheme(in); got != want {
-			t.Errorf("WithScheme(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
