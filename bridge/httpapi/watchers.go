@@ -34,7 +34,8 @@ func (a *API) listWatchers(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	for i := range list {
-		list[i].Expires = vocab.SecondsLeft(list[i].ExpiresAt, now)
+		left := vocab.SecondsLeft(list[i].ExpiresAt, now)
+		list[i].Expires = &left
 	}
 	writeJSON(w, http.StatusOK, struct {
 		AOR      string    `json:"aor"`

@@ -105,7 +105,10 @@ type Subscription struct {
 }
 
 // Watcher is one subscription watching an AOR (RFC 3857 watcher
-// information: what a reg.winfo or presence.winfo subscriber sees).
+// information: what a reg.winfo or presence.winfo subscriber sees). The
+// API knows every field; a watcherinfo document (regbridge watch --winfo)
+// may lack duration-subscribed or expiration, and then Since or
+// Expires and ExpiresAt are left out.
 type Watcher struct {
 	ID          string    `json:"id"`
 	Package     string    `json:"package"`
@@ -113,9 +116,9 @@ type Watcher struct {
 	DisplayName string    `json:"display_name,omitempty"`
 	Status      string    `json:"status"`
 	Event       string    `json:"event"`
-	Since       time.Time `json:"since"`
-	Expires     int64     `json:"expires"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	Since       time.Time `json:"since,omitzero"`
+	Expires     *int64    `json:"expires,omitempty"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 }
 
 // SecondsLeft is the whole seconds from now to t, never negative: the

@@ -18,9 +18,10 @@ import (
 // TestJSONVocabulary checks every JSON output of a running regbridge
 // against the component schemas of the OpenAPI document it serves: the
 // API's answers, an SSE event, a webhook body, and the --json output of
-// watch, registrations and subscriptions. Every field must be declared
-// with the type it has, every required field present and every transport
-// lower case, so that the outputs cannot drift apart again.
+// watch (reg and reg.winfo), registrations and subscriptions. Every field
+// must be declared with the type it has, every required field present and
+// every transport lower case, so that the outputs cannot drift apart
+// again.
 func TestJSONVocabulary(t *testing.T) {
 	hooks := make(chan []byte, 10)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +71,21 @@ func TestJSONVocabulary(t *testing.T) {
 	}
 	sc.check("404", "Error", notFound)
 
+	// The reg watch above is a watcher of alice: watch --winfo sees it.
+	wi := startRunWatch(t, "--winfo", "--json", "--server", "tcp://"+s.sip, "alice@example.com")
+	waitFor(t, "a watcherinfo NOTIFY listing the reg watch", func() bool { return strings.Contains(wi.stdout.String(), `"watchers":[{`) })
+	if code := wi.stop(t); code != 0 {
+		t.Errorf("watch --winfo: exit %d: %s", code, wi.stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(wi.stdout.String()), "\n") {
+		sc.check("watch --winfo --json", "WatchWinfoNotify", decode(t, []byte(line)))
+	}
+	for _, field := range []string{`"since":`, `"expires":`, `"expires_at":`} {
+		if !strings.Contains(wi.stdout.String(), field) {
+			t.Errorf("watch --winfo --json has no %s field to check:\n%s", field, wi.stdout.String())
+		}
+	}
+
 	env := map[string]string{"REGBRIDGE_HTTP_LISTEN": s.http, "REGBRIDGE_ADMIN_TOKEN": e2eToken, "REGBRIDGE_DOMAIN": "example.com"}
 	for _, cmd := range []struct{ name, schema string }{{"registrations", "Registration"}, {"subscriptions", "Subscription"}} {
 		code, out, stderr := runCmd(t, env, cmd.name, "--json")
@@ -110,7 +126,7 @@ func TestJSONVocabulary(t *testing.T) {
 		"Contact.q", "Contact.transport", "Contact.expires", "Contact.expires_at", "Contact.received",
 		"Contact.instance", "Contact.reg_id", "Contact.path", // no socket: the kamailio source does not read it
 		"Contact.modified", "Contact.key", "Contact.retry_after",
-		"Subscription.expires", "Subscription.expires_at", "Subscription.transport", "Watcher.expires", "Watcher.expires_at",
+		"Subscription.expires", "Subscription.expires_at", "Subscription.transport", "Watcher.since", "Watcher.expires", "Watcher.expires_at",
 		"WatchNotify.version", "ActResponse.contact",
 	} {
 		if !sc.seen[want] {

@@ -303,34 +303,42 @@ type jsonWinfo struct {
 }
 
 type jsonWatcherList struct {
-	Resource string        `json:"resource"`
-	Package  string        `json:"package"`
-	Watchers []jsonWatcher `json:"watchers"`
+	Resource string          `json:"resource"`
+	Package  string          `json:"package"`
+	Watchers []vocab.Watcher `json:"watchers"`
 }
 
-type jsonWatcher struct {
-	ID                 string  `json:"id"`
-	Status             string  `json:"status"`
-	Event              string  `json:"event"`
-	URI                string  `json:"uri"`
-	DisplayName        string  `json:"display_name,omitempty"`
-	DurationSubscribed *uint64 `json:"duration_subscribed,omitempty"`
-	Expiration         *uint64 `json:"expiration,omitempty"`
-}
-
-// winfoJSON is the --json form of one watcher information NOTIFY.
+// winfoJSON is the --json form of one watcher information NOTIFY; its
+// watchers are the vocabulary's, as GET /v1/registrations/{aor}/watchers
+// answers them.
 func winfoJSON(n watch.Notify) jsonWinfo {
 	out := jsonWinfo{
 		Time: n.Received.UTC().Format(time.RFC3339Nano), Version: n.Winfo.Version, State: n.Winfo.State,
 		SubscriptionState: n.SubscriptionState, WatcherLists: []jsonWatcherList{},
 	}
 	for _, l := range n.Winfo.Lists {
-		jl := jsonWatcherList{Resource: l.Resource, Package: l.Package, Watchers: []jsonWatcher{}}
-		for _, w := range l.Watchers {
-			jl.Watchers = append(jl.Watchers, jsonWatcher{ID: w.ID, Status: w.Status, Event: w.Event, URI: w.URI,
-				DisplayName: w.DisplayName, DurationSubscribed: w.DurationSubscribed, Expiration: w.Expiration})
+		jl := jsonWatcherList{Resource: l.Resource, Package: l.Package, Watchers: []vocab.Watcher{}}
+		for i := range l.Watchers {
+			jl.Watchers = append(jl.Watchers, winfoWatcher(&l.Watchers[i], l.Package, n.Received))
 		}
 		out.WatcherLists = append(out.WatcherLists, jl)
+	}
+	return out
+}
+
+// winfoWatcher is a watcherinfo <watcher> in the vocabulary: its
+// duration-subscribed and expiration become the instants since and
+// expires_at, counted from when the NOTIFY was received, and expiration
+// is expires. Values too large to be true are left out.
+func winfoWatcher(w *watch.Watcher, pkg string, received time.Time) vocab.Watcher {
+	out := vocab.Watcher{ID: w.ID, Package: pkg, URI: w.URI, DisplayName: w.DisplayName, Status: w.Status, Event: w.Event}
+	if d := w.DurationSubscribed; d != nil && *d <= math.MaxInt32 {
+		out.Since = received.Add(-time.Duration(*d) * time.Second).UTC().Truncate(time.Second)
+	}
+	if e := w.Expiration; e != nil && *e <= math.MaxInt32 {
+		left := int64(*e)
+		out.Expires = &left
+		out.ExpiresAt = received.Add(time.Duration(left) * time.Second).UTC().Truncate(time.Second)
 	}
 	return out
 }
