@@ -306,16 +306,35 @@ func TestExpiryClock(t *testing.T) {
 	})
 }
 
-func TestCanonicalAOR(t *testing.T) {
-	for in, want := range map[string]string{
-		"sip:alice@example.com":               "sip:alice@example.com",
-		"SIP:Alice@Example.COM":               "sip:Alice@example.com",
-		"sip:alice@example.com;transport=tcp": "sip:alice@example.com",
-		" sips:bob@EX.org?subject=x ":         "sips:bob@ex.org",
-		"tel:+15551234":                       "tel:+15551234",
+// TestAORForms: CanonicalAOR lowers scheme and host and drops
+// parameters; WithScheme completes the form operators type.
+func TestAORForms(t *testing.T) {
+	for _, f := range []struct {
+		name  string
+		fn    func(string) string
+		cases map[string]string
+	}{
+		{"CanonicalAOR", CanonicalAOR, map[string]string{
+			"sip:alice@example.com":               "sip:alice@example.com",
+			"SIP:Alice@Example.COM":               "sip:Alice@example.com",
+			"sip:alice@example.com;transport=tcp": "sip:alice@example.com",
+			" sips:bob@EX.org?subject=x ":         "sips:bob@ex.org",
+			"tel:+15551234":                       "tel:+15551234",
+		}},
+		{"WithScheme", WithScheme, map[string]string{
+			"alice@example.com":      "sip:alice@example.com",
+			" alice@example.com ":    "sip:alice@example.com",
+			"alice":                  "sip:alice",
+			"sip:alice@example.com":  "sip:alice@example.com",
+			"SIPS:alice@example.com": "SIPS:alice@example.com",
+			"tel:+15551234":          "tel:+15551234",
+			"alice:pw@example.com":   "sip:alice:pw@example.com",
+		}},
 	} {
-		if got := CanonicalAOR(in); got != want {
-			t.Errorf("CanonicalAOR(%q) = %q, want %q", in, got, want)
+		for in, want := range f.cases {
+			if got := f.fn(in); got != want {
+				t.Errorf("%s(%q) = %q, want %q", f.name, in, got, want)
+			}
 		}
 	}
 }

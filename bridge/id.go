@@ -71,3 +71,16 @@ func hashID(prefix byte, a, b, c string) string {
 	hex.Encode(out[1:], sum[:])
 	return string(out[:])
 }
+
+// WithScheme returns aor with "sip:" prepended when it has no sip:, sips:
+// or tel: scheme: the AOR an operator means by alice@example.com.
+func WithScheme(aor string) string {
+	s := strings.TrimSpace(aor)
+	if i := strings.IndexByte(s, ':'); i > 0 {
+		switch strings.ToLower(s[:i]) {
+		case "sip", "sips", "tel":
+			return s
+		}
+	}
+	return "sip:" + s
+}

@@ -1,9 +1,12 @@
 package notifier
 
 import (
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
 // Observer receives the notifier's measurements, for metrics. Its methods
@@ -54,35 +57,23 @@ func outcome(res *sip.Response, err error) string {
 	}
 }
 
-// Info describes one subscription, for the admin API.
-type Info struct {
-	AOR        string    `json:"aor"`
-	Event      string    `json:"event"`
-	Subscriber string    `json:"subscriber"`
-	Contact    string    `json:"contact"`
-	Transport  string    `json:"transport"`
-	Source     string    `json:"source"`
-	CallID     string    `json:"call_id"`
-	Expires    time.Time `json:"expires"`
-	// Version is the version of the last document sent (-1: none yet).
-	Version int64 `json:"version"`
-}
-
-// Subscriptions lists the live subscriptions.
-func (n *Notifier) Subscriptions() []Info {
+// Subscriptions lists the live subscriptions, for the admin API, in the
+// JSON vocabulary: transport in lower case, the expiry as ExpiresAt (the
+// API fills in the seconds left when it answers).
+func (n *Notifier) Subscriptions() []vocab.Subscription {
 	n.subsMu.RLock()
 	all := make([]*subscription, 0, len(n.subs))
 	for _, s := range n.subs {
 		all = append(all, s)
 	}
 	n.subsMu.RUnlock()
-	out := make([]Info, 0, len(all))
+	out := make([]vocab.Subscription, 0, len(all))
 	for _, s := range all {
 		s.mu.Lock()
-		out = append(out, Info{
+		out = append(out, vocab.Subscription{
 			AOR: s.aor, Event: s.event, Subscriber: uriAddr(s.d.remoteURI), Contact: s.d.target.String(),
-			Transport: s.d.transport, Source: s.d.source, CallID: s.d.callID,
-			Expires: s.expiresAt, Version: int64(s.version) - 1,
+			Transport: strings.ToLower(s.d.transport), Source: s.d.source, CallID: s.d.callID,
+			ExpiresAt: s.expiresAt.UTC(), Version: int64(s.version) - 1,
 		})
 		s.mu.Unlock()
 	}

@@ -52,19 +52,19 @@ func TestEvents(t *testing.T) {
 	}{
 		{
 			name: "active with expiry",
-			view: bridge.ContactView{Contact: source.Contact{URI: "sip:a@192.0.2.1", Expires: at.Add(90 * time.Second), CallID: "cid", CSeq: 3, UserAgent: `<x> & "y"`},
+			view: bridge.ContactView{Contact: source.Contact{URI: "sip:a@192.0.2.1", Expires: at.Add(90 * time.Second), CallID: "cid", CSeq: 3, UserAgent: `<x> & "y"`, Q: 0.5, Socket: "TCP:192.0.2.9:5060"},
 				ID: "c1", State: bridge.ContactActive, Event: bridge.EventRefreshed},
-			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sip:a@192.0.2.1","state":"active","event":"refreshed","expires":90,"expires_at":"2026-01-02T03:05:35Z","call_id":"cid","cseq":3,"user_agent":"\u003cx\u003e \u0026 \"y\"","time":"2026-01-02T03:04:05Z"}`,
+			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sip:a@192.0.2.1","state":"active","event":"refreshed","expires":90,"expires_at":"2026-01-02T03:05:35Z","q":0.5,"call_id":"cid","cseq":3,"user_agent":"\u003cx\u003e \u0026 \"y\"","socket":"TCP:192.0.2.9:5060","transport":"tcp","time":"2026-01-02T03:04:05Z"}`,
 		},
 		{
 			name: "permanent has no expires",
-			view: bridge.ContactView{Contact: source.Contact{URI: "sip:a@192.0.2.1"}, ID: "c1", State: bridge.ContactActive, Event: bridge.EventCreated},
-			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sip:a@192.0.2.1","state":"active","event":"created","time":"2026-01-02T03:04:05Z"}`,
+			view: bridge.ContactView{Contact: source.Contact{URI: "sip:a@192.0.2.1", Q: -1}, ID: "c1", State: bridge.ContactActive, Event: bridge.EventCreated},
+			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sip:a@192.0.2.1","state":"active","event":"created","transport":"udp","time":"2026-01-02T03:04:05Z"}`,
 		},
 		{
 			name: "probation carries retry_after, no expires",
-			view: bridge.ContactView{Contact: source.Contact{URI: "sip:a@192.0.2.1", Expires: at.Add(time.Hour)}, ID: "c1", State: bridge.ContactTerminated, Event: bridge.EventProbation, RetryAfter: 30},
-			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sip:a@192.0.2.1","state":"terminated","event":"probation","retry_after":30,"time":"2026-01-02T03:04:05Z"}`,
+			view: bridge.ContactView{Contact: source.Contact{URI: "sips:a@192.0.2.1", Expires: at.Add(time.Hour), Q: -1}, ID: "c1", State: bridge.ContactTerminated, Event: bridge.EventProbation, RetryAfter: 30},
+			want: `{"seq":7,"aor":"sip:a@example.com","registration_id":"r1","registration_state":"active","contact_id":"c1","uri":"sips:a@192.0.2.1","state":"terminated","event":"probation","retry_after":30,"transport":"tls","time":"2026-01-02T03:04:05Z"}`,
 		},
 	}
 	for _, tt := range tests {

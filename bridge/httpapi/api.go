@@ -12,9 +12,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/vocab"
 	"github.com/regbridge/regbridge/source"
 )
 
@@ -31,19 +31,9 @@ type Registrations interface {
 }
 
 // Subscription describes one live subscription (the notifier's view,
-// adapted by the caller).
-type Subscription struct {
-	AOR        string    `json:"aor"`
-	Event      string    `json:"event"`
-	Subscriber string    `json:"subscriber"`
-	Contact    string    `json:"contact"`
-	Transport  string    `json:"transport"`
-	Source     string    `json:"source"`
-	CallID     string    `json:"call_id"`
-	Expires    time.Time `json:"expires"`
-	// Version is the version of the last document sent (-1: none yet).
-	Version int64 `json:"version"`
-}
+// adapted by the caller, who sets ExpiresAt; the API fills in Expires
+// when it answers).
+type Subscription = vocab.Subscription
 
 // Deps are the parts the API reads and drives.
 type Deps struct {

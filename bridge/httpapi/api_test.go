@@ -273,6 +273,8 @@ func TestGetRegistration(t *testing.T) {
 		{name: "known", aor: "sip:alice@example.com", want: 200, contacts: 2},
 		{name: "escaped", aor: url.PathEscape("sip:alice@example.com"), want: 200, contacts: 2},
 		{name: "host case does not matter", aor: "sip:bob@EXAMPLE.com", want: 200, contacts: 1},
+		{name: "without sip:", aor: "alice@example.com", want: 200, contacts: 2},
+		{name: "scheme in upper case", aor: "SIP:bob@example.com", want: 200, contacts: 1},
 		{name: "unknown", aor: "sip:nobody@example.com", want: 404},
 	}
 	for _, tt := range tests {
@@ -285,7 +287,7 @@ func TestGetRegistration(t *testing.T) {
 			if tt.want != 200 {
 				return
 			}
-			if len(reg.Contacts) != tt.contacts || reg.State != "active" || reg.ID == "" {
+			if len(reg.Contacts) != tt.contacts || reg.State != "active" || reg.ID == "" || !strings.HasPrefix(reg.AOR, "sip:") {
 				t.Fatalf("registration %+v", reg)
 			}
 			c := reg.Contacts[0]
@@ -307,12 +309,12 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestSubscriptions(t *testing.T) {
-	exp := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exp := time.Now().Add(10 * time.Minute).UTC()
 	ta := newTestAPI(t, "", func(d *Deps) {
 		d.Subscriptions = func() []Subscription {
 			return []Subscription{
-				{AOR: "sip:bob@example.com", Event: "reg", Transport: "TCP", CallID: "2", Expires: exp, Version: 3},
-				{AOR: "sip:alice@example.com", Event: "reg", Transport: "UDP", CallID: "1", Expires: exp, Version: -1},
+				{AOR: "sip:bob@example.com", Event: "reg", Transport: "tcp", CallID: "2", ExpiresAt: exp, Version: 3},
+				{AOR: "sip:alice@example.com", Event: "reg", Transport: "udp", CallID: "1", ExpiresAt: exp, Version: -1},
 			}
 		}
 	})
@@ -323,7 +325,8 @@ func TestSubscriptions(t *testing.T) {
 	if res := ta.do(t, "GET", "/v1/subscriptions", "", "", &got); res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	if got.Count != 2 || got.Subscriptions[0].AOR != "sip:alice@example.com" || got.Subscriptions[1].Version != 3 || !got.Subscriptions[0].Expires.Equal(exp) {
+	if got.Count != 2 || got.Subscriptions[0].AOR != "sip:alice@example.com" || got.Subscriptions[1].Version != 3 ||
+		!got.Subscriptions[0].ExpiresAt.Equal(exp) || got.Subscriptions[0].Expires < 598 || got.Subscriptions[0].Expires > 600 {
 		t.Errorf("got %+v", got)
 	}
 	empty := newTestAPI(t, "", nil)

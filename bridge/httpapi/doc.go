@@ -7,6 +7,10 @@
 // request that shows the admin token when one is configured) and its own
 // OpenAPI 3.1 description at /v1/openapi.json.
 //
+// Its JSON types are those of package vocab, which the event stream, the
+// webhooks and the commands' --json output share, so that a field has one
+// name and one type everywhere; openapi.json describes them once.
+//
 // When an admin token is configured every /v1 request must carry it as
 // "Authorization: Bearer <token>" (RFC 6750 2.1); GET /v1/events also
 // accepts it as the access_token query parameter (RFC 6750 2.3), because a

@@ -173,8 +173,8 @@ func (a *API) firstPaint(r *http.Request, now time.Time) firstPaint {
 			if s.Transport != "" {
 				w += " over " + s.Transport
 			}
-			if !s.Expires.IsZero() {
-				w += " until " + isoTime(s.Expires)
+			if !s.ExpiresAt.IsZero() {
+				w += " until " + isoTime(s.ExpiresAt)
 			}
 			watchers[k] = append(watchers[k], w)
 		}

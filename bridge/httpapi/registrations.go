@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
 // Paging of GET /v1/registrations and /v1/subscriptions.
@@ -22,80 +23,12 @@ const (
 	removeTimeout = 5 * time.Second
 )
 
-// Registration is one address-of-record in API responses.
-type Registration struct {
-	AOR      string    `json:"aor"`
-	ID       string    `json:"id"`
-	State    string    `json:"state"`
-	Contacts []Contact `json:"contacts"`
-}
-
-// Contact is one binding in API responses: the store's values plus the
-// bridge's id, state and last event.
-type Contact struct {
-	ID    string `json:"id"`
-	Key   string `json:"key"`
-	URI   string `json:"uri"`
-	State string `json:"state"`
-	Event string `json:"event"`
-	// Expires is the seconds left (active, not permanent contacts).
-	Expires   *int64     `json:"expires,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Q         *float32   `json:"q,omitempty"`
-	CallID    string     `json:"call_id,omitempty"`
-	CSeq      uint32     `json:"cseq,omitempty"`
-	UserAgent string     `json:"user_agent,omitempty"`
-	Instance  string     `json:"instance,omitempty"`
-	RegID     uint32     `json:"reg_id,omitempty"`
-	Received  string     `json:"received,omitempty"`
-	Path      string     `json:"path,omitempty"`
-	// Socket is the registrar's receiving socket as the store has it;
-	// Transport is derived from it, else from the URIs (see
-	// contactTransport).
-	Socket         string     `json:"socket,omitempty"`
-	Transport      string     `json:"transport,omitempty"`
-	Modified       *time.Time `json:"modified,omitempty"`
-	Since          *time.Time `json:"since,omitempty"`
-	RetryAfter     uint32     `json:"retry_after,omitempty"`
-	Administrative bool       `json:"administrative,omitempty"`
-}
-
-func toRegistration(r *bridge.Registration, now time.Time) Registration {
-	out := Registration{AOR: r.AOR, ID: r.ID, State: string(r.State), Contacts: make([]Contact, len(r.Contacts))}
-	for i := range r.Contacts {
-		out.Contacts[i] = toContact(&r.Contacts[i], now)
-	}
-	return out
-}
-
-func toContact(v *bridge.ContactView, now time.Time) Contact {
-	c := Contact{
-		ID: v.ID, Key: v.Key, URI: v.URI, State: string(v.State), Event: string(v.Event),
-		CallID: v.CallID, CSeq: v.CSeq, UserAgent: v.UserAgent, Instance: v.Instance, RegID: v.RegID,
-		Received: v.Received, Path: v.Path, RetryAfter: v.RetryAfter, Administrative: v.Administrative,
-		Socket: v.Socket, Transport: contactTransport(v.Socket, v.Received, v.URI),
-	}
-	if v.State == bridge.ContactActive && !v.Permanent() {
-		left := max(int64(v.Expires.Sub(now).Round(time.Second)/time.Second), 0)
-		at := v.Expires.UTC()
-		c.Expires, c.ExpiresAt = &left, &at
-	}
-	if v.Q >= 0 {
-		q := v.Q
-		c.Q = &q
-	}
-	c.Modified = timePtr(v.Modified)
-	c.Since = timePtr(v.Since)
-	return c
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.UTC()
-	return &t
-}
+// Registration and Contact are the vocabulary's: the same fields and
+// types as the events, the webhooks and the commands' --json.
+type (
+	Registration = vocab.Registration
+	Contact      = vocab.Contact
+)
 
 // registrationPage is the answer of GET /v1/registrations.
 type registrationPage struct {
@@ -134,7 +67,7 @@ func (a *API) listRegistrations(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	for i := range regs {
-		page.Registrations = append(page.Registrations, toRegistration(&regs[i], now))
+		page.Registrations = append(page.Registrations, vocab.RegistrationOf(&regs[i], now))
 	}
 	writeJSON(w, http.StatusOK, page)
 }
@@ -168,12 +101,18 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 	if a.notReady(w) {
 		return
 	}
-	reg, _ := a.deps.Registrations.Lookup(r.PathValue("aor"))
+	reg, _ := a.deps.Registrations.Lookup(pathAOR(r))
 	if len(reg.Contacts) == 0 {
 		writeError(w, http.StatusNotFound, "no active contacts for this address-of-record")
 		return
 	}
-	writeJSON(w, http.StatusOK, toRegistration(&reg, time.Now()))
+	writeJSON(w, http.StatusOK, vocab.RegistrationOf(&reg, time.Now()))
+}
+
+// pathAOR is the {aor} of a request's path. An AOR given without a
+// scheme, as operators type it (alice@example.com), is the sip: one.
+func pathAOR(r *http.Request) string {
+	return bridge.WithScheme(r.PathValue("aor"))
 }
 
 // actRequest is the optional body of an operator action.
@@ -219,7 +158,7 @@ func (a *API) act(ev bridge.Event) http.HandlerFunc {
 		if a.notReady(w) {
 			return
 		}
-		aor, id := r.PathValue("aor"), r.PathValue("id")
+		aor, id := pathAOR(r), r.PathValue("id")
 		view, err := a.deps.Registrations.Act(aor, id, ev, req.RetryAfter)
 		switch {
 		case errors.Is(err, bridge.ErrNoContact):
@@ -232,7 +171,7 @@ func (a *API) act(ev bridge.Event) http.HandlerFunc {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		res := actResponse{AOR: aor, Event: string(ev), Contact: toContact(&view, time.Now()), Registrar: registrarNotifyOnly}
+		res := actResponse{AOR: aor, Event: string(ev), Contact: vocab.ContactOf(&view, time.Now()), Registrar: registrarNotifyOnly}
 		log := a.log.With("aor", aor, "event", string(ev), "contact", id)
 		if a.deps.Remover != nil {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), removeTimeout)

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
 // subscriptionPage is the answer of GET /v1/subscriptions.
@@ -61,8 +64,10 @@ func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		page.Next = base64.RawURLEncoding.EncodeToString([]byte(keyed[limit-1].key))
 	}
 	page.Subscriptions = make([]Subscription, len(keyed))
+	now := time.Now()
 	for i, k := range keyed {
 		page.Subscriptions[i] = *k.sub
+		page.Subscriptions[i].Expires = vocab.SecondsLeft(k.sub.ExpiresAt, now)
 	}
 	writeJSON(w, http.StatusOK, page)
 }

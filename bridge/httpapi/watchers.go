@@ -4,20 +4,13 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
-// Watcher is one subscription watching an AOR (RFC 3857 watcher
-// information: what a reg.winfo or presence.winfo subscriber sees).
-type Watcher struct {
-	ID          string    `json:"id"`
-	Package     string    `json:"package"`
-	URI         string    `json:"uri"`
-	DisplayName string    `json:"display_name,omitempty"`
-	Status      string    `json:"status"`
-	Event       string    `json:"event"`
-	Since       time.Time `json:"since"`
-	Expires     time.Time `json:"expires"`
-}
+// Watcher is one subscription watching an AOR, in the vocabulary's
+// terms (the caller sets ExpiresAt; the API fills in Expires).
+type Watcher = vocab.Watcher
 
 // watchersTimeout bounds the read of a shared watcher record.
 const watchersTimeout = 5 * time.Second
@@ -29,7 +22,7 @@ func (a *API) listWatchers(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), watchersTimeout)
 	defer cancel()
-	aor := r.PathValue("aor")
+	aor := pathAOR(r)
 	list, err := a.deps.Watchers(ctx, aor)
 	if err != nil {
 		a.log.Warn("listing watchers failed", "aor", aor, "err", err)
@@ -38,6 +31,11 @@ func (a *API) listWatchers(w http.ResponseWriter, r *http.Request) {
 	}
 	if list == nil {
 		list = []Watcher{}
+	}
+	now := time.Now()
+	for i := range list {
+		left := vocab.SecondsLeft(list[i].ExpiresAt, now)
+		list[i].Expires = &left
 	}
 	writeJSON(w, http.StatusOK, struct {
 		AOR      string    `json:"aor"`

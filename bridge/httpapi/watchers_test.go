@@ -19,7 +19,7 @@ func TestWatchers(t *testing.T) {
 			switch aor {
 			case "sip:alice@example.com":
 				return []Watcher{{ID: "w1", Package: "reg", URI: "sip:as@example.com", DisplayName: "AS <1>",
-					Status: "active", Event: "subscribe", Since: since, Expires: since.Add(time.Hour)}}, nil
+					Status: "active", Event: "subscribe", Since: since, ExpiresAt: since.Add(time.Hour)}}, nil
 			case "sip:down@example.com":
 				return nil, errors.New("redis: connection refused")
 			}

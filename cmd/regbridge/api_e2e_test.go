@@ -54,6 +54,8 @@ func (s *server) call(t *testing.T, method, path, token, body string, out any) i
 type eventStream struct {
 	t      *testing.T
 	events chan feed.Event
+	// data has each message's data as sent, while there is room.
+	data chan []byte
 }
 
 func openEvents(t *testing.T, s *server, token string) *eventStream {
@@ -74,7 +76,7 @@ func openEvents(t *testing.T, s *server, token string) *eventStream {
 		res.Body.Close()
 		t.Fatalf("GET /v1/events: %d", res.StatusCode)
 	}
-	es := &eventStream{t: t, events: make(chan feed.Event, 100)}
+	es := &eventStream{t: t, events: make(chan feed.Event, 100), data: make(chan []byte, 100)}
 	done := make(chan struct{})
 	connected := make(chan struct{})
 	go func() {
@@ -97,6 +99,10 @@ func openEvents(t *testing.T, s *server, token string) *eventStream {
 				continue
 			}
 			es.events <- e
+			select {
+			case es.data <- bytes.Clone(data):
+			default:
+			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); res.Body.Close(); <-done })

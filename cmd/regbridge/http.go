@@ -187,23 +187,6 @@ func readyDetail(src source.Source) func() []string {
 	}
 }
 
-// subscriptionsOf adapts the notifier's subscription list to the API's
-// (the API does not import the notifier).
-func subscriptionsOf(nt *notifier.Notifier) func() []httpapi.Subscription {
-	return func() []httpapi.Subscription {
-		infos := nt.Subscriptions()
-		out := make([]httpapi.Subscription, len(infos))
-		for i, in := range infos {
-			out[i] = httpapi.Subscription{
-				AOR: in.AOR, Event: in.Event, Subscriber: in.Subscriber, Contact: in.Contact,
-				Transport: in.Transport, Source: in.Source, CallID: in.CallID,
-				Expires: in.Expires, Version: in.Version,
-			}
-		}
-		return out
-	}
-}
-
 // watchersOf adapts the notifier's watcher list to the API's: every
 // watcher it lists is active (regbridge decides authorization before it
 // answers a SUBSCRIBE, so none is pending).
@@ -218,7 +201,7 @@ func watchersOf(nt *notifier.Notifier) func(context.Context, string) ([]httpapi.
 			out[i] = httpapi.Watcher{
 				ID: w.ID, Package: w.Package, URI: w.URI, DisplayName: w.DisplayName,
 				Status: string(notifier.WatcherActive), Event: string(notifier.WatcherSubscribe),
-				Since: w.Since.UTC(), Expires: w.Expires.UTC(),
+				Since: w.Since.UTC(), ExpiresAt: w.Expires.UTC(),
 			}
 		}
 		return out, nil

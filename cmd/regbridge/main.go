@@ -168,7 +168,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	api := httpapi.New(cfg.API, httpapi.Deps{
 		Registrations: br,
 		Ready:         br.Ready,
-		Subscriptions: subscriptionsOf(nt),
+		Subscriptions: nt.Subscriptions,
 		Watchers:      watchersOf(nt),
 		Remover:       remover,
 		Events:        hub,

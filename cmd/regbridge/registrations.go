@@ -112,7 +112,7 @@ func registrationsText(regs []httpapi.Registration) string {
 			field("Transport", c.Transport)
 			field("Socket", c.Socket)
 			field("Call-ID", c.CallID)
-			field("CSeq", strconv.FormatUint(uint64(c.CSeq), 10))
+			field("CSeq", strconv.FormatUint(c.CSeq, 10))
 			field("User-Agent", c.UserAgent)
 			field("Instance", c.Instance)
 			if c.RegID != 0 {

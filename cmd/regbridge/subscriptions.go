@@ -12,6 +12,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/bridge/httpapi"
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
 const subscriptionsUsage = `Usage: regbridge subscriptions [flags] [AOR]
@@ -68,13 +69,13 @@ func subscriptionsText(subs []httpapi.Subscription, now time.Time) string {
 	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "AOR\tWATCHER\tFROM\tTRANSPORT\tEXPIRES IN\tVERSION\tCALL-ID")
 	for _, s := range subs {
-		left := max(s.Expires.Sub(now).Round(time.Second), 0)
+		left := time.Duration(vocab.SecondsLeft(s.ExpiresAt, now)) * time.Second
 		version := "-"
 		if s.Version >= 0 {
 			version = fmt.Sprint(s.Version)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.AOR, s.Subscriber, s.Source,
-			strings.ToLower(s.Transport), left, version, s.CallID)
+			s.Transport, left, version, s.CallID)
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "%d subscription%s\n", len(subs), plural(len(subs)))

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/regbridge/regbridge/bridge/vocab"
 	"github.com/regbridge/regbridge/notifier/watch"
 )
 
@@ -194,36 +196,14 @@ func notifyText(n watch.Notify) string {
 	return b.String()
 }
 
+// jsonNotify is the --json form of one NOTIFY. Its registrations and
+// contacts are the vocabulary's, as the HTTP API answers them.
 type jsonNotify struct {
-	Time              string             `json:"time"`
-	Version           *uint32            `json:"version,omitempty"`
-	State             string             `json:"state,omitempty"`
-	SubscriptionState string             `json:"subscription_state"`
-	Registrations     []jsonRegistration `json:"registrations"`
-}
-
-type jsonRegistration struct {
-	AOR      string        `json:"aor"`
-	ID       string        `json:"id"`
-	State    string        `json:"state"`
-	Contacts []jsonContact `json:"contacts"`
-}
-
-type jsonContact struct {
-	ID                 string            `json:"id"`
-	State              string            `json:"state"`
-	Event              string            `json:"event"`
-	URI                string            `json:"uri"`
-	Expires            *uint64           `json:"expires,omitempty"`
-	RetryAfter         *uint64           `json:"retry_after,omitempty"`
-	DurationRegistered *uint64           `json:"duration_registered,omitempty"`
-	Q                  string            `json:"q,omitempty"`
-	CallID             string            `json:"callid,omitempty"`
-	CSeq               *uint64           `json:"cseq,omitempty"`
-	DisplayName        string            `json:"display_name,omitempty"`
-	Params             map[string]string `json:"params,omitempty"`
-	PubGRUU            string            `json:"pub_gruu,omitempty"`
-	TempGRUU           string            `json:"temp_gruu,omitempty"`
+	Time              string               `json:"time"`
+	Version           *uint32              `json:"version,omitempty"`
+	State             string               `json:"state,omitempty"`
+	SubscriptionState string               `json:"subscription_state"`
+	Registrations     []vocab.Registration `json:"registrations"`
 }
 
 // notifyJSON is the --json form of one NOTIFY; version and state are
@@ -232,7 +212,7 @@ func notifyJSON(n watch.Notify) jsonNotify {
 	out := jsonNotify{
 		Time:              n.Received.UTC().Format(time.RFC3339Nano),
 		SubscriptionState: n.SubscriptionState,
-		Registrations:     []jsonRegistration{},
+		Registrations:     []vocab.Registration{},
 	}
 	if n.Doc == nil {
 		return out
@@ -240,16 +220,45 @@ func notifyJSON(n watch.Notify) jsonNotify {
 	v := n.Doc.Version
 	out.Version, out.State = &v, n.Doc.State
 	for _, r := range n.Doc.Registrations {
-		jr := jsonRegistration{AOR: r.AOR, ID: r.ID, State: r.State, Contacts: []jsonContact{}}
-		for _, c := range r.Contacts {
-			jr.Contacts = append(jr.Contacts, jsonContact{
-				ID: c.ID, State: c.State, Event: c.Event, URI: c.URI,
-				Expires: c.Expires, RetryAfter: c.RetryAfter, DurationRegistered: c.DurationRegistered,
-				Q: c.Q, CallID: c.CallID, CSeq: c.CSeq, DisplayName: c.DisplayName,
-				Params: c.Params, PubGRUU: c.PubGRUU, TempGRUU: c.TempGRUU,
-			})
+		jr := vocab.Registration{AOR: r.AOR, ID: r.ID, State: r.State, Contacts: []vocab.Contact{}}
+		for i := range r.Contacts {
+			jr.Contacts = append(jr.Contacts, reginfoContact(&r.Contacts[i], n.Received))
 		}
 		out.Registrations = append(out.Registrations, jr)
+	}
+	return out
+}
+
+// reginfoContact is a reginfo <contact> in the vocabulary: q as a number,
+// and for an active contact its expiry also as the instant it was
+// received plus expires. A value too large for its field, or a q that is
+// not a number, is left out rather than misreported.
+func reginfoContact(c *watch.Contact, received time.Time) vocab.Contact {
+	out := vocab.Contact{
+		ID: c.ID,
+		Binding: vocab.Binding{
+			URI: c.URI, State: c.State, Event: c.Event, CallID: c.CallID,
+		},
+		DurationRegistered: c.DurationRegistered, DisplayName: c.DisplayName,
+		Params: c.Params, PubGRUU: c.PubGRUU, TempGRUU: c.TempGRUU,
+	}
+	if c.Expires != nil && *c.Expires <= math.MaxInt32 {
+		left := int64(*c.Expires)
+		out.Expires = &left
+		if c.State == "active" {
+			at := received.Add(time.Duration(left) * time.Second).UTC().Truncate(time.Second)
+			out.ExpiresAt = &at
+		}
+	}
+	if c.RetryAfter != nil {
+		out.RetryAfter = *c.RetryAfter
+	}
+	if c.CSeq != nil {
+		out.CSeq = *c.CSeq
+	}
+	if q, err := strconv.ParseFloat(c.Q, 32); err == nil && q >= 0 && q <= 1 {
+		q32 := float32(q)
+		out.Q = &q32
 	}
 	return out
 }
@@ -294,34 +303,42 @@ type jsonWinfo struct {
 }
 
 type jsonWatcherList struct {
-	Resource string        `json:"resource"`
-	Package  string        `json:"package"`
-	Watchers []jsonWatcher `json:"watchers"`
+	Resource string          `json:"resource"`
+	Package  string          `json:"package"`
+	Watchers []vocab.Watcher `json:"watchers"`
 }
 
-type jsonWatcher struct {
-	ID                 string  `json:"id"`
-	Status             string  `json:"status"`
-	Event              string  `json:"event"`
-	URI                string  `json:"uri"`
-	DisplayName        string  `json:"display_name,omitempty"`
-	DurationSubscribed *uint64 `json:"duration_subscribed,omitempty"`
-	Expiration         *uint64 `json:"expiration,omitempty"`
-}
-
-// winfoJSON is the --json form of one watcher information NOTIFY.
+// winfoJSON is the --json form of one watcher information NOTIFY; its
+// watchers are the vocabulary's, as GET /v1/registrations/{aor}/watchers
+// answers them.
 func winfoJSON(n watch.Notify) jsonWinfo {
 	out := jsonWinfo{
 		Time: n.Received.UTC().Format(time.RFC3339Nano), Version: n.Winfo.Version, State: n.Winfo.State,
 		SubscriptionState: n.SubscriptionState, WatcherLists: []jsonWatcherList{},
 	}
 	for _, l := range n.Winfo.Lists {
-		jl := jsonWatcherList{Resource: l.Resource, Package: l.Package, Watchers: []jsonWatcher{}}
-		for _, w := range l.Watchers {
-			jl.Watchers = append(jl.Watchers, jsonWatcher{ID: w.ID, Status: w.Status, Event: w.Event, URI: w.URI,
-				DisplayName: w.DisplayName, DurationSubscribed: w.DurationSubscribed, Expiration: w.Expiration})
+		jl := jsonWatcherList{Resource: l.Resource, Package: l.Package, Watchers: []vocab.Watcher{}}
+		for i := range l.Watchers {
+			jl.Watchers = append(jl.Watchers, winfoWatcher(&l.Watchers[i], l.Package, n.Received))
 		}
 		out.WatcherLists = append(out.WatcherLists, jl)
+	}
+	return out
+}
+
+// winfoWatcher is a watcherinfo <watcher> in the vocabulary: its
+// duration-subscribed and expiration become the instants since and
+// expires_at, counted from when the NOTIFY was received, and expiration
+// is expires. Values too large to be true are left out.
+func winfoWatcher(w *watch.Watcher, pkg string, received time.Time) vocab.Watcher {
+	out := vocab.Watcher{ID: w.ID, Package: pkg, URI: w.URI, DisplayName: w.DisplayName, Status: w.Status, Event: w.Event}
+	if d := w.DurationSubscribed; d != nil && *d <= math.MaxInt32 {
+		out.Since = received.Add(-time.Duration(*d) * time.Second).UTC().Truncate(time.Second)
+	}
+	if e := w.Expiration; e != nil && *e <= math.MaxInt32 {
+		left := int64(*e)
+		out.Expires = &left
+		out.ExpiresAt = received.Add(time.Duration(left) * time.Second).UTC().Truncate(time.Second)
 	}
 	return out
 }

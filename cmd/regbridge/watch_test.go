@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -277,6 +278,11 @@ func TestWatchJSON(t *testing.T) {
 		t.Errorf("time: %v", err)
 	}
 	delete(first, "time")
+	contact := first["registrations"].([]any)[0].(map[string]any)["contacts"].([]any)[0].(map[string]any)
+	if at, err := time.Parse(time.RFC3339, fmt.Sprint(contact["expires_at"])); err != nil || time.Until(at) < 3590*time.Second || time.Until(at) > 3601*time.Second {
+		t.Errorf("expires_at %v, want about an hour from now (%v)", contact["expires_at"], err)
+	}
+	delete(contact, "expires_at")
 	wantFirst := `{"registrations":[{"aor":"sip:alice@example.com","contacts":[{"event":"registered","expires":3600,"id":"c1a2b3","state":"active","uri":"sip:alice@192.0.2.10:5060"}],"id":"a1","state":"active"}],"state":"full","subscription_state":"active;expires=3761","version":0}`
 	if got, _ := json.Marshal(first); string(got) != wantFirst {
 		t.Errorf("line 1:\n%s\nwant\n%s", got, wantFirst)
@@ -286,7 +292,7 @@ func TestWatchJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := second.Registrations[0].Contacts[0]
-	if *second.Version != 1 || second.State != "partial" || c.RetryAfter == nil || *c.RetryAfter != 600 || c.Expires == nil || *c.Expires != 0 {
+	if *second.Version != 1 || second.State != "partial" || c.RetryAfter != 600 || c.Expires == nil || *c.Expires != 0 || c.ExpiresAt != nil {
 		t.Errorf("line 2: %s", lines[1])
 	}
 	var last map[string]any
