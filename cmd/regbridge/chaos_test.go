@@ -340,6 +340,13 @@ func TestChaos(t *testing.T) {
 			if err := insert(0, 150, 450); err != nil {
 				t.Fatal(err)
 			}
+			// No other change in this step: were it AOR 0's turn, it
+			// could remove a binding of the burst within the same poll,
+			// and a binding that comes and goes between two reads of
+			// the store is rightly never announced, while outside the
+			// fault windows the check wants every change announced.
+			time.Sleep(60 * time.Millisecond)
+			continue
 		}
 		a := step % aors
 		switch n := len(live[a]); {
@@ -388,6 +395,9 @@ func TestChaos(t *testing.T) {
 							cs = len(n.doc.Registrations[0].Contacts)
 						}
 						example += fmt.Sprintf("\n  +%v from %d cseq %d version %d %s, %d contacts, %s", n.at.Sub(start).Round(time.Millisecond), n.from, n.cseq, n.doc.Version, n.doc.State, cs, n.subsSt)
+						if n.retrans {
+							example += " (CSeq not above the last one seen: taken for a retransmission)"
+						}
 					}
 				}
 			}

@@ -158,7 +158,6 @@ func (w *watchers) handle(raw []byte, port int, reply func([]byte)) {
 		if m.Method != sip.NOTIFY {
 			return
 		}
-		reply([]byte(sip.NewResponseFromRequest(m, 200, "OK", nil).String()))
 		var doc siptest.Reginfo
 		xml.Unmarshal(m.Body(), &doc)
 		callID := m.CallID().Value()
@@ -166,11 +165,18 @@ func (w *watchers) handle(raw []byte, port int, reply func([]byte)) {
 		if h := m.GetHeader("Subscription-State"); h != nil {
 			ss = h.Value()
 		}
+		// Recorded before it is answered, as a UA checks a request's
+		// CSeq before its 2xx (RFC 3261 12.2.2): the 2xx lets the
+		// notifier send the dialog's next NOTIFY, which otherwise could
+		// be recorded first (a large document takes a while to read,
+		// more so under -race), and this one would then pass for a
+		// retransmission and be ignored.
 		w.mu.Lock()
 		retrans := m.CSeq().SeqNo <= w.last[callID]
 		w.last[callID] = max(w.last[callID], m.CSeq().SeqNo)
 		w.log[callID] = append(w.log[callID], notice{at: time.Now(), from: port, cseq: m.CSeq().SeqNo, doc: doc, subsSt: ss, retrans: retrans})
 		w.mu.Unlock()
+		reply([]byte(sip.NewResponseFromRequest(m, 200, "OK", nil).String()))
 	}
 }
 
