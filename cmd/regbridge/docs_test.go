@@ -214,7 +214,7 @@ func TestCodeCitesRepoDocs(t *testing.T) {
 // TestAnchors pins the heading-to-anchor rule the link checks rely on.
 func TestAnchors(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "x.md")
+	p := filepath.Join(dir, "headings.markdown")
 	text := "# Contact stores\n## Change capture (`cdc=trigger`)\n```\n# not a heading\n```\n### Kamailio's db_redis layout\n## Redis\n## Redis\n"
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
