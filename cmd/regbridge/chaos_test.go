@@ -84,23 +84,13 @@ func (r *redisServer) stop() {
 func (w *watchers) listenTCP() {
 	for i, c := range w.conns {
 		ln, err := net.Listen("tcp", c.LocalAddr().String())
-		for tries := 0; err != nil; tries++ {
-			if tries == 20 {
-				w.t.Fatalf("no port free for both UDP and TCP: %v", err)
-			}
-			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-				continue
-			}
-			uc, uerr := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ln.Addr().(*net.TCPAddr).Port})
-			if uerr != nil {
-				ln.Close()
-				err = uerr
-				continue
-			}
+		if err != nil {
+			uc, pair := siptest.ListenPair(w.t, "127.0.0.1")
 			c.Close()
 			uc.SetReadBuffer(8 << 20)
 			w.conns[i] = uc
 			go w.read(uc)
+			ln = pair
 		}
 		w.t.Cleanup(func() { ln.Close() })
 		go func() {
