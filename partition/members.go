@@ -56,14 +56,15 @@ func (s *Members) Leave(ctx context.Context, id string) error {
 // Assign gives each of n partitions an owner among members: the member
 // ranking highest for that partition (rendezvous hashing, so a join or a
 // leave moves few partitions) among those not yet holding their share of
-// ceil(n/len(members)) (so the spread is even). Every instance computes
+// n/len(members), rounded up for the first n%len(members) to fill it (so
+// shares differ by at most one). Every instance computes
 // the same answer from the same member list.
 func Assign(n int, members []string) []string {
 	out := make([]string, n)
 	if len(members) == 0 {
 		return out
 	}
-	share := (n + len(members) - 1) / len(members)
+	share, extra := n/len(members), n%len(members)
 	count := make(map[string]int, len(members))
 	rank := make([]string, len(members))
 	for p := range n {
@@ -79,7 +80,12 @@ func Assign(n int, members []string) []string {
 			return 0
 		})
 		for _, m := range rank {
-			if count[m] < share {
+			// floor(n/len) each, and the first extra members to reach it
+			// take one more: shares differ by at most one.
+			if count[m] < share || count[m] == share && extra > 0 {
+				if count[m] == share {
+					extra--
+				}
 				out[p] = m
 				count[m]++
 				break

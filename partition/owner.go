@@ -32,6 +32,8 @@ type Owner struct {
 	OnGain func(p int, h Holder)
 	OnLose func(p int)
 
+	roundMu sync.Mutex // one Round at a time
+
 	heldMu sync.Mutex
 	held   map[int]held
 }
@@ -103,9 +105,12 @@ func (o *Owner) lose(p int) {
 
 // Round is one round of the loop (exported for tests that step it).
 func (o *Owner) Round(ctx context.Context) error {
+	o.roundMu.Lock()
+	defer o.roundMu.Unlock()
 	start := time.Now()
 	members, err := o.m.Members(o.rdb).Beat(ctx, o.me, o.ttl)
 	if err != nil {
+		reloadOnNetError(ctx, o.rdb, err)
 		o.expire(start)
 		return err
 	}
@@ -151,6 +156,7 @@ func (o *Owner) Round(ctx context.Context) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		// Individual commands may have failed (a shard failing over):
 		// handle each by its own result below.
+		reloadOnNetError(ctx, o.rdb, err)
 		o.log.Debug("partition pipeline", "err", err)
 	}
 	until := start.Add(o.ttl)

@@ -123,6 +123,7 @@ func (s *Streams) Append(ctx context.Context, epoch int64, changes []Change) (ma
 	for p, c := range cmds {
 		n, err := c.Int64()
 		if err != nil {
+			reloadOnNetError(ctx, s.rdb, err)
 			if strings.HasPrefix(err.Error(), "FENCED") {
 				return out, ErrFenced
 			}
@@ -150,6 +151,7 @@ func (s *Streams) Stamp(ctx context.Context, epoch int64) error {
 			if strings.HasPrefix(err.Error(), "FENCED") {
 				return ErrFenced
 			}
+			reloadOnNetError(ctx, s.rdb, err)
 			return fmt.Errorf("stamping partition %d: %w", p, err)
 		}
 	}
@@ -170,6 +172,7 @@ func (s *Streams) Baselines(ctx context.Context, ps []int) (map[int]Baseline, er
 	for i, c := range cmds {
 		v, err := c.Slice()
 		if err != nil || len(v) != 3 {
+			reloadOnNetError(ctx, s.rdb, err)
 			return nil, fmt.Errorf("loading partition %d: %w", ps[i], err)
 		}
 		seqS, _ := v[0].(string)
@@ -255,6 +258,7 @@ func (s *Streams) Poll(ctx context.Context, pos map[int]Pos, count int) (map[int
 	for _, r := range qs {
 		msgs, err := r.cmd.Result()
 		if err != nil {
+			reloadOnNetError(ctx, s.rdb, err)
 			errs = append(errs, fmt.Errorf("reading partition %d: %w", r.p, err))
 			continue
 		}

@@ -30,6 +30,7 @@ type Cluster struct {
 
 	procsMu sync.Mutex
 	procs   map[string]*exec.Cmd
+	killed  bool // a master was killed: its promoted replica has none
 }
 
 // nodeTimeout is the cluster-node-timeout: a killed master's replica is
@@ -40,7 +41,8 @@ const nodeTimeout = 1000 * time.Millisecond
 // until every node reports cluster_state:ok. It fails the test when CI is
 // set and redis-server or redis-cli is missing; otherwise it skips. All
 // processes are killed and their directories removed at cleanup, also
-// when the test fails half-way.
+// when the test fails half-way. The Cluster's methods fail t: call them
+// from t's goroutine, not from its subtests.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	for _, tool := range []string{"redis-server", "redis-cli"} {
@@ -86,7 +88,9 @@ func (c *Cluster) start(addr, dir string) {
 		"--cluster-replica-validity-factor", "0",
 		"--dir", dir, "--save", "", "--appendonly", "no",
 		"--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed by -timeout runs no cleanup; the
+	// servers die with it instead of lingering.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("starting redis-server on %s: %v", addr, err)
 	}
@@ -127,8 +131,10 @@ func (c *Cluster) eventually(fn func() error, what string) {
 	}
 }
 
-// WaitOK waits until every running node reports cluster_state:ok and
-// agrees on three masters, each with all 16384 slots covered.
+// WaitOK waits until every running node reports cluster_state:ok with
+// all 16384 slots covered, and every master's replica is online and
+// caught up (so that a master killed afterwards loses nothing written
+// before).
 func (c *Cluster) WaitOK() {
 	c.t.Helper()
 	ctx := context.Background()
@@ -144,8 +150,77 @@ func (c *Cluster) WaitOK() {
 				return fmt.Errorf("%s: not ok yet", a)
 			}
 		}
-		return nil
+		return c.caughtUp()
 	}, "cluster state ok")
+}
+
+// Healthy reports whether every running node reports cluster_state:ok.
+func (c *Cluster) Healthy() bool {
+	for _, a := range c.Running() {
+		rdb := redis.NewClient(&redis.Options{Addr: a})
+		info, err := rdb.ClusterInfo(context.Background()).Result()
+		rdb.Close()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return false
+		}
+	}
+	return true
+}
+
+// caughtUp checks that each running master has a replica online that
+// has acknowledged the master's replication offset as first seen (later
+// pings move the master's on; what was written before is on the replica).
+func (c *Cluster) caughtUp() error {
+	for _, a := range c.Running() {
+		rdb := redis.NewClient(&redis.Options{Addr: a})
+		defer rdb.Close()
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "role:master") {
+			continue
+		}
+		want := field(info, "master_repl_offset:")
+		for {
+			info, err = rdb.Info(context.Background(), "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "state=online") {
+				if c.killedAny() && strings.Contains(info, "connected_slaves:0") {
+					break
+				}
+				return fmt.Errorf("%s: no replica online", a)
+			}
+			if field(info, "offset=") >= want {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) killedAny() bool {
+	c.procsMu.Lock()
+	defer c.procsMu.Unlock()
+	return c.killed
+}
+
+// field reads the integer after the first name in an INFO reply.
+func field(info, name string) int64 {
+	i := strings.Index(info, name)
+	if i < 0 {
+		return -1
+	}
+	rest := info[i+len(name):]
+	j := strings.IndexAny(rest, ",\r\n")
+	if j < 0 {
+		j = len(rest)
+	}
+	n, _ := strconv.ParseInt(rest[:j], 10, 64)
+	return n
 }
 
 // Running lists the nodes whose process runs.
@@ -163,7 +238,10 @@ func (c *Cluster) Running() []string {
 
 // Client returns a cluster client over every node, closed at cleanup.
 func (c *Cluster) Client() *redis.ClusterClient {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, MaxRedirects: 16})
+	// Short dial retries: a killed master refuses connections until the
+	// cluster notices and promotes its replica.
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs,
+		DialTimeout: 300 * time.Millisecond, DialerRetries: 1, MaxRetries: 1})
 	c.t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
@@ -230,6 +308,7 @@ func (c *Cluster) Kill(addr string) {
 	c.procsMu.Lock()
 	cmd := c.procs[addr]
 	delete(c.procs, addr)
+	c.killed = true
 	c.procsMu.Unlock()
 	if cmd == nil {
 		c.t.Fatalf("no running node %s", addr)
@@ -315,4 +394,3 @@ func free(port int) bool {
 	ln.Close()
 	return true
 }
-

@@ -1,0 +1,423 @@
+package partition_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/regbridge/regbridge/partition"
+	"github.com/regbridge/regbridge/partition/clustertest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// eventually polls cond every 20 ms for up to d.
+func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCluster runs the partition machinery against a local Redis Cluster
+// of three masters and three replicas (partition/clustertest).
+func TestCluster(t *testing.T) {
+	c := clustertest.Start(t)
+	rdb := c.Client()
+	ctx := context.Background()
+
+	// No subtests: the cluster's helpers fail the test they were started
+	// with.
+	func() {
+		m, _ := partition.NewMap("slots", 64)
+		for p := range 64 {
+			k := m.Key(p, "state")
+			got, err := rdb.ClusterKeySlot(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(got) != partition.Slot(k) {
+				t.Fatalf("CLUSTER KEYSLOT %s = %d, Slot = %d", k, got, partition.Slot(k))
+			}
+		}
+	}()
+	testOwners(t, c, rdb)
+	testStreams(t, c, rdb)
+}
+
+// fleet is a set of Owners stepped by the test, so that one can be
+// frozen (a SIGKILLed or paused process: no more rounds, no release).
+type fleet struct {
+	t      *testing.T
+	rdb    redis.UniversalClient
+	m      *partition.Map
+	ttl    time.Duration
+	mu     sync.Mutex
+	owners map[string]*partition.Owner
+	stop   map[string]context.CancelFunc
+	// holding is who holds each partition by the owners' own callbacks;
+	// a gain while another live owner holds it is a violation.
+	holding map[int]string
+	frozen  map[string]bool
+	doubles []string
+}
+
+func newFleet(t *testing.T, rdb redis.UniversalClient, m *partition.Map, ttl time.Duration) *fleet {
+	return &fleet{t: t, rdb: rdb, m: m, ttl: ttl, owners: map[string]*partition.Owner{}, stop: map[string]context.CancelFunc{},
+		holding: map[int]string{}, frozen: map[string]bool{}}
+}
+
+func (f *fleet) start(id string) {
+	o := partition.NewOwner(f.rdb, f.m, id, f.ttl, quiet)
+	o.OnGain = func(p int, h partition.Holder) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if prev, ok := f.holding[p]; ok && prev != id && !f.frozen[prev] {
+			f.doubles = append(f.doubles, fmt.Sprintf("partition %d gained by %s while %s holds it", p, id, prev))
+		}
+		f.holding[p] = id
+	}
+	o.OnLose = func(p int) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.holding[p] == id {
+			delete(f.holding, p)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.mu.Lock()
+	f.owners[id], f.stop[id] = o, cancel
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(f.ttl / 3)
+		defer tick.Stop()
+		for {
+			o.Round(ctx) // errors: the lease runs out, as it should
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f.t.Cleanup(func() { cancel(); <-done })
+}
+
+// freeze stops id's rounds without releasing anything.
+func (f *fleet) freeze(id string) {
+	f.mu.Lock()
+	f.frozen[id] = true
+	f.stop[id]()
+	f.mu.Unlock()
+}
+
+// balanced reports whether the live owners hold every partition, each
+// once, in shares differing by at most one.
+func (f *fleet) balanced(live ...string) bool {
+	seen := map[int]bool{}
+	lo, hi := 1<<30, 0
+	for _, id := range live {
+		got := f.owners[id].Owned()
+		for p := range got {
+			if seen[p] {
+				return false
+			}
+			seen[p] = true
+		}
+		lo, hi = min(lo, len(got)), max(hi, len(got))
+	}
+	return len(seen) == f.m.Count() && hi-lo <= 1
+}
+
+func testOwners(t *testing.T, c *clustertest.Cluster, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	const ttl = 900 * time.Millisecond
+	m, _ := partition.NewMap("owners", 64)
+	f := newFleet(t, rdb, m, ttl)
+	for _, id := range []string{"a", "b", "c"} {
+		f.start(id)
+	}
+	eventually(t, 10*time.Second, func() bool { return f.balanced("a", "b", "c") }, "three owners sharing 64 partitions")
+
+	// A join: d gets its share, handed over without two holders at once.
+	f.start("d")
+	eventually(t, 10*time.Second, func() bool { return f.balanced("a", "b", "c", "d") }, "four owners sharing 64 partitions")
+
+	// A crash: c stops renewing and releases nothing. Its partitions are
+	// taken over once its membership and leases run out.
+	victim := f.owners["c"].Owned()
+	var vp int
+	var vh partition.Holder
+	for vp, vh = range victim {
+		break
+	}
+	// A subscription in one of the victim's partitions, to show the fence.
+	sub := m.Key(vp, "sub:dlg1")
+	rdb.HSet(ctx, sub, "cseq", 1, "ver", 0)
+	if _, _, err := m.Advance(ctx, rdb, vp, vh, "dlg1"); err != nil {
+		t.Fatalf("the owner's fence refused it: %v", err)
+	}
+	killed := time.Now()
+	f.freeze("c")
+	eventually(t, 10*time.Second, func() bool { return f.balanced("a", "b", "d") }, "takeover of the crashed owner's partitions")
+	took := time.Since(killed)
+	t.Logf("takeover of %d partitions after a crash: %v (lease %v, %.2f x lease)", len(victim), took.Round(10*time.Millisecond), ttl, float64(took)/float64(ttl))
+	if _, _, err := m.Advance(ctx, rdb, vp, vh, "dlg1"); !errors.Is(err, partition.ErrNotOwner) {
+		t.Errorf("the crashed owner's fence still passes after takeover: %v", err)
+	}
+	var nh partition.Holder
+	for _, id := range []string{"a", "b", "d"} {
+		if h, ok := f.owners[id].Owned()[vp]; ok {
+			nh = h
+		}
+	}
+	if nh.Epoch <= vh.Epoch {
+		t.Errorf("new holder %v has no higher epoch than %v", nh, vh)
+	}
+	cseq, _, err := m.Advance(ctx, rdb, vp, nh, "dlg1")
+	if err != nil || cseq != 3 {
+		t.Errorf("new owner's fence: cseq %d, %v; want 3 (the counters continue)", cseq, err)
+	}
+	f.mu.Lock()
+	for _, d := range f.doubles {
+		t.Error(d)
+	}
+	for _, stop := range f.stop {
+		stop()
+	}
+	f.mu.Unlock()
+}
+
+// consumer follows partitions' streams the way an owner does: positions
+// from a baseline, entries applied in order, a full reload on a gap.
+type consumer struct {
+	s       *partition.Streams
+	pos     map[int]partition.Pos
+	view    map[int]map[string]string
+	applied int
+	gaps    map[int]int
+}
+
+func newConsumer(t *testing.T, s *partition.Streams, n int) *consumer {
+	cs := &consumer{s: s, pos: map[int]partition.Pos{}, view: map[int]map[string]string{}, gaps: map[int]int{}}
+	ps := make([]int, n)
+	for p := range ps {
+		ps[p] = p
+	}
+	b, err := s.Baselines(context.Background(), ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, bl := range b {
+		cs.pos[p], cs.view[p] = bl.Pos, bl.State
+	}
+	return cs
+}
+
+// poll reads once; errors (a shard failing over) are retried next time.
+func (cs *consumer) poll(ctx context.Context) int {
+	reads, _ := cs.s.Poll(ctx, cs.pos, 500)
+	n := 0
+	for p, rd := range reads {
+		if rd.Gap {
+			b, err := cs.s.Baselines(ctx, []int{p})
+			if err != nil {
+				continue
+			}
+			cs.gaps[p]++
+			cs.pos[p], cs.view[p] = b[p].Pos, b[p].State
+			continue
+		}
+		for _, e := range rd.Entries {
+			if e.Data == "" {
+				delete(cs.view[p], e.Key)
+			} else {
+				cs.view[p][e.Key] = e.Data
+			}
+			cs.pos[p] = e.Pos
+			n++
+		}
+	}
+	cs.applied += n
+	return n
+}
+
+// store is the test's location store: contacts by key, split by
+// partition, each change numbered so that a consumer can tell an old
+// value from a new one.
+type store struct {
+	m     *partition.Map
+	state map[int]map[string]string
+	n     int
+}
+
+func (st *store) change(r *rand.Rand) partition.Change {
+	aor := fmt.Sprintf("sip:u%d@example.com", r.IntN(2000))
+	p := st.m.Of(aor)
+	key := fmt.Sprintf("%s;c%d", aor, r.IntN(2))
+	st.n++
+	data := fmt.Sprintf("v%d", st.n)
+	if r.IntN(4) == 0 {
+		data = ""
+	}
+	if st.state[p] == nil {
+		st.state[p] = map[string]string{}
+	}
+	if data == "" {
+		delete(st.state[p], key)
+	} else {
+		st.state[p][key] = data
+	}
+	return partition.Change{P: p, Key: key, Data: data}
+}
+
+func testStreams(t *testing.T, c *clustertest.Cluster, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	const n = 48
+	m, _ := partition.NewMap("streams", n)
+	s := partition.NewStreams(rdb, m, 200)
+	st := &store{m: m, state: map[int]map[string]string{}}
+	r := rand.New(rand.NewPCG(1, 2))
+	cs := newConsumer(t, s, n)
+	lease := m.ReaderLease()
+
+	// Reader A takes the lease, stamps, appends in batches.
+	ha, err := lease.Acquire(ctx, rdb, "A", 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stamp(ctx, ha.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		batch := make([]partition.Change, 25)
+		for i := range batch {
+			batch[i] = st.change(r)
+		}
+		if _, err := s.Append(ctx, ha.Epoch, batch); err != nil {
+			t.Fatal(err)
+		}
+		cs.poll(ctx)
+	}
+	for cs.poll(ctx) > 0 {
+	}
+	if cs.applied != 1000 {
+		t.Errorf("consumer applied %d changes, want each of 1000 once", cs.applied)
+	}
+
+	// A stops renewing (SIGKILLed); B takes the lease after it runs out,
+	// stamps, and diffs the store against the recorded state: nothing was
+	// lost, so nothing is announced again.
+	eventually(t, 5*time.Second, func() bool {
+		_, ok, _ := lease.Current(ctx, rdb)
+		return !ok
+	}, "reader lease running out")
+	hb, err := lease.Acquire(ctx, rdb, "B", 2*time.Second)
+	if err != nil || hb.Epoch <= ha.Epoch {
+		t.Fatalf("B took the reader lease as %v (%v), after A's %v", hb, err, ha)
+	}
+	if err := s.Stamp(ctx, hb.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	resent := 0
+	for p := range n {
+		k, err := s.Sync(ctx, hb.Epoch, p, st.state[p])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resent += k
+	}
+	if resent != 0 {
+		t.Errorf("the new reader announced %d changes again", resent)
+	}
+	// A wakes up and tries to append: fenced, on every partition.
+	if _, err := s.Append(ctx, ha.Epoch, []partition.Change{st.change(r)}); !errors.Is(err, partition.ErrFenced) {
+		t.Errorf("the old reader's append: %v, want ErrFenced", err)
+	}
+	st.n-- // that change never happened
+	for p, kv := range st.state {
+		_ = p
+		_ = kv
+	}
+
+	// A master dies while B appends: its replica takes over. Appends that
+	// fail are repaired by Sync; partitions of that shard may lose the
+	// last acknowledged writes (replication is asynchronous), which the
+	// consumer sees as a gap and reloads.
+	c.WaitOK() // replicas caught up with everything so far
+	victim := c.MasterOf(m.Key(0, "changes"))
+	trips := 0
+	var killedAt time.Time
+	repaired := 0
+	for i, after := 0, 0; after < 30; i++ {
+		if i == 30 {
+			killedAt = time.Now()
+			c.Kill(victim)
+		}
+		if i > 30 && c.Healthy() {
+			after++
+		}
+		batch := make([]partition.Change, 25)
+		for j := range batch {
+			batch[j] = st.change(r)
+		}
+		trips++
+		got, err := s.Append(ctx, hb.Epoch, batch)
+		if errors.Is(err, partition.ErrFenced) {
+			t.Fatal(err)
+		}
+		for _, ch := range batch {
+			if _, ok := got[ch.P]; !ok {
+				repaired++
+			}
+		}
+		cs.poll(ctx)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	c.WaitOK()
+	failover := time.Since(killedAt)
+	// The reader reconciles every partition after errors: idempotent.
+	for p := range n {
+		eventually(t, 20*time.Second, func() bool {
+			_, err := s.Sync(ctx, hb.Epoch, p, st.state[p])
+			return err == nil
+		}, fmt.Sprintf("reconciling partition %d", p))
+	}
+	eventually(t, 10*time.Second, func() bool {
+		cs.poll(ctx)
+		for p := range n {
+			if !maps.Equal(cs.view[p], st.state[p]) && len(cs.view[p])+len(st.state[p]) > 0 {
+				return false
+			}
+		}
+		return true
+	}, "the consumer's view matching the store after the failover")
+	gaps := 0
+	for _, g := range cs.gaps {
+		gaps += g
+	}
+	t.Logf("failover: %v until the cluster was ok again; %d changes repaired by Sync; consumer reloaded %d partitions (gaps)", failover.Round(100*time.Millisecond), repaired, gaps)
+	for p, g := range cs.gaps {
+		if c.MasterOf(m.Key(p, "changes")) == c.MasterOf(m.Key(0, "changes")) {
+			continue
+		}
+		t.Errorf("partition %d, on a shard that did not fail, had %d gaps", p, g)
+	}
+}
