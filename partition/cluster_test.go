@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,7 @@ func TestCluster(t *testing.T) {
 		}
 	}()
 	testOwners(t, c, rdb)
+	testFanout(t, c, rdb)
 	testStreams(t, c, rdb)
 }
 
@@ -144,7 +146,7 @@ func (f *fleet) balanced(live ...string) bool {
 	return len(seen) == f.m.Count() && hi-lo <= 1
 }
 
-func testOwners(t *testing.T, c *clustertest.Cluster, rdb redis.UniversalClient) {
+func testOwners(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
 	ctx := context.Background()
 	const ttl = 900 * time.Millisecond
 	m, _ := partition.NewMap("owners", 64)
@@ -286,7 +288,7 @@ func (st *store) change(r *rand.Rand) partition.Change {
 	return partition.Change{P: p, Key: key, Data: data}
 }
 
-func testStreams(t *testing.T, c *clustertest.Cluster, rdb redis.UniversalClient) {
+func testStreams(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
 	ctx := context.Background()
 	const n = 48
 	m, _ := partition.NewMap("streams", n)
@@ -420,4 +422,139 @@ func testStreams(t *testing.T, c *clustertest.Cluster, rdb redis.UniversalClient
 		}
 		t.Errorf("partition %d, on a shard that did not fail, had %d gaps", p, g)
 	}
+}
+
+// trips counts what a client sends: each command or pipeline is one
+// round trip (a Cluster pipeline goes to its shards in parallel).
+type trips struct{ n atomic.Int64 }
+
+func (h *trips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *trips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *trips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// testFanout measures a NOTIFY fan-out over three owners: Redis commands
+// per shard (they should be even: partitions are spread over the slot
+// space), round trips per NOTIFY, and what the fence and the stream
+// appends cost Redis.
+func testFanout(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
+	ctx := context.Background()
+	const n, subs = 256, 3000
+	m, _ := partition.NewMap("fanout", n)
+	f := newFleet(t, rdb, m, 3*time.Second)
+	for _, id := range []string{"a", "b", "c"} {
+		f.start(id)
+	}
+	eventually(t, 10*time.Second, func() bool { return f.balanced("a", "b", "c") }, "three owners sharing 256 partitions")
+	byP := map[int][]string{}
+	_, err := rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i := range subs {
+			aor := fmt.Sprintf("sip:f%d@example.com", i)
+			p, id := m.Of(aor), fmt.Sprintf("d%d", i)
+			byP[p] = append(byP[p], id)
+			pl.HSet(ctx, m.Key(p, "sub:"+id), "cseq", 1, "ver", 0)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client of their own, so that the round trips counted are the
+	// NOTIFYs' only.
+	cl := c.Client()
+	counter := &trips{}
+	cl.AddHook(counter)
+	for _, id := range []string{"a", "b", "c"} { // load the script once
+		for p, h := range f.owners[id].Owned() {
+			if len(byP[p]) > 0 {
+				m.Advance(ctx, cl, p, h, byP[p][0])
+				break
+			}
+		}
+	}
+	c.ResetStats()
+	counter.n.Store(0)
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for _, id := range []string{"a", "b", "c"} {
+		owned := f.owners[id].Owned()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p, h := range owned {
+				for _, sub := range byP[p] {
+					if _, _, err := m.Advance(ctx, cl, p, h, sub); err != nil {
+						t.Errorf("fence of the owner of partition %d: %v", p, err)
+						return
+					}
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stats := c.CommandStats()
+	var total, usec int64
+	for _, st := range stats {
+		total += st["evalsha"].Calls
+		usec += st["evalsha"].Usec
+	}
+	mean := float64(total) / float64(len(stats))
+	for addr, st := range stats {
+		got := float64(st["evalsha"].Calls)
+		t.Logf("fan-out: shard %s ran %d fences (%.0f%% of the mean)", addr, st["evalsha"].Calls, 100*got/mean)
+		if got < 0.8*mean || got > 1.2*mean {
+			t.Errorf("shard %s ran %.0f fences, mean %.0f: outside +-20%%", addr, got, mean)
+		}
+	}
+	t.Logf("fan-out: %d NOTIFY fences, %.2f round trips per NOTIFY, %.1f us of Redis CPU each",
+		sent.Load(), float64(counter.n.Load())/float64(sent.Load()), float64(usec)/float64(total))
+
+	// The reader's appends and an owner's reads, per change.
+	s := partition.NewStreams(cl, m, 0)
+	r := rand.New(rand.NewPCG(3, 4))
+	st := &store{m: m, state: map[int]map[string]string{}}
+	cs := newConsumer(t, s, n)
+	c.ResetStats()
+	counter.n.Store(0)
+	const changes, batch = 6000, 200
+	for range changes / batch {
+		b := make([]partition.Change, batch)
+		for i := range b {
+			b[i] = st.change(r)
+		}
+		if _, err := s.Append(ctx, 1, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTrips := counter.n.Load()
+	stats = c.CommandStats()
+	var evals, evalUsec int64
+	for _, st := range stats {
+		evals += st["eval"].Calls
+		evalUsec += st["eval"].Usec
+	}
+	c.ResetStats()
+	counter.n.Store(0)
+	for cs.poll(ctx) > 0 {
+	}
+	if cs.applied != changes {
+		t.Errorf("consumer read %d changes, want %d", cs.applied, changes)
+	}
+	stats = c.CommandStats()
+	var xr, xrUsec int64
+	for _, st := range stats {
+		xr += st["xrange"].Calls
+		xrUsec += st["xrange"].Usec
+	}
+	t.Logf("streams: %d changes appended in %d round trips (batches of %d), %d scripts, %.1f us of Redis CPU per change; read in %d round trips, %d XRANGE, %.1f us of Redis CPU per change",
+		changes, appendTrips, batch, evals, float64(evalUsec)/changes, counter.n.Load(), xr, float64(xrUsec)/changes)
+	f.mu.Lock()
+	for _, stop := range f.stop {
+		stop()
+	}
+	f.mu.Unlock()
 }

@@ -317,12 +317,18 @@ func (c *Cluster) Kill(addr string) {
 	cmd.Wait()
 }
 
-// CommandCalls returns, per running master, the number of commands it has
-// executed (the sum of INFO commandstats calls), for measuring how evenly
-// the load spreads over shards.
-func (c *Cluster) CommandCalls() map[string]int64 {
+// Stat is one command's figures from INFO commandstats.
+type Stat struct {
+	Calls int64
+	Usec  int64 // CPU time Redis spent in it
+}
+
+// CommandStats returns, per running master, INFO commandstats by command
+// name (eval, evalsha, xrange, ...): for measuring how evenly the load
+// spreads over shards and what each command costs Redis.
+func (c *Cluster) CommandStats() map[string]map[string]Stat {
 	c.t.Helper()
-	out := map[string]int64{}
+	out := map[string]map[string]Stat{}
 	for _, a := range c.Masters() {
 		rdb := redis.NewClient(&redis.Options{Addr: a})
 		info, err := rdb.Info(context.Background(), "commandstats").Result()
@@ -330,32 +336,31 @@ func (c *Cluster) CommandCalls() map[string]int64 {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		out[a] = sumCalls(info)
+		out[a] = parseStats(info)
 	}
 	return out
 }
 
-// sumCalls adds the calls= fields of an INFO commandstats reply, leaving
-// out the cluster's own bookkeeping commands and INFO itself.
-func sumCalls(info string) int64 {
-	var n int64
+// parseStats reads the calls= and usec= fields of INFO commandstats.
+func parseStats(info string) map[string]Stat {
+	out := map[string]Stat{}
 	for _, line := range strings.Split(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
-		switch strings.TrimPrefix(name, "cmdstat_") {
-		case "info", "cluster|info", "cluster|nodes", "cluster|slots", "cluster|shards", "ping", "command|docs", "command", "client|setinfo", "hello", "readonly":
-			continue
-		}
+		var st Stat
 		for _, f := range strings.Split(rest, ",") {
 			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				k, _ := strconv.ParseInt(v, 10, 64)
-				n += k
+				st.Calls, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				st.Usec, _ = strconv.ParseInt(v, 10, 64)
 			}
 		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
 	}
-	return n
+	return out
 }
 
 // ResetStats clears INFO commandstats on every running master.
