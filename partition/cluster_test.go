@@ -64,7 +64,7 @@ func TestCluster(t *testing.T) {
 // frozen (a SIGKILLed or paused process: no more rounds, no release).
 type fleet struct {
 	t      *testing.T
-	rdb    redis.UniversalClient
+	rdb    redis.Cmdable
 	m      *partition.Map
 	ttl    time.Duration
 	mu     sync.Mutex
@@ -77,7 +77,7 @@ type fleet struct {
 	doubles []string
 }
 
-func newFleet(t *testing.T, rdb redis.UniversalClient, m *partition.Map, ttl time.Duration) *fleet {
+func newFleet(t *testing.T, rdb redis.Cmdable, m *partition.Map, ttl time.Duration) *fleet {
 	return &fleet{t: t, rdb: rdb, m: m, ttl: ttl, owners: map[string]*partition.Owner{}, stop: map[string]context.CancelFunc{},
 		holding: map[int]string{}, frozen: map[string]bool{}}
 }
