@@ -62,9 +62,13 @@ func TestSingleRedis(t *testing.T) {
 	if cs.applied != 300 {
 		t.Errorf("consumer applied %d changes, want 300", cs.applied)
 	}
+	_, base, err := s.OpenReader(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for p := range 16 {
-		if n, err := s.Sync(ctx, 1, p, st.state[p]); n != 0 || err != nil {
-			t.Errorf("partition %d: Sync appended %d (%v), want nothing", p, n, err)
+		if d := partition.Diff(p, base[p].State, st.state[p]); len(d) != 0 {
+			t.Errorf("partition %d: a new reader would append %d changes again", p, len(d))
 		}
 	}
 	f.mu.Lock()

@@ -206,24 +206,6 @@ func Diff(p int, from, want map[string]string) []Change {
 	return out
 }
 
-// Sync makes partition p's state equal want by appending the difference
-// under epoch: what a reader does after an append failed or came back
-// with an unexpected sequence (a retry after a timeout, a failover that
-// lost the last writes), and, over every partition, when it takes over.
-// Idempotent: a second Sync appends nothing.
-func (s *Streams) Sync(ctx context.Context, epoch int64, p int, want map[string]string) (int, error) {
-	b, err := s.Baselines(ctx, []int{p})
-	if err != nil {
-		return 0, err
-	}
-	ch := Diff(p, b[p].State, want)
-	if len(ch) == 0 {
-		return 0, nil
-	}
-	_, err = s.Append(ctx, epoch, ch)
-	return len(ch), err
-}
-
 // Entry is one change read from a stream.
 type Entry struct {
 	Pos
