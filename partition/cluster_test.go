@@ -205,53 +205,42 @@ func testOwners(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) 
 	f.mu.Unlock()
 }
 
-// consumer follows partitions' streams the way an owner does: positions
-// from a baseline, entries applied in order, a full reload on a gap.
+// consumer is an owner's side of the streams in the tests: a Follower of
+// every partition, with the contacts it has been told of.
 type consumer struct {
-	s       *partition.Streams
-	pos     map[int]partition.Pos
+	f       *partition.Follower
 	view    map[int]map[string]string
 	applied int
 	gaps    map[int]int
 }
 
 func newConsumer(t *testing.T, s *partition.Streams, n int) *consumer {
-	cs := &consumer{s: s, pos: map[int]partition.Pos{}, view: map[int]map[string]string{}, gaps: map[int]int{}}
-	ps := make([]int, n)
-	for p := range ps {
-		ps[p] = p
-	}
-	b, err := s.Baselines(context.Background(), ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p, bl := range b {
-		cs.pos[p], cs.view[p] = bl.Pos, bl.State
+	cs := &consumer{f: s.NewFollower(), view: map[int]map[string]string{}, gaps: map[int]int{}}
+	for p := range n {
+		b, err := cs.f.Start(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs.view[p] = b.State
 	}
 	return cs
 }
 
 // poll reads once; errors (a shard failing over) are retried next time.
 func (cs *consumer) poll(ctx context.Context) int {
-	reads, _ := cs.s.Poll(ctx, cs.pos, 500)
+	entries, reload, _ := cs.f.Poll(ctx, 500)
+	for p, b := range reload {
+		cs.gaps[p]++
+		cs.view[p] = b.State
+	}
 	n := 0
-	for p, rd := range reads {
-		if rd.Gap {
-			b, err := cs.s.Baselines(ctx, []int{p})
-			if err != nil {
-				continue
-			}
-			cs.gaps[p]++
-			cs.pos[p], cs.view[p] = b[p].Pos, b[p].State
-			continue
-		}
-		for _, e := range rd.Entries {
+	for p, es := range entries {
+		for _, e := range es {
 			if e.Data == "" {
 				delete(cs.view[p], e.Key)
 			} else {
 				cs.view[p][e.Key] = e.Data
 			}
-			cs.pos[p] = e.Pos
 			n++
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // should not (after OnLose, so it stops sending first) and acquires the
 // free ones assigned to it. A dead instance's membership and leases run
 // out after ttl, and the survivors acquire its partitions at their next
-// round: within about 1.33 x ttl.
+// round: within about 1.43 x ttl.
 type Owner struct {
 	rdb redis.Cmdable
 	m   *Map
@@ -108,7 +108,11 @@ func (o *Owner) Round(ctx context.Context) error {
 	o.roundMu.Lock()
 	defer o.roundMu.Unlock()
 	start := time.Now()
-	members, err := o.m.Members(o.rdb).Beat(ctx, o.me, o.ttl)
+	// Membership outlives the leases renewed after it in this round by a
+	// tenth: when a dead owner's membership is gone, so are its leases,
+	// and the partitions are acquired in the round that notices it (at
+	// most 1.1 + 1/3 of the lease after the death).
+	members, err := o.m.Members(o.rdb).Beat(ctx, o.me, o.ttl+o.ttl/10)
 	if err != nil {
 		reloadOnNetError(ctx, o.rdb, err)
 		o.expire(start)
