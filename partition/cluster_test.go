@@ -57,6 +57,7 @@ func TestCluster(t *testing.T) {
 	}()
 	testOwners(t, c, rdb)
 	testFanout(t, c, rdb)
+	testSim(t, c, rdb)
 	testStreams(t, c, rdb)
 }
 

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -15,6 +16,7 @@ type Reader struct {
 	s     *Streams
 	epoch int64
 	seq   map[int]int64
+	dirty map[int]bool // needs a Sync before anything more is appended
 }
 
 // OpenReader starts reading under epoch (the reader lease's): it stamps
@@ -33,31 +35,43 @@ func (s *Streams) OpenReader(ctx context.Context, epoch int64) (*Reader, map[int
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &Reader{s: s, epoch: epoch, seq: make(map[int]int64, len(b))}
+	r := &Reader{s: s, epoch: epoch, seq: make(map[int]int64, len(b)), dirty: map[int]bool{}}
 	for p, bl := range b {
 		r.seq[p] = bl.Seq
 	}
 	return r, b, nil
 }
 
-// Append appends changes and returns the partitions that need a Sync.
-// ErrFenced when a newer reader has taken over: stop reading.
+// Append appends changes and returns the partitions that need a Sync:
+// their changes may or may not have been recorded. Changes of a
+// partition waiting for its Sync are left out (the Sync brings the
+// partition to the reader's view, them included), so that nothing is
+// appended twice. ErrFenced when a newer reader has taken over: stop
+// reading.
 func (r *Reader) Append(ctx context.Context, changes []Change) (resync []int, err error) {
 	count := map[int]int64{}
+	kept := changes[:0:0]
 	for _, c := range changes {
+		if r.dirty[c.P] {
+			continue
+		}
 		count[c.P]++
+		kept = append(kept, c)
 	}
-	got, err := r.s.Append(ctx, r.epoch, changes)
-	if err == ErrFenced {
+	got, err := r.s.Append(ctx, r.epoch, kept)
+	if errors.Is(err, ErrFenced) {
 		return nil, err
 	}
 	for p, n := range count {
 		seq, ok := got[p]
 		if !ok || seq != r.seq[p]+n {
-			resync = append(resync, p)
+			r.dirty[p] = true
 			continue
 		}
 		r.seq[p] = seq
+	}
+	for p := range r.dirty {
+		resync = append(resync, p)
 	}
 	return resync, nil
 }
@@ -72,6 +86,7 @@ func (r *Reader) Sync(ctx context.Context, p int, want map[string]string) error 
 	ch := Diff(p, b[p].State, want)
 	if len(ch) == 0 {
 		r.seq[p] = b[p].Seq
+		delete(r.dirty, p)
 		return nil
 	}
 	got, err := r.s.Append(ctx, r.epoch, ch)
@@ -83,5 +98,6 @@ func (r *Reader) Sync(ctx context.Context, p int, want map[string]string) error 
 		return fmt.Errorf("partition %d changed during its sync", p)
 	}
 	r.seq[p] = seq
+	delete(r.dirty, p)
 	return nil
 }
