@@ -5,12 +5,14 @@
 // contact change to its partition's Redis Stream, and each partition is
 // owned by one live instance at a time by a fenced lease.
 //
-// The pieces: Map (partition of an AOR, and its hash tag), Lease (one
-// fenced, expiring holder of a key), Members (the live instances and the
-// balanced assignment of partitions to them), Owner (acquires, renews and
-// hands over the partition leases this instance is assigned), Streams
-// (the reader's fenced appends with the partition's contact state kept
-// beside its stream, and the owners' gap-checked reads).
+// The pieces: Map (partition of an AOR, its hash tag, and Advance, the
+// fence of a NOTIFY), Lease (one fenced, expiring holder of a key),
+// Members and Assign (the live instances and the balanced assignment of
+// partitions to them), Owner (acquires, renews and hands over the
+// partition leases this instance is assigned), Streams (fenced appends
+// with the partition's contact state kept beside its stream), Reader (the
+// store's one reader: stamps, baselines, appends, syncs) and Follower (an
+// owner's gap-checked reads of its partitions' streams).
 //
 // The design, and what of it is wired into regbridge, is in
 // docs/cluster.md.
