@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -249,42 +248,12 @@ func (cs *consumer) poll(ctx context.Context) int {
 	return n
 }
 
-// store is the test's location store: contacts by key, split by
-// partition, each change numbered so that a consumer can tell an old
-// value from a new one.
-type store struct {
-	m     *partition.Map
-	state map[int]map[string]string
-	n     int
-}
-
-func (st *store) change(r *rand.Rand) partition.Change {
-	aor := fmt.Sprintf("sip:u%d@example.com", r.IntN(2000))
-	p := st.m.Of(aor)
-	key := fmt.Sprintf("%s;c%d", aor, r.IntN(2))
-	st.n++
-	data := fmt.Sprintf("v%d", st.n)
-	if r.IntN(4) == 0 {
-		data = ""
-	}
-	if st.state[p] == nil {
-		st.state[p] = map[string]string{}
-	}
-	if data == "" {
-		delete(st.state[p], key)
-	} else {
-		st.state[p][key] = data
-	}
-	return partition.Change{P: p, Key: key, Data: data}
-}
-
 func testStreams(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
 	ctx := context.Background()
 	const n = 48
 	m, _ := partition.NewMap("streams", n)
 	s := partition.NewStreams(rdb, m, 200)
-	st := &store{m: m, state: map[int]map[string]string{}}
-	r := rand.New(rand.NewPCG(1, 2))
+	st := newRegistrar(m, 2000, 1)
 	cs := newConsumer(t, s, n)
 	lease := m.ReaderLease()
 
@@ -299,7 +268,7 @@ func testStreams(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient)
 	for range 40 {
 		batch := make([]partition.Change, 25)
 		for i := range batch {
-			batch[i] = st.change(r)
+			batch[i] = st.change()
 		}
 		if _, err := s.Append(ctx, ha.Epoch, batch); err != nil {
 			t.Fatal(err)
@@ -359,7 +328,7 @@ func testStreams(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient)
 		}
 		batch := make([]partition.Change, 25)
 		for j := range batch {
-			batch[j] = st.change(r)
+			batch[j] = st.change()
 		}
 		again, err := rd.Append(ctx, batch)
 		if err != nil {
@@ -510,8 +479,7 @@ func testFanout(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) 
 
 	// The reader's appends and an owner's reads, per change.
 	s := partition.NewStreams(cl, m, 0)
-	r := rand.New(rand.NewPCG(3, 4))
-	st := &store{m: m, state: map[int]map[string]string{}}
+	st := newRegistrar(m, 2000, 3)
 	cs := newConsumer(t, s, n)
 	c.ResetStats()
 	counter.n.Store(0)
@@ -519,7 +487,7 @@ func testFanout(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) 
 	for range changes / batch {
 		b := make([]partition.Change, batch)
 		for i := range b {
-			b[i] = st.change(r)
+			b[i] = st.change()
 		}
 		if _, err := s.Append(ctx, 1, b); err != nil {
 			t.Fatal(err)

@@ -210,7 +210,8 @@ func (in *instance) send(ctx context.Context, p int, aor string, full bool, cont
 }
 
 // registrar is the location store the readers read: its contacts by
-// partition, changed at random.
+// partition, changed at random (each change numbered, so that an old
+// value differs from a new one; a quarter of them removals).
 type registrar struct {
 	mu    sync.Mutex
 	state map[int]map[string]string
@@ -218,6 +219,10 @@ type registrar struct {
 	r     *rand.Rand
 	aors  int
 	m     *partition.Map
+}
+
+func newRegistrar(m *partition.Map, aors int, seed uint64) *registrar {
+	return &registrar{state: map[int]map[string]string{}, r: rand.New(rand.NewPCG(seed, seed+1)), aors: aors, m: m}
 }
 
 func (g *registrar) change() partition.Change {
@@ -353,7 +358,7 @@ func testSim(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &registrar{state: map[int]map[string]string{}, r: rand.New(rand.NewPCG(7, 8)), aors: aors, m: m}
+	g := newRegistrar(m, aors, 7)
 	stopChanges := make(chan struct{})
 	changed := make(chan struct{})
 	go func() { // the registrar: 10 changes every 10 ms

@@ -2,13 +2,8 @@ package partition_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/regbridge/regbridge/partition"
 )
@@ -17,23 +12,8 @@ import (
 // local one, under a prefix of the test's own): without Cluster every
 // partition lives on that one shard and all of it works the same.
 func TestSingleRedis(t *testing.T) {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
+	rdb, prefix := localRedis(t)
 	ctx := context.Background()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis at 127.0.0.1:6379: %v", err)
-		}
-		t.Skipf("no Redis at 127.0.0.1:6379 (Debian: redis-server): %v", err)
-	}
-	prefix := fmt.Sprintf("rbtest:partition:%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		keys, _ := rdb.Keys(ctx, "{"+prefix+":*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
 	m, _ := partition.NewMap(prefix, 16)
 	f := newFleet(t, rdb, m, 900*time.Millisecond)
 	f.start("a")
@@ -43,15 +23,14 @@ func TestSingleRedis(t *testing.T) {
 
 	s := partition.NewStreams(rdb, m, 0)
 	cs := newConsumer(t, s, 16)
-	st := &store{m: m, state: map[int]map[string]string{}}
-	r := rand.New(rand.NewPCG(5, 6))
+	st := newRegistrar(m, 2000, 5)
 	if err := s.Stamp(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
 		b := make([]partition.Change, 30)
 		for i := range b {
-			b[i] = st.change(r)
+			b[i] = st.change()
 		}
 		if _, err := s.Append(ctx, 1, b); err != nil {
 			t.Fatal(err)
