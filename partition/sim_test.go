@@ -194,7 +194,9 @@ func (in *instance) sendFull(ctx context.Context, p int) {
 
 func (in *instance) send(ctx context.Context, p int, aor string, full bool, contacts map[string]string) {
 	h, ok := in.held[p]
-	if !ok {
+	if !ok || !full && in.dirty[p] {
+		// Not ours, or a fence's outcome is unknown (it may have taken a
+		// version): only a full document may follow.
 		return
 	}
 	_, v, err := in.sim.m.Advance(ctx, in.sim.rdb, p, h, subOf(aor))
