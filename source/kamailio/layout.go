@@ -77,21 +77,21 @@ func serverCodec(col, typ string) (timeCodec, error) {
 // discarded.
 func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	key, ok := row[colRUID].TextOrNull()
-	if !ok || len(key) == 0 || !sqlwatch.Printable(key) {
+	if !ok || len(key) == 0 || !source.Printable(key) {
 		return badRow("ruid is not a non-empty printable string")
 	}
 	c.Key = row[colRUID].String("")
 	user, ok := row[colUsername].TextOrNull()
-	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
+	if !ok || len(user) == 0 || !source.Printable(user) {
 		return badRow("username is not a non-empty printable string")
 	}
 	dom, ok := row[colDomain].TextOrNull()
-	if !ok || !sqlwatch.Printable(dom) {
+	if !ok || !source.Printable(dom) {
 		return badRow("domain is not a printable string")
 	}
-	l.aorBuf = sqlwatch.AppendAOR(l.aorBuf[:0], user, dom, l.domain)
+	l.aorBuf = source.AppendAOR(l.aorBuf[:0], user, dom, l.domain)
 	c.AOR = sqlwatch.Intern(l.aorBuf, "")
-	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
+	if uri, ok := row[colContact].TextOrNull(); !ok || !source.ValidURI(uri) {
 		return badRow("contact is not a sip:, sips: or tel: URI")
 	}
 	c.URI = row[colContact].String("")

@@ -79,7 +79,7 @@ func validTableDomain(table, domain string) error {
 		return fmt.Errorf("Table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", table)
 	case strings.EqualFold(table, "version"):
 		return errors.New(`Table must not be "version" (Kamailio's table of table versions)`)
-	case domain != "" && (!sqlwatch.Printable([]byte(domain)) || strings.IndexByte(domain, '@') >= 0):
+	case domain != "" && (!source.Printable([]byte(domain)) || strings.IndexByte(domain, '@') >= 0):
 		return fmt.Errorf("Domain %q is not a host name", domain)
 	}
 	return nil

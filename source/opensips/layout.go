@@ -113,16 +113,16 @@ func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	l.buf = strconv.AppendInt(l.buf[:0], id, 10) // canonical on every backend
 	c.Key = sqlwatch.Intern(l.buf, "")
 	user, ok := row[colUsername].TextOrNull()
-	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
+	if !ok || len(user) == 0 || !source.Printable(user) {
 		return badRow("username is not a non-empty printable string")
 	}
 	dom, ok := row[colDomain].TextOrNull()
-	if !ok || !sqlwatch.Printable(dom) {
+	if !ok || !source.Printable(dom) {
 		return badRow("domain is not a printable string")
 	}
-	l.buf = sqlwatch.AppendAOR(l.buf[:0], user, dom, l.domain)
+	l.buf = source.AppendAOR(l.buf[:0], user, dom, l.domain)
 	c.AOR = sqlwatch.Intern(l.buf, "")
-	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
+	if uri, ok := row[colContact].TextOrNull(); !ok || !source.ValidURI(uri) {
 		return badRow("contact is not a sip:, sips: or tel: URI")
 	}
 	c.URI = row[colContact].String("")

@@ -114,7 +114,7 @@ func common(table, domain, tz *string, wc *sqlwatch.Config) (*time.Location, err
 		return nil, fmt.Errorf("Table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", *table)
 	case strings.EqualFold(*table, "version"):
 		return nil, errors.New(`Table must not be "version" (OpenSIPS's table of table versions)`)
-	case *domain != "" && (!sqlwatch.Printable([]byte(*domain)) || strings.IndexByte(*domain, '@') >= 0):
+	case *domain != "" && (!source.Printable([]byte(*domain)) || strings.IndexByte(*domain, '@') >= 0):
 		return nil, fmt.Errorf("Domain %q is not a host name", *domain)
 	}
 	loc, err := time.LoadLocation(*tz)
