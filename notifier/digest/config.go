@@ -37,7 +37,7 @@ const Off = "off"
 // Config is the digest authenticator's configuration (environment names
 // without the REGBRIDGE_ prefix, read by cmd/regbridge).
 type Config struct {
-	Source     Source        `env:"AUTH, default=off" desc:"credential source for digest authentication of SUBSCRIBE: off, file:///path, kamailio+sqlite:///path.db, kamailio+mysql://user:pass@host:3306/db, opensips+mysql://..., asterisk+mysql://... (see docs/security.md)"`
+	Source     Source        `env:"AUTH, default=off" desc:"credential source for digest authentication of SUBSCRIBE: off, file:///path, kamailio+sqlite:///path.db, kamailio+mysql://user:pass@host:3306/db, kamailio+postgres://user:pass@host:5432/db, opensips+mysql|postgres://..., asterisk+mysql|postgres://... (see docs/security.md)"`
 	Realm      string        `env:"AUTH_REALM" desc:"digest realm and the domain of authenticated identities (sip:user@realm); empty: the From URI's domain of each request, as Kamailio's auth_check with $fd"`
 	Algorithms Algorithms    `env:"AUTH_ALGORITHMS, default=SHA-256,MD5" desc:"digest algorithms offered, most preferred first (SHA-256, MD5); one WWW-Authenticate each"`
 	NonceTTL   time.Duration `env:"AUTH_NONCE_TTL, default=300s" desc:"lifetime of a nonce; an expired nonce answered correctly gets 401 with stale=true"`

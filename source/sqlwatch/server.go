@@ -181,8 +181,12 @@ func FilePath(u *url.URL) string {
 // parameters, each of which must be one of known; tz, when known, must
 // name a zone.
 func ParseFileURL(u *url.URL, known ...string) (string, url.Values, error) {
-	path, q := FilePath(u), u.Query()
+	path := FilePath(u)
 	scheme := strings.ToLower(u.Scheme)
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", nil, fmt.Errorf("bad query parameters: %w", err)
+	}
 	if path == "" {
 		return "", nil, fmt.Errorf("%q names no file (%s:///abs/path.db or %s:rel/path.db)", u.String(), scheme, scheme)
 	}
