@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // Defaults, each with its reason.
@@ -60,7 +62,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("REGBRIDGE_AUTH: %w", err))
 		}
 	}
-	if c.Realm != "" && !validHost(c.Realm) {
+	if c.Realm != "" && !source.ValidHost(c.Realm) {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_AUTH_REALM: %q is not a domain name", c.Realm))
 	}
 	if len(c.Algorithms) == 0 {
@@ -174,21 +176,3 @@ func (s Source) String() string { return redactSource(string(s)) }
 
 // LogValue returns the URL with any password replaced.
 func (s Source) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// validHost reports whether s looks like a host name or address literal:
-// what may appear in a realm and in an identity's domain.
-func validHost(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']':
-		default:
-			return false
-		}
-	}
-	return true
-}

@@ -1,8 +1,8 @@
 package kamailio
 
 import (
-	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
@@ -38,22 +38,7 @@ func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
 // NewServer returns a watcher of a location table on the server
 // cfg.Driver names; it does no I/O.
 func NewServer(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	component := "kamailio_" + cfg.Driver
-	loc, err := cfg.Settle("Kamailio", DefaultTable)
-	if err != nil {
-		return nil, fmt.Errorf("kamailio %s: %w", cfg.Driver, err)
-	}
-	d, err := cfg.Dialect()
-	if err != nil {
-		return nil, fmt.Errorf("kamailio %s: %w", cfg.Driver, err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", component, "db", cfg.Endpoint, "table", cfg.Table, "tz", cfg.TZ)
-	w, err := sqlwatch.New(cfg.Watch(), d, newLayout(cfg.Table, cfg.Domain, loc, true), log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", component, err)
-	}
-	return w, nil
+	return cfg.NewWatcher("Kamailio", DefaultTable, func(c *DBConfig, loc *time.Location) sqlwatch.Layout {
+		return newLayout(c.Table, c.Domain, loc, true)
+	}, log)
 }

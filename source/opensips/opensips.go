@@ -85,24 +85,9 @@ func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
 // NewServer returns a watcher of a location table on the server
 // cfg.Driver names; it does no I/O.
 func NewServer(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	component := "opensips_" + cfg.Driver
-	loc, err := cfg.Settle("OpenSIPS", DefaultTable)
-	if err != nil {
-		return nil, fmt.Errorf("opensips %s: %w", cfg.Driver, err)
-	}
-	d, err := cfg.Dialect()
-	if err != nil {
-		return nil, fmt.Errorf("opensips %s: %w", cfg.Driver, err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", component, "db", cfg.Endpoint, "table", cfg.Table, "tz", cfg.TZ)
-	w, err := sqlwatch.New(cfg.Watch(), d, &layout{table: cfg.Table, domain: cfg.Domain, loc: loc, server: true}, log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", component, err)
-	}
-	return w, nil
+	return cfg.NewWatcher("OpenSIPS", DefaultTable, func(c *DBConfig, loc *time.Location) sqlwatch.Layout {
+		return &layout{table: c.Table, domain: c.Domain, loc: loc, server: true}
+	}, log)
 }
 
 // SQLite watches an OpenSIPS location table in a db_sqlite file.

@@ -173,21 +173,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.up.Store(false)
 		w.errs.Add(1)
 		p, permanent := problem(err)
-		switch {
-		case permanent:
-			// Once per cause, at error level: the operator must act.
-			down = true
-			if w.trouble.Set(p) {
-				w.log.Error("redis misconfigured: "+p+"; retrying", "err", err)
-			}
-		case !down:
-			down = true
-			w.trouble.Clear()
-			w.log.Warn("redis unreachable, retrying", "err", err)
-		default:
-			w.trouble.Clear() // an outage now, whatever it was before
-			w.log.Debug("redis still unreachable", "err", err)
-		}
+		w.trouble.Failed(w.log, err, p, permanent, &down, "redis misconfigured", "redis unreachable")
 		if !sleep(ctx, backoff) {
 			return nil
 		}

@@ -49,21 +49,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.up.Store(false)
 		w.errors.Add(1)
 		p, permanent := problem(err, w.table.Name, w.createHint())
-		switch {
-		case permanent:
-			// Once per cause, at error level: the operator must act.
-			down = true
-			if w.trouble.Set(p) {
-				w.log.Error("contact store misconfigured: "+p+"; retrying", "err", err)
-			}
-		case !down:
-			down = true
-			w.trouble.Clear()
-			w.log.Warn("table unreadable, retrying", "err", err)
-		default:
-			w.trouble.Clear() // an outage now, whatever it was before
-			w.log.Debug("table still unreadable", "err", err)
-		}
+		w.trouble.Failed(w.log, err, p, permanent, &down, "contact store misconfigured", "table unreadable")
 		if !sleep(ctx, backoff) {
 			return nil
 		}

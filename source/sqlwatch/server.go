@@ -217,3 +217,29 @@ func ServerSchemes(prefix string, table func(driver string) *source.Table, build
 	}
 	return out
 }
+
+// NewWatcher settles c (Settle) and returns a watcher of its table, read
+// with the layout newLayout makes for the settled c and the registrar's
+// zone; it does no I/O. registrar names the registrar in messages and
+// the log's component ("Kamailio": "kamailio_mysql").
+func (c ServerConfig) NewWatcher(registrar, defTable string, newLayout func(c *ServerConfig, loc *time.Location) Layout, log *slog.Logger) (*Watcher, error) {
+	name := strings.ToLower(registrar) + " " + c.Driver
+	loc, err := c.Settle(registrar, defTable)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	d, err := c.Dialect()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	component := strings.ReplaceAll(name, " ", "_")
+	log = log.With("component", component, "db", c.Endpoint, "table", c.Table, "tz", c.TZ)
+	w, err := New(c.Watch(), d, newLayout(&c, loc), log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", component, err)
+	}
+	return w, nil
+}
