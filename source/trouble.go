@@ -1,9 +1,11 @@
 package source
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Trouble remembers why a store is unreadable when retrying will not fix
@@ -53,5 +55,18 @@ func (t *Trouble) Failed(log *slog.Logger, err error, problem string, permanent 
 	default:
 		t.Clear() // an outage now, whatever it was before
 		log.Debug(strings.Replace(unreachable, " ", " still ", 1), "err", err)
+	}
+}
+
+// Sleep waits d, an adapter's retry backoff, or until ctx ends; it
+// reports whether ctx is still live.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -21,19 +21,12 @@ const DefaultTZ = sqlwatch.DefaultTZ
 // expires_type=1) hold epochs and do not depend on it.
 type DBConfig = sqlwatch.ServerConfig
 
-// NewMySQL returns a watcher of a location table in MySQL or MariaDB; it
-// does no I/O.
-func NewMySQL(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	cfg.Driver = sqlwatch.DriverMySQL
-	return NewServer(cfg, log)
-}
-
-// NewPostgres returns a watcher of a location table in PostgreSQL; it does
-// no I/O.
-func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	cfg.Driver = sqlwatch.DriverPostgres
-	return NewServer(cfg, log)
-}
+// NewMySQL and NewPostgres return a watcher of a location table in
+// MySQL or MariaDB, or in PostgreSQL; they do no I/O.
+var (
+	NewMySQL    = sqlwatch.OnDriver(sqlwatch.DriverMySQL, NewServer)
+	NewPostgres = sqlwatch.OnDriver(sqlwatch.DriverPostgres, NewServer)
+)
 
 // NewServer returns a watcher of a location table on the server
 // cfg.Driver names; it does no I/O.

@@ -68,19 +68,12 @@ type SQLiteConfig struct {
 	MaxBackoff        time.Duration
 }
 
-// NewMySQL returns a watcher of a location table in MySQL or MariaDB; it
-// does no I/O.
-func NewMySQL(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	cfg.Driver = sqlwatch.DriverMySQL
-	return NewServer(cfg, log)
-}
-
-// NewPostgres returns a watcher of a location table in PostgreSQL; it does
-// no I/O.
-func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	cfg.Driver = sqlwatch.DriverPostgres
-	return NewServer(cfg, log)
-}
+// NewMySQL and NewPostgres return a watcher of a location table in
+// MySQL or MariaDB, or in PostgreSQL; they do no I/O.
+var (
+	NewMySQL    = sqlwatch.OnDriver(sqlwatch.DriverMySQL, NewServer)
+	NewPostgres = sqlwatch.OnDriver(sqlwatch.DriverPostgres, NewServer)
+)
 
 // NewServer returns a watcher of a location table on the server
 // cfg.Driver names; it does no I/O.

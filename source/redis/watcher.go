@@ -174,22 +174,10 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.errs.Add(1)
 		p, permanent := problem(err)
 		w.trouble.Failed(w.log, err, p, permanent, &down, "redis misconfigured", "redis unreachable")
-		if !sleep(ctx, backoff) {
+		if !source.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, w.backoffCap)
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -50,7 +50,7 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.errors.Add(1)
 		p, permanent := problem(err, w.table.Name, w.createHint())
 		w.trouble.Failed(w.log, err, p, permanent, &down, "contact store misconfigured", "table unreadable")
-		if !sleep(ctx, backoff) {
+		if !source.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, w.cfg.MaxBackoff)
@@ -252,16 +252,4 @@ func (w *Watcher) Snapshot(ctx context.Context) ([]source.Contact, error) {
 		return nil, err
 	}
 	return w.snap.full, nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

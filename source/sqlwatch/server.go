@@ -243,3 +243,12 @@ func (c ServerConfig) NewWatcher(registrar, defTable string, newLayout func(c *S
 	}
 	return w, nil
 }
+
+// OnDriver is build with ServerConfig.Driver set to driver: an adapter's
+// NewMySQL or NewPostgres from its NewServer.
+func OnDriver(driver string, build func(ServerConfig, *slog.Logger) (*Watcher, error)) func(ServerConfig, *slog.Logger) (*Watcher, error) {
+	return func(c ServerConfig, log *slog.Logger) (*Watcher, error) {
+		c.Driver = driver
+		return build(c, log)
+	}
+}
