@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -245,7 +246,7 @@ func TestRateWindow(t *testing.T) {
 		}
 	})
 	for _, body := range bodies {
-		validateXML(t, schemaReginfo, body)
+		xmlcheck.Validate(t, xmlcheck.Reginfo, body)
 	}
 }
 
@@ -341,7 +342,7 @@ func TestRateWindowPresence(t *testing.T) {
 		}
 	})
 	for _, body := range bodies {
-		validateXML(t, schemaPIDF, body)
+		xmlcheck.Validate(t, xmlcheck.PIDF, body)
 	}
 }
 

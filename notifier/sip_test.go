@@ -14,6 +14,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/render"
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -142,12 +144,12 @@ func validateNotify(t *testing.T, n siptest.Notify) {
 	switch {
 	case ct == nil:
 		t.Errorf("NOTIFY with a body and no Content-Type")
-	case ct.Value() == ContentTypeReginfo:
-		validateXML(t, schemaReginfo, body)
-	case ct.Value() == ContentTypePIDF:
-		validateXML(t, schemaPIDF, body)
-	case ct.Value() == ContentTypeWatcherinfo:
-		validateXML(t, schemaWatcherinfo, body)
+	case ct.Value() == render.ContentTypeReginfo:
+		xmlcheck.Validate(t, xmlcheck.Reginfo, body)
+	case ct.Value() == render.ContentTypePIDF:
+		xmlcheck.Validate(t, xmlcheck.PIDF, body)
+	case ct.Value() == render.ContentTypeWatcherinfo:
+		xmlcheck.Validate(t, xmlcheck.Watcherinfo, body)
 	default:
 		t.Errorf("NOTIFY Content-Type %q", ct.Value())
 	}

@@ -1,4 +1,4 @@
-package notifier
+package render
 
 // Rendering of application/watcherinfo+xml documents: RFC 3858 (format,
 // schema section 4) for the watcher information template package of RFC
