@@ -29,6 +29,16 @@ type readyCheck struct {
 	why func() string
 }
 
+// allReady reports whether every check holds: /readyz would answer 200.
+func allReady(checks []readyCheck) bool {
+	for _, c := range checks {
+		if !c.ok() {
+			return false
+		}
+	}
+	return true
+}
+
 // httpParts is what the HTTP listener serves besides the health
 // endpoints.
 type httpParts struct {
