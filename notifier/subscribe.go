@@ -13,7 +13,7 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/limit"
 	"github.com/regbridge/regbridge/notifier/policy"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Header values regbridge sends.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/render"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Watcher information (RFC 3857, RFC 3858): every reg and presence

@@ -10,7 +10,7 @@ import (
 
 	"github.com/regbridge/regbridge/notifier/render"
 	"github.com/regbridge/regbridge/notifier/siptest"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Identities in the winfo tests are asserted by a trusted proxy (loopback
