@@ -1,0 +1,153 @@
+package substore
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+// The stored formats. Every JSON value substore writes carries its format
+// version under "v", and its fields are named by the types in this
+// package, never by another package's struct: the Redis layout changes
+// only when these types do, and an instance reads what an older one
+// wrote, so a deployment upgrades in place.
+//
+// Contacts record (the hash <prefix>contacts, one field per store key):
+//
+//	format 0  source.Contact marshalled as it was (Go field names: "Key",
+//	          "AOR", "CallID"...), written by releases before formats
+//	          were versioned; read, never written
+//	format 1  contactRecord: snake_case names, "v":1
+//
+// Subscription records and watchers: format 1 is the JSON of Record and
+// Watcher (snake_case names, which they always had); a value without "v"
+// is format 1 too.
+//
+// A value with a "v" above formatVersion was written by a newer regbridge;
+// it is skipped (and logged) rather than misread.
+const formatVersion = 1
+
+// contactRecord is one binding in the contacts record: what the bridge
+// needs to take it up again after a restart (bridge.Restore).
+type contactRecord struct {
+	V              int       `json:"v"`
+	Key            string    `json:"key"`
+	AOR            string    `json:"aor"`
+	URI            string    `json:"uri"`
+	Expires        time.Time `json:"expires,omitzero"` // zero: permanent
+	Q              float32   `json:"q"`                // -1: unspecified
+	CallID         string    `json:"call_id,omitempty"`
+	CSeq           uint32    `json:"cseq,omitempty"`
+	Modified       time.Time `json:"modified,omitzero"`
+	UserAgent      string    `json:"user_agent,omitempty"`
+	Instance       string    `json:"instance,omitempty"`
+	RegID          uint32    `json:"reg_id,omitempty"`
+	Received       string    `json:"received,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	Socket         string    `json:"socket,omitempty"`
+	Administrative bool      `json:"administrative,omitempty"`
+}
+
+func contactRecordOf(c *source.Contact) contactRecord {
+	return contactRecord{V: formatVersion, Key: c.Key, AOR: c.AOR, URI: c.URI, Expires: c.Expires, Q: c.Q,
+		CallID: c.CallID, CSeq: c.CSeq, Modified: c.Modified, UserAgent: c.UserAgent, Instance: c.Instance,
+		RegID: c.RegID, Received: c.Received, Path: c.Path, Socket: c.Socket, Administrative: c.Administrative}
+}
+
+func (r *contactRecord) contact() source.Contact {
+	return source.Contact{Key: r.Key, AOR: r.AOR, URI: r.URI, Expires: r.Expires, Q: r.Q,
+		CallID: r.CallID, CSeq: r.CSeq, Modified: r.Modified, UserAgent: r.UserAgent, Instance: r.Instance,
+		RegID: r.RegID, Received: r.Received, Path: r.Path, Socket: r.Socket, Administrative: r.Administrative}
+}
+
+// contactRecordV0 is format 0, frozen here: the field names source.Contact
+// had when it was marshalled as it was.
+type contactRecordV0 struct {
+	Key            string    `json:"Key"`
+	AOR            string    `json:"AOR"`
+	URI            string    `json:"URI"`
+	Expires        time.Time `json:"Expires"`
+	Q              float32   `json:"Q"`
+	CallID         string    `json:"CallID"`
+	CSeq           uint32    `json:"CSeq"`
+	Modified       time.Time `json:"Modified"`
+	UserAgent      string    `json:"UserAgent"`
+	Instance       string    `json:"Instance"`
+	RegID          uint32    `json:"RegID"`
+	Received       string    `json:"Received"`
+	Path           string    `json:"Path"`
+	Socket         string    `json:"Socket"`
+	Administrative bool      `json:"Administrative"`
+}
+
+// formatOf reads the "v" of a stored value (0 when absent).
+func formatOf(js []byte) (int, error) {
+	var probe struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal(js, &probe); err != nil {
+		return 0, err
+	}
+	if probe.V > formatVersion {
+		return 0, fmt.Errorf("format %d is newer than this regbridge's %d", probe.V, formatVersion)
+	}
+	return probe.V, nil
+}
+
+// decodeContact reads one value of the contacts record, format 0 or 1.
+func decodeContact(js []byte) (source.Contact, error) {
+	v, err := formatOf(js)
+	if err != nil {
+		return source.Contact{}, err
+	}
+	if v == 0 {
+		var old contactRecordV0
+		if err := json.Unmarshal(js, &old); err != nil {
+			return source.Contact{}, err
+		}
+		return source.Contact{Key: old.Key, AOR: old.AOR, URI: old.URI, Expires: old.Expires, Q: old.Q,
+			CallID: old.CallID, CSeq: old.CSeq, Modified: old.Modified, UserAgent: old.UserAgent, Instance: old.Instance,
+			RegID: old.RegID, Received: old.Received, Path: old.Path, Socket: old.Socket, Administrative: old.Administrative}, nil
+	}
+	var rec contactRecord
+	if err := json.Unmarshal(js, &rec); err != nil {
+		return source.Contact{}, err
+	}
+	return rec.contact(), nil
+}
+
+// recordV1 and watcherV1 are Record and Watcher as stored: their own
+// fields plus the format version.
+type recordV1 struct {
+	V int `json:"v"`
+	*Record
+}
+
+type watcherV1 struct {
+	V int `json:"v"`
+	*Watcher
+}
+
+func encodeRecord(rec *Record) ([]byte, error) {
+	return json.Marshal(recordV1{V: formatVersion, Record: rec})
+}
+
+func decodeRecord(js []byte, rec *Record) error {
+	if _, err := formatOf(js); err != nil {
+		return err
+	}
+	return json.Unmarshal(js, &recordV1{Record: rec})
+}
+
+func encodeWatcher(w *Watcher) ([]byte, error) {
+	return json.Marshal(watcherV1{V: formatVersion, Watcher: w})
+}
+
+func decodeWatcher(js []byte, w *Watcher) error {
+	if _, err := formatOf(js); err != nil {
+		return err
+	}
+	return json.Unmarshal(js, &watcherV1{Watcher: w})
+}
