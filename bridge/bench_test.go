@@ -78,7 +78,7 @@ func BenchmarkDiffUnchangedKeyed(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				br.applySame(source.Batch{Full: true}, same, t0)
+				br.applyKeyed(source.Batch{Full: true}, same, t0)
 			}
 			if _, contacts := br.Stats(); contacts != n {
 				b.Fatalf("%d contacts after the sweep, want %d", contacts, n)

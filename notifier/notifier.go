@@ -18,8 +18,9 @@ import (
 	"github.com/regbridge/regbridge/substore"
 )
 
-// States is the one read the notifier needs from the bridge.
-type States interface {
+// Registrations is the one read the notifier needs from the bridge (the
+// bridge's read side; bridge/httpapi names its own read of it the same).
+type Registrations interface {
 	// Lookup returns the current registration of an AOR and the sequence
 	// number of the last change it contains.
 	Lookup(aor string) (bridge.Registration, uint64)
@@ -43,9 +44,9 @@ var allowLargeUDP sync.Once
 
 // Notifier serves SUBSCRIBE for the reg event package and sends NOTIFYs.
 type Notifier struct {
-	cfg    Config
-	log    *slog.Logger
-	states States
+	cfg  Config
+	log  *slog.Logger
+	regs Registrations
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -151,9 +152,9 @@ type Stats struct {
 
 func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
 
-// New builds a notifier reading registrations from states. It reads the
+// New builds a notifier reading registrations from regs. It reads the
 // TLS files when configured but opens no socket; call Listen, then Run.
-func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
+func New(cfg Config, regs Registrations, log *slog.Logger) (*Notifier, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{
 		cfg:    cfg,
 		log:    log,
-		states: states,
+		regs:   regs,
 		ua:     ua,
 		srv:    srv,
 		udpTxs: newUDPTxs(),

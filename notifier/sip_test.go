@@ -56,7 +56,7 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 type harnessOpts struct {
 	// wrap, unless nil, stands between the notifier and the bridge (a fake
 	// with function fields).
-	wrap func(States) States
+	wrap func(Registrations) Registrations
 	// setup, unless nil, is called on the notifier before it runs (to
 	// give it a shared store, say).
 	setup func(*Notifier)
@@ -74,11 +74,11 @@ func newHarnessWith(t *testing.T, cfg Config, o harnessOpts, contacts ...source.
 		cfg.Drain = 300 * time.Millisecond
 	}
 	br := bridge.New(testLog())
-	var states States = br
+	var regs Registrations = br
 	if o.wrap != nil {
-		states = o.wrap(br)
+		regs = o.wrap(br)
 	}
-	n, err := New(cfg, states, testLog())
+	n, err := New(cfg, regs, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}

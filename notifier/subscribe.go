@@ -118,7 +118,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		n.respond(tx, req, 400, "Missing From Tag")
 		return
 	}
-	if !n.states.Ready() {
+	if !n.regs.Ready() {
 		// Until the first snapshot is loaded a full document would claim
 		// contacts are missing that are not.
 		n.respond(tx, req, 503, "Registrations Not Loaded Yet", sip.NewHeader("Retry-After", "1"))
