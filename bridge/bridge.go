@@ -127,11 +127,17 @@ func (b *Bridge) Subscribe(p Publisher) {
 // for full state.
 func (b *Bridge) Ready() bool { return b.ready.Load() }
 
+// Stats is how much the bridge tracks, at one instant.
+type Stats struct {
+	AORs     int // addresses-of-record with at least one active contact
+	Contacts int // active contacts
+}
+
 // Stats reports how many AORs and active contacts the bridge tracks.
-func (b *Bridge) Stats() (aors, contacts int) {
+func (b *Bridge) Stats() Stats {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	return b.aors.n, b.byKey.n
+	return Stats{AORs: b.aors.n, Contacts: b.byKey.n}
 }
 
 // Lookup returns the current registration of aor (state init with no

@@ -80,9 +80,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	in := c.in
-	aors, contacts := in.Bridge.Stats()
-	gauge(c.aors, float64(aors))
-	gauge(c.contacts, float64(contacts))
+	bs := in.Bridge.Stats()
+	gauge(c.aors, float64(bs.AORs))
+	gauge(c.contacts, float64(bs.Contacts))
 	ready := 0.0
 	if in.Ready == nil || in.Ready() {
 		ready = 1
@@ -98,14 +98,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range counts {
 		gauge(c.subs, float64(n), k.pkg, k.transport)
 	}
-	counter(c.removed, in.Notifier.Stats().Removed.Load())
+	counter(c.removed, in.Notifier.Counters().Removed.Load())
 	gauge(c.sipTxs, float64(in.Notifier.Transactions()))
-	counter(c.overloaded, in.Notifier.Stats().Overloaded.Load())
-	counter(c.tooLarge, in.Notifier.Stats().LargeOverTCP.Load(), "tcp")
-	counter(c.tooLarge, in.Notifier.Stats().LargeOverUDP.Load(), "udp_fallback")
-	counter(c.tooLarge, in.Notifier.Stats().LargeEnded.Load(), "ended")
-	counter(c.panics, in.Notifier.Stats().HandlerPanics.Load(), "sip_handler")
-	counter(c.panics, in.Notifier.Stats().DeliveryPanics.Load(), "delivery")
+	counter(c.overloaded, in.Notifier.Counters().Overloaded.Load())
+	counter(c.tooLarge, in.Notifier.Counters().LargeOverTCP.Load(), "tcp")
+	counter(c.tooLarge, in.Notifier.Counters().LargeOverUDP.Load(), "udp_fallback")
+	counter(c.tooLarge, in.Notifier.Counters().LargeEnded.Load(), "ended")
+	counter(c.panics, in.Notifier.Counters().HandlerPanics.Load(), "sip_handler")
+	counter(c.panics, in.Notifier.Counters().DeliveryPanics.Load(), "delivery")
 	if in.HTTPPanics != nil {
 		counter(c.panics, in.HTTPPanics(), "http")
 	}

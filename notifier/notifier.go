@@ -92,7 +92,7 @@ type Notifier struct {
 
 	deliveries sync.WaitGroup
 	delivering atomic.Int32 // deliveries running now (pause polls it)
-	stats      Stats
+	stats      Counters
 	obs        Observer
 	guards     atomic.Pointer[Guards]
 	leases     leases
@@ -129,8 +129,9 @@ func hook(h *atomic.Pointer[func()]) {
 	}
 }
 
-// Stats counts what the notifier did (exported for metrics and tests).
-type Stats struct {
+// Counters count what the notifier did, live (for metrics and tests; a
+// Stats method elsewhere returns a snapshot).
+type Counters struct {
 	Sent, Failed, Removed atomic.Uint64
 	// Refused counts SUBSCRIBEs refused by the guards (limits,
 	// authentication, policy).
@@ -150,7 +151,7 @@ type Stats struct {
 	HandlerPanics, DeliveryPanics atomic.Uint64
 }
 
-func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
+func (s *Counters) countRefusal(string) { s.Refused.Add(1) }
 
 // New builds a notifier reading registrations from regs. It reads the
 // TLS files when configured but opens no socket; call Listen, then Run.
@@ -356,8 +357,8 @@ func (n *Notifier) Count() int {
 // (running, or answered and absorbing retransmissions until Timer J).
 func (n *Notifier) Transactions() int { return n.udpSrv.len() }
 
-// Stats returns the notifier's counters.
-func (n *Notifier) Stats() *Stats { return &n.stats }
+// Counters returns the notifier's live counters.
+func (n *Notifier) Counters() *Counters { return &n.stats }
 
 // add makes s known, unless the notifier is closed: closed is set before
 // shutdown lists the subscriptions to end under subsMu, so checking it

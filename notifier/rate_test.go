@@ -383,8 +383,8 @@ func TestNotifyTimeoutRemoves(t *testing.T) {
 				time.Sleep(time.Second)
 				apply(t, &harness{br: b.br}, fresh(tAlice)) // a refresh; NOTIFY 1 fails
 				synctest.Wait()
-				if b.n.Count() != 0 || b.n.Stats().Removed.Load() != 1 {
-					t.Fatalf("after %v: %d subscriptions, %d removed; want 0, 1", tt.err, b.n.Count(), b.n.Stats().Removed.Load())
+				if b.n.Count() != 0 || b.n.Counters().Removed.Load() != 1 {
+					t.Fatalf("after %v: %d subscriptions, %d removed; want 0, 1", tt.err, b.n.Count(), b.n.Counters().Removed.Load())
 				}
 				time.Sleep(time.Second)
 				apply(t, &harness{br: b.br}, fresh(tAlice))

@@ -44,7 +44,7 @@ func TestHandlerPanic(t *testing.T) {
 			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 500 {
 				t.Fatalf("SUBSCRIBE whose handler panics: %d, want 500", res.StatusCode)
 			}
-			if got := h.n.Stats().HandlerPanics.Load(); got != uint64(i+1) {
+			if got := h.n.Counters().HandlerPanics.Load(); got != uint64(i+1) {
 				t.Fatalf("%d handler panics counted, want %d", got, i+1)
 			}
 			p = siptest.New(t, network, h.addr(network))
@@ -74,7 +74,7 @@ func TestDeliveryPanic(t *testing.T) {
 	}
 	p.Check(n, 0, "partial", "terminated")
 	siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription ended")
-	if got := h.n.Stats().DeliveryPanics.Load(); got != 1 {
+	if got := h.n.Counters().DeliveryPanics.Load(); got != 1 {
 		t.Fatalf("%d delivery panics counted, want 1", got)
 	}
 	q := siptest.New(t, "udp", h.addr("udp"))

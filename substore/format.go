@@ -32,22 +32,28 @@ const formatVersion = 1
 // contactRecord is one binding in the contacts record: what the bridge
 // needs to take it up again after a restart (bridge.Restore).
 type contactRecord struct {
-	V              int       `json:"v"`
-	Key            string    `json:"key"`
-	AOR            string    `json:"aor"`
-	URI            string    `json:"uri"`
-	Expires        time.Time `json:"expires,omitzero"` // zero: permanent
-	Q              float32   `json:"q"`                // -1: unspecified
-	CallID         string    `json:"call_id,omitempty"`
-	CSeq           uint32    `json:"cseq,omitempty"`
-	Modified       time.Time `json:"modified,omitzero"`
-	UserAgent      string    `json:"user_agent,omitempty"`
-	Instance       string    `json:"instance,omitempty"`
-	RegID          uint32    `json:"reg_id,omitempty"`
-	Received       string    `json:"received,omitempty"`
-	Path           string    `json:"path,omitempty"`
-	Socket         string    `json:"socket,omitempty"`
-	Administrative bool      `json:"administrative,omitempty"`
+	V   int    `json:"v"`
+	Key string `json:"key"` // the store's identity of the binding
+	AOR string `json:"aor"`
+	URI string `json:"uri"`
+	// Expires is absent for a permanent binding; Q is -1 when the store
+	// says unspecified.
+	Expires time.Time `json:"expires,omitzero"`
+	Q       float32   `json:"q"`
+	// The REGISTER that last wrote the binding, and when.
+	CallID    string    `json:"call_id,omitempty"`
+	CSeq      uint32    `json:"cseq,omitempty"`
+	Modified  time.Time `json:"modified,omitzero"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	// Outbound and GRUU (RFC 5626, RFC 5627).
+	Instance string `json:"instance,omitempty"`
+	RegID    uint32 `json:"reg_id,omitempty"`
+	// Where the registrar saw the REGISTER come from and arrive.
+	Received string `json:"received,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Socket   string `json:"socket,omitempty"`
+	// Administrative: made by an operator or tool, not by a REGISTER.
+	Administrative bool `json:"administrative,omitempty"`
 }
 
 func contactRecordOf(c *source.Contact) contactRecord {
