@@ -45,13 +45,14 @@ type contactRecord struct {
 	CSeq      uint32    `json:"cseq,omitempty"`
 	Modified  time.Time `json:"modified,omitzero"`
 	UserAgent string    `json:"user_agent,omitempty"`
-	// Outbound and GRUU (RFC 5626, RFC 5627).
-	Instance string `json:"instance,omitempty"`
-	RegID    uint32 `json:"reg_id,omitempty"`
-	// Where the registrar saw the REGISTER come from and arrive.
+	// Where the registrar's socket took the REGISTER, from where, and
+	// over which proxies.
+	Socket   string `json:"socket,omitempty"`
 	Received string `json:"received,omitempty"`
 	Path     string `json:"path,omitempty"`
-	Socket   string `json:"socket,omitempty"`
+	// Outbound and GRUU (RFC 5626, RFC 5627).
+	RegID    uint32 `json:"reg_id,omitempty"`
+	Instance string `json:"instance,omitempty"`
 	// Administrative: made by an operator or tool, not by a REGISTER.
 	Administrative bool `json:"administrative,omitempty"`
 }
@@ -68,24 +69,14 @@ func (r *contactRecord) contact() source.Contact {
 		RegID: r.RegID, Received: r.Received, Path: r.Path, Socket: r.Socket, Administrative: r.Administrative}
 }
 
-// contactRecordV0 is format 0, frozen here: the field names source.Contact
-// had when it was marshalled as it was.
-type contactRecordV0 struct {
-	Key            string    `json:"Key"`
-	AOR            string    `json:"AOR"`
-	URI            string    `json:"URI"`
-	Expires        time.Time `json:"Expires"`
-	Q              float32   `json:"Q"`
-	CallID         string    `json:"CallID"`
-	CSeq           uint32    `json:"CSeq"`
-	Modified       time.Time `json:"Modified"`
-	UserAgent      string    `json:"UserAgent"`
-	Instance       string    `json:"Instance"`
-	RegID          uint32    `json:"RegID"`
-	Received       string    `json:"Received"`
-	Path           string    `json:"Path"`
-	Socket         string    `json:"Socket"`
-	Administrative bool      `json:"Administrative"`
+// format0Names are the keys of format 0 that differ from format 1's by
+// more than case. encoding/json matches keys without regard to case, so
+// the others ("Key", "AOR", "Expires", "Administrative"...) fill
+// contactRecord's fields as they are.
+type format0Names struct {
+	CallID    string `json:"CallID"`
+	UserAgent string `json:"UserAgent"`
+	RegID     uint32 `json:"RegID"`
 }
 
 // formatOf reads the "v" of a stored value (0 when absent).
@@ -108,52 +99,38 @@ func decodeContact(js []byte) (source.Contact, error) {
 	if err != nil {
 		return source.Contact{}, err
 	}
-	if v == 0 {
-		var old contactRecordV0
-		if err := json.Unmarshal(js, &old); err != nil {
-			return source.Contact{}, err
-		}
-		return source.Contact{Key: old.Key, AOR: old.AOR, URI: old.URI, Expires: old.Expires, Q: old.Q,
-			CallID: old.CallID, CSeq: old.CSeq, Modified: old.Modified, UserAgent: old.UserAgent, Instance: old.Instance,
-			RegID: old.RegID, Received: old.Received, Path: old.Path, Socket: old.Socket, Administrative: old.Administrative}, nil
-	}
 	var rec contactRecord
 	if err := json.Unmarshal(js, &rec); err != nil {
 		return source.Contact{}, err
 	}
+	if v == 0 {
+		var n format0Names
+		if err := json.Unmarshal(js, &n); err != nil {
+			return source.Contact{}, err
+		}
+		rec.CallID, rec.UserAgent, rec.RegID = n.CallID, n.UserAgent, n.RegID
+	}
 	return rec.contact(), nil
 }
 
-// recordV1 and watcherV1 are Record and Watcher as stored: their own
-// fields plus the format version.
-type recordV1 struct {
-	V int `json:"v"`
-	*Record
+// encodeV1 marshals a Record or a Watcher with "v":1 before its own
+// fields. Their JSON is an object with at least one field.
+func encodeV1(x any) ([]byte, error) {
+	js, err := json.Marshal(x)
+	if err != nil {
+		return nil, err
+	}
+	if len(js) < 3 || js[0] != '{' {
+		return nil, fmt.Errorf("encoding %T: not an object with fields", x)
+	}
+	return append([]byte(`{"v":1,`), js[1:]...), nil
 }
 
-type watcherV1 struct {
-	V int `json:"v"`
-	*Watcher
-}
-
-func encodeRecord(rec *Record) ([]byte, error) {
-	return json.Marshal(recordV1{V: formatVersion, Record: rec})
-}
-
-func decodeRecord(js []byte, rec *Record) error {
+// decodeV1 reads a Record or a Watcher of format 1 (encoding/json
+// ignores "v", which Record and Watcher do not declare).
+func decodeV1(js []byte, x any) error {
 	if _, err := formatOf(js); err != nil {
 		return err
 	}
-	return json.Unmarshal(js, &recordV1{Record: rec})
-}
-
-func encodeWatcher(w *Watcher) ([]byte, error) {
-	return json.Marshal(watcherV1{V: formatVersion, Watcher: w})
-}
-
-func decodeWatcher(js []byte, w *Watcher) error {
-	if _, err := formatOf(js); err != nil {
-		return err
-	}
-	return json.Unmarshal(js, &watcherV1{Watcher: w})
+	return json.Unmarshal(js, x)
 }

@@ -107,31 +107,31 @@ func TestContactsUpgradeInPlace(t *testing.T) {
 // value written without it (before formats were versioned) still reads.
 func TestRecordFormat(t *testing.T) {
 	r := rec("s1")
-	js, err := encodeRecord(r)
+	js, err := encodeV1(r)
 	if err != nil || !strings.HasPrefix(string(js), `{"v":1,"call_id":`) {
 		t.Fatalf("record %s %v", js, err)
 	}
 	var back Record
-	if err := decodeRecord(js, &back); err != nil || back.Target != r.Target || !back.Expires.Equal(r.Expires) {
+	if err := decodeV1(js, &back); err != nil || back.Target != r.Target || !back.Expires.Equal(r.Expires) {
 		t.Fatalf("record round trip: %+v %v", back, err)
 	}
 	old := `{"call_id":"c","local_tag":"l","remote_tag":"r","local_uri":"sip:a@x","remote_uri":"sip:w@x","target":"sip:w@h","remote_cseq":1,"transport":"UDP","source":"127.0.0.1:5070","contact":"<sip:rb@h>","package":"reg","event":"reg","aor":"sip:a@x","expires":"2026-12-07T04:00:00Z"}`
-	if err := decodeRecord([]byte(old), &back); err != nil || back.CallID != "c" || back.Contact != "<sip:rb@h>" {
+	if err := decodeV1([]byte(old), &back); err != nil || back.CallID != "c" || back.Contact != "<sip:rb@h>" {
 		t.Fatalf("record without v: %+v %v", back, err)
 	}
-	if err := decodeRecord([]byte(`{"v":9}`), &back); err == nil {
+	if err := decodeV1([]byte(`{"v":9}`), &back); err == nil {
 		t.Error("record of format 9 read")
 	}
 	w := Watcher{ID: "w1", Package: "reg", AOR: "sip:a@x", URI: "sip:w@x", Since: time.Unix(1, 0).UTC(), Expires: time.Unix(2, 0).UTC()}
-	js, err = encodeWatcher(&w)
+	js, err = encodeV1(&w)
 	if err != nil || !strings.HasPrefix(string(js), `{"v":1,"id":"w1"`) {
 		t.Fatalf("watcher %s %v", js, err)
 	}
 	var wb Watcher
-	if err := decodeWatcher(js, &wb); err != nil || wb != w {
+	if err := decodeV1(js, &wb); err != nil || wb != w {
 		t.Fatalf("watcher round trip: %+v %v", wb, err)
 	}
-	if err := decodeWatcher([]byte(`{"id":"w2","package":"reg","aor":"sip:a@x","uri":"sip:w@x","since":"2026-12-07T03:00:00Z","expires":"2026-12-07T04:00:00Z"}`), &wb); err != nil || wb.ID != "w2" {
+	if err := decodeV1([]byte(`{"id":"w2","package":"reg","aor":"sip:a@x","uri":"sip:w@x","since":"2026-12-07T03:00:00Z","expires":"2026-12-07T04:00:00Z"}`), &wb); err != nil || wb.ID != "w2" {
 		t.Fatalf("watcher without v: %+v %v", wb, err)
 	}
 }

@@ -64,17 +64,10 @@ func AppendReginfo(dst []byte, doc Document, now time.Time) []byte {
 	if hasInstance(doc.Registrations) {
 		dst = append(dst, ` xmlns:gr="`+nsGruuinfo+`"`...)
 	}
-	dst = append(dst, ` version="`...)
-	dst = strconv.AppendUint(dst, uint64(doc.Version), 10)
-	if doc.Full {
-		dst = append(dst, `" state="full"`...)
-	} else {
-		dst = append(dst, `" state="partial"`...)
-	}
+	dst = appendVersionState(dst, doc.Version, doc.Full, len(doc.Registrations) == 0)
 	if len(doc.Registrations) == 0 {
-		return append(dst, "/>\n"...)
+		return dst
 	}
-	dst = append(dst, ">\n"...)
 	for i := range doc.Registrations {
 		dst = appendRegistration(dst, &doc.Registrations[i], doc.BasicEvents, now)
 	}
