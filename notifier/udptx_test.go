@@ -296,7 +296,7 @@ func BenchmarkNotifyConstruction(b *testing.B) {
 	}
 	sock := &udpSocket{local: netip.MustParseAddrPort("192.0.2.1:5065")}
 	prefix := newUDPTxs().prefix
-	body := AppendReginfo(nil, benchReginfoDocs()["partial-1-contact"], renderNow)
+	body := benchReginfoBody()
 	var wire []byte
 	b.ReportAllocs()
 	for b.Loop() {

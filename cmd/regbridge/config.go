@@ -20,7 +20,7 @@ import (
 	"github.com/regbridge/regbridge/notifier/digest"
 	"github.com/regbridge/regbridge/notifier/limit"
 	"github.com/regbridge/regbridge/notifier/policy"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // envPrefix namespaces every variable regbridge reads.

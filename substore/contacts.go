@@ -24,8 +24,9 @@ func (r *Redis) WriteContacts(ctx context.Context, upserts []source.Contact, del
 		const chunk = 500
 		for i := 0; i < len(upserts); i += chunk {
 			args := make([]any, 0, 2*chunk)
-			for _, c := range upserts[i:min(i+chunk, len(upserts))] {
-				js, err := json.Marshal(c)
+			for j := range upserts[i:min(i+chunk, len(upserts))] {
+				c := &upserts[i+j]
+				js, err := json.Marshal(contactRecordOf(c))
 				if err != nil {
 					return err
 				}
@@ -45,7 +46,7 @@ func (r *Redis) WriteContacts(ctx context.Context, upserts []source.Contact, del
 }
 
 // LoadContacts reads the recorded contacts (the bridge's baseline at
-// start-up).
+// start-up), in the current format or the one before it.
 func (r *Redis) LoadContacts(ctx context.Context) ([]source.Contact, error) {
 	var out []source.Contact
 	var cursor uint64
@@ -56,9 +57,9 @@ func (r *Redis) LoadContacts(ctx context.Context) ([]source.Contact, error) {
 			return nil, fmt.Errorf("reading contact state: %w", err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
-			var c source.Contact
-			if err := json.Unmarshal([]byte(kv[i+1]), &c); err != nil || c.Key != kv[i] {
-				r.log.Warn("skipping unreadable contact state", "key", kv[i])
+			c, err := decodeContact([]byte(kv[i+1]))
+			if err != nil || c.Key != kv[i] {
+				r.log.Warn("skipping unreadable contact state", "key", kv[i], "err", err)
 				continue
 			}
 			out = append(out, c)

@@ -2,7 +2,6 @@ package substore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -186,7 +185,7 @@ func watcherTTL(w Watcher) int64 {
 
 // AddWatcher records a new watcher and signals it to every instance.
 func (r *Redis) AddWatcher(ctx context.Context, w Watcher) error {
-	js, err := json.Marshal(w)
+	js, err := encodeV1(&w)
 	if err != nil {
 		return fmt.Errorf("recording watcher: %w", err)
 	}
@@ -202,7 +201,7 @@ func (r *Redis) AddWatcher(ctx context.Context, w Watcher) error {
 // RefreshWatcher records a watcher's new expiry (no signal: its status
 // did not change).
 func (r *Redis) RefreshWatcher(ctx context.Context, w Watcher) error {
-	js, err := json.Marshal(w)
+	js, err := encodeV1(&w)
 	if err != nil {
 		return fmt.Errorf("refreshing watcher: %w", err)
 	}
@@ -241,7 +240,7 @@ func (r *Redis) ListWatchers(ctx context.Context, aor string) ([]Watcher, uint64
 	for i := 0; i+1 < len(flat); i += 2 {
 		js, _ := flat[i+1].(string)
 		var w Watcher
-		if err := json.Unmarshal([]byte(js), &w); err != nil {
+		if err := decodeV1([]byte(js), &w); err != nil {
 			r.log.Warn("skipping unreadable watcher", "aor", aor, "err", err)
 			continue
 		}
@@ -328,7 +327,7 @@ func decodeChange(payload string) (WatcherChange, error) {
 		return WatcherChange{}, fmt.Errorf("sequence %q: %w", seqText, err)
 	}
 	c := WatcherChange{Ended: ended, Seq: seq}
-	if err := json.Unmarshal([]byte(js), &c.Watcher); err != nil {
+	if err := decodeV1([]byte(js), &c.Watcher); err != nil {
 		return WatcherChange{}, err
 	}
 	return c, nil

@@ -1,4 +1,4 @@
-package notifier
+package render
 
 // Rendering of application/reginfo+xml documents: RFC 3680 section 5
 // (document rules 5.1, schema 5.4) with the RFC 5628 gruuinfo extension
@@ -38,7 +38,8 @@ type Document struct {
 	// partial document each holds only its changed contacts.
 	Registrations []bridge.Registration
 	// BasicEvents renders each contact event as the nearest one a watcher
-	// knowing only the basic events understands (compat.go).
+	// knowing only the basic events understands (basicEvent; which watchers
+	// get them is notifier configuration).
 	BasicEvents bool
 }
 
@@ -63,17 +64,10 @@ func AppendReginfo(dst []byte, doc Document, now time.Time) []byte {
 	if hasInstance(doc.Registrations) {
 		dst = append(dst, ` xmlns:gr="`+nsGruuinfo+`"`...)
 	}
-	dst = append(dst, ` version="`...)
-	dst = strconv.AppendUint(dst, uint64(doc.Version), 10)
-	if doc.Full {
-		dst = append(dst, `" state="full"`...)
-	} else {
-		dst = append(dst, `" state="partial"`...)
-	}
+	dst = appendVersionState(dst, doc.Version, doc.Full, len(doc.Registrations) == 0)
 	if len(doc.Registrations) == 0 {
-		return append(dst, "/>\n"...)
+		return dst
 	}
-	dst = append(dst, ">\n"...)
 	for i := range doc.Registrations {
 		dst = appendRegistration(dst, &doc.Registrations[i], doc.BasicEvents, now)
 	}
@@ -263,4 +257,20 @@ func grSafe(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// basicEvent is the event a watcher that knows only the basic contact
+// events (Document.BasicEvents) gets for ev: the one it knows
+// that leaves its copy of the binding in the same state. A shortened
+// binding is still active with a new expiry (as after a refresh); one
+// ended by the registrar or an operator is gone (as after an
+// un-REGISTER).
+func basicEvent(ev bridge.Event) bridge.Event {
+	switch ev {
+	case bridge.EventShortened:
+		return bridge.EventRefreshed
+	case bridge.EventDeactivated, bridge.EventProbation, bridge.EventRejected:
+		return bridge.EventUnregistered
+	}
+	return ev
 }

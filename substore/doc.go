@@ -13,6 +13,12 @@
 // claimed in bounded batches by the live ones.
 //
 // Memory is the single-process store; Redis is the shared one. The same
-// Redis also holds the bridge's last known contacts (contacts.go), the
-// baseline a restarted instance diffs its first snapshot against.
+// Redis also holds the bridge's last known contacts (contacts.go, a
+// bridge.StateWriter), the baseline a restarted instance diffs its first
+// snapshot against. substore therefore serves two layers: the bridge
+// (the contacts record) and the notifier (subscriptions, leases,
+// watchers); it imports neither, and only source of the layers before.
+//
+// Every value is stored in a JSON format of this package's own types,
+// with a format version (format.go), so a deployment upgrades in place.
 package substore

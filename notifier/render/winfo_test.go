@@ -1,4 +1,4 @@
-package notifier
+package render
 
 import (
 	"bytes"
@@ -8,8 +8,6 @@ import (
 
 	"github.com/regbridge/regbridge/notifier/siptest"
 )
-
-const schemaWatcherinfo = "watcherinfo.xsd"
 
 func bobWatcher(mod ...func(*WatcherEntry)) WatcherEntry {
 	w := WatcherEntry{
@@ -43,7 +41,7 @@ func TestAppendWatcherinfoGolden(t *testing.T) {
 		{"winfo-full-empty", WatcherDoc{Version: 0, Full: true, Lists: list()}},
 		{"winfo-partial-active", WatcherDoc{Version: 1, Lists: list(carol)}},
 		{"winfo-partial-terminated", WatcherDoc{Version: 2, Lists: list(bobWatcher(func(w *WatcherEntry) {
-			w.Status, w.Event = WatcherTerminated, WatcherEvent(ReasonTimeout)
+			w.Status, w.Event = WatcherTerminated, WatcherEvent("timeout")
 		}))}},
 		{"winfo-presence", WatcherDoc{Version: 7, Full: true, Lists: []WatcherList{{Resource: testAOR, Package: "presence", Watchers: []WatcherEntry{carol}}}}},
 		{"winfo-hostile", WatcherDoc{Version: 3, Lists: []WatcherList{{Resource: hostileAOR, Package: "reg", Watchers: []WatcherEntry{

@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"net/url"
@@ -8,9 +8,9 @@ import (
 	"github.com/regbridge/regbridge/notifier"
 )
 
-// listenTransports are the transports of the SIP listeners, lower case
-// as in the metrics' transport label.
-func listenTransports(ls notifier.ListenAddrs) []string {
+// Transports are the transports of the SIP listeners, lower case as in
+// the metrics' transport label.
+func Transports(ls notifier.ListenAddrs) []string {
 	var out []string
 	for _, l := range ls {
 		if t := strings.ToLower(l.Network); !slices.Contains(out, t) {
@@ -20,9 +20,9 @@ func listenTransports(ls notifier.ListenAddrs) []string {
 	return out
 }
 
-// sourceScheme is REGBRIDGE_SOURCE's scheme (never its credentials), the
+// SourceScheme is REGBRIDGE_SOURCE's scheme (never its credentials), the
 // scheme label of regbridge_source_info.
-func sourceScheme(raw string) string {
+func SourceScheme(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package notifier
+package render
 
 // Allocation, benchmark and fuzz tests of the reginfo renderer.
 

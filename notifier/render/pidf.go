@@ -1,4 +1,4 @@
-package notifier
+package render
 
 // Rendering of application/pidf+xml documents (RFC 3863) derived from
 // registration state, as RFC 3680 section 3.2 suggests a presence server

@@ -1,4 +1,4 @@
-package notifier
+package render
 
 // Rendering of application/watcherinfo+xml documents: RFC 3858 (format,
 // schema section 4) for the watcher information template package of RFC
@@ -71,17 +71,11 @@ type WatcherDoc struct {
 // escaped: watcher URIs and display names come from strangers' SUBSCRIBEs.
 func AppendWatcherinfo(dst []byte, doc WatcherDoc, now time.Time) []byte {
 	dst = append(dst, xmlDecl...)
-	dst = append(dst, `<watcherinfo xmlns="`+nsWatcherinfo+`" version="`...)
-	dst = strconv.AppendUint(dst, uint64(doc.Version), 10)
-	if doc.Full {
-		dst = append(dst, `" state="full"`...)
-	} else {
-		dst = append(dst, `" state="partial"`...)
-	}
+	dst = append(dst, `<watcherinfo xmlns="`+nsWatcherinfo+`"`...)
+	dst = appendVersionState(dst, doc.Version, doc.Full, len(doc.Lists) == 0)
 	if len(doc.Lists) == 0 {
-		return append(dst, "/>\n"...)
+		return dst
 	}
-	dst = append(dst, ">\n"...)
 	for i := range doc.Lists {
 		dst = appendWatcherList(dst, &doc.Lists[i], now)
 	}

@@ -2,7 +2,6 @@ package substore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,7 +93,7 @@ return 1
 // Save stores rec as owned by this instance. create makes a new record
 // (with rec's counters); otherwise the record must exist and be ours.
 func (r *Redis) Save(ctx context.Context, rec *Record, create bool) error {
-	js, err := json.Marshal(rec)
+	js, err := encodeV1(rec)
 	if err != nil {
 		return fmt.Errorf("encoding subscription: %w", err)
 	}
@@ -190,7 +189,7 @@ func decode(id string, m map[string]string) (*Record, error) {
 		return nil, ErrNotFound
 	}
 	rec := &Record{}
-	if err := json.Unmarshal([]byte(js), rec); err != nil {
+	if err := decodeV1([]byte(js), rec); err != nil {
 		return nil, fmt.Errorf("decoding subscription %q: %w", id, err)
 	}
 	rec.ID = id

@@ -1,80 +1,25 @@
-package notifier
+package render
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 )
 
-// Schema validation with xmllint (libxml2) against the RFC schemas copied to
-// testdata/schema. xmllint runs offline (--nonet); catalog.xml maps the
-// w3.org xml.xsd the RFC schemas import to a local stand-in.
-
+// Schema names used by the rendering tests (files in testdata/schema).
 const (
-	schemaDir = "../testdata/schema"
-	// schemaReginfo loads reginfo.xsd (RFC 3680 5.4) and gruuinfo.xsd
-	// (RFC 5628 9) together, so gr:pub-gruu is checked rather than skipped
-	// by reginfo's lax wildcard.
-	schemaReginfo = "reginfo-with-gruuinfo.xsd"
-	schemaPIDF    = "pidf.xsd"
-
-	// xmllintInvalid is xmllint's exit status for "document does not
-	// validate" (XMLLINT_ERR_VALID); a schema that does not compile exits
-	// with 5 and an unreadable document with 1 or 4.
-	xmllintInvalid = 3
+	schemaReginfo     = xmlcheck.Reginfo
+	schemaPIDF        = xmlcheck.PIDF
+	schemaWatcherinfo = xmlcheck.Watcherinfo
 )
 
-// lookXMLLint returns the path of xmllint, or skips the test (fails it when
-// CI is set, where schema validation must not silently disappear).
-func lookXMLLint(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("xmllint")
-	if err != nil {
-		const msg = "xmllint not found: install libxml2-utils (Debian/Ubuntu) or libxml2 to run the XML schema checks"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + " (required when CI is set)")
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
-// runXMLLint validates doc against schema (a file in testdata/schema) and
-// returns xmllint's output and exit status (0 when doc is valid).
-func runXMLLint(t *testing.T, schema string, doc []byte) (string, int) {
-	t.Helper()
-	bin := lookXMLLint(t)
-	dir, err := filepath.Abs(schemaDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), bin, "--nonet", "--noout", "--schema", filepath.Join(dir, schema), "-")
-	cmd.Env = append(os.Environ(), "XML_CATALOG_FILES="+filepath.Join(dir, "catalog.xml"))
-	cmd.Stdin = bytes.NewReader(doc)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case errors.As(err, &exit):
-		return string(out), exit.ExitCode()
-	default:
-		t.Fatalf("running xmllint: %v", err)
-		return "", -1
-	}
-}
-
-// validateXML fails t unless doc is valid against schema, a file name in
-// testdata/schema (schemaReginfo or schemaPIDF).
+// validateXML fails t unless doc is valid against schema.
 func validateXML(t *testing.T, schema string, doc []byte) {
 	t.Helper()
-	if out, code := runXMLLint(t, schema, doc); code != 0 {
-		t.Errorf("xmllint --schema %s: exit status %d\n%s\ndocument:\n%s", schema, code, out, doc)
-	}
+	xmlcheck.Validate(t, schema, doc)
 }
 
 // TestSchemaHarness proves the harness can fail: the negative fixtures
@@ -137,12 +82,12 @@ func TestSchemaHarness(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, code := runXMLLint(t, tt.schema, tt.doc)
+			out, code := xmlcheck.Run(t, tt.schema, tt.doc)
 			switch {
 			case tt.valid && code != 0:
 				t.Errorf("valid document rejected (exit status %d):\n%s", code, out)
-			case !tt.valid && code != xmllintInvalid:
-				t.Errorf("invalid document: exit status %d, want %d (invalid):\n%s", code, xmllintInvalid, out)
+			case !tt.valid && code != xmlcheck.Invalid:
+				t.Errorf("invalid document: exit status %d, want %d (invalid):\n%s", code, xmlcheck.Invalid, out)
 			case !tt.valid && !strings.Contains(out, "Schemas validity error"):
 				t.Errorf("invalid document rejected without a schema validity error:\n%s", out)
 			}
@@ -181,7 +126,7 @@ func TestGoldenFilesValidate(t *testing.T) {
 
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(schemaDir, name))
+	b, err := os.ReadFile(filepath.Join(xmlcheck.SchemaDir(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}
