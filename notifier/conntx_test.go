@@ -1,0 +1,217 @@
+package notifier
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/source"
+)
+
+// TestConnTxOnSubscriberConnection: over TCP and TLS a NOTIFY on the
+// subscriber's connection carries our Via (its transport, our branch
+// prefix); the 200 OK is taken by the lean transaction, not by sipgo (the
+// subscription goes on), and a SUBSCRIBE on the same connection still
+// reaches the handler.
+func TestConnTxOnSubscriberConnection(t *testing.T) {
+	pki := siptest.NewPKI(t)
+	h := newHarness(t, Config{
+		Listen:  ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}, {"tls", "127.0.0.1:0"}},
+		TLSCert: pki.CertFile, TLSKey: pki.KeyFile,
+	}, tAlice)
+	for _, network := range []string{"tcp", "tls"} {
+		t.Run(network, func(t *testing.T) {
+			p := siptest.New(t, network, h.addr(network), siptest.WithTLS(pki.ClientConfig(false)))
+			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
+				t.Fatalf("SUBSCRIBE: %d %s", res.StatusCode, res.Reason)
+			}
+			n := next(t, p)
+			p.Check(n, 0, "full", "active;expires=")
+			v := n.Req.Via()
+			if want := strings.ToUpper(network); v == nil || v.Transport != want || !strings.HasPrefix(v.Params.GetOr("branch", ""), h.n.udpTxs.prefix) {
+				t.Fatalf("NOTIFY Via %v, want %s with branch prefix %s", v, want, h.n.udpTxs.prefix)
+			}
+			c2 := tAlice
+			c2.Key, c2.URI, c2.CallID = "uloc-ctx-"+network, "sip:alice@192.0.2.30", "ctx-"+network
+			h.br.Apply(t.Context(), source.Batch{Contacts: []source.Contact{c2}})
+			p.Check(next(t, p), 1, "partial", "active;expires=")
+			res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0"))
+			if res.StatusCode != 200 {
+				t.Fatalf("unsubscribe: %d", res.StatusCode)
+			}
+			p.Check(next(t, p), 2, "full", "terminated;reason=timeout")
+		})
+	}
+}
+
+// connPair is a streamConn over one end of a loopback TCP connection and
+// the other end, as the peer.
+func connPair(t *testing.T) (*streamConn, net.Conn, *udpTxs) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	txs := newUDPTxs()
+	conns := &streamConns{}
+	sc := newStreamConn(c, "TCP", txs, conns)
+	conns.add(sc)
+	t.Cleanup(func() { sc.Close(); peer.Close() })
+	return sc, peer, txs
+}
+
+// TestStreamConnFraming: what the peer sends reaches sipgo's reader byte
+// for byte, minus the responses to our transactions, however TCP cuts
+// the stream; a double CRLF keep-alive is read on its own.
+func TestStreamConnFraming(t *testing.T) {
+	sc, peer, txs := connPair(t)
+	tx := txs.begin()
+	defer txs.end(tx)
+	subscribe := "SUBSCRIBE sip:a@x SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKs1\r\nContent-Length: 5\r\n\r\nhello"
+	foreign := "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKother\r\nl: 0\r\n\r\n"
+	ours := fmt.Sprintf("SIP/2.0 200 OK\r\nv: SIP/2.0/TCP 127.0.0.1:5060;branch=%s%x\r\nContent-Length: 0\r\n\r\n", txs.prefix, tx.id)
+	stream := "\r\n\r\n" + subscribe + ours + foreign
+	go func() {
+		for i := 0; i < len(stream); i += 7 { // cut mid-line
+			peer.Write([]byte(stream[i:min(i+7, len(stream))]))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	first := make([]byte, 100)
+	k, err := sc.Read(first)
+	if err != nil || string(first[:k]) != "\r\n" && string(first[:k]) != "\r\n\r\n" {
+		t.Fatalf("first read %q, %v: want the keep-alive alone", first[:k], err)
+	}
+	want := strings.TrimPrefix(stream[k:], "\r\n")
+	want = strings.Replace(want, ours, "", 1)
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 16)
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < len(want) {
+		k, err := sc.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			t.Fatalf("read: %v after %q", err, got)
+		}
+	}
+	if string(got) != want {
+		t.Errorf("sipgo read %q, want %q", got, want)
+	}
+	select {
+	case res := <-tx.res:
+		if res.StatusCode != 200 {
+			t.Errorf("transaction got %d", res.StatusCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("our 200 OK never reached the transaction")
+	}
+}
+
+// TestStreamConnBatchedWrites: NOTIFYs written at once from many
+// goroutines all arrive whole, none interleaved with another.
+func TestStreamConnBatchedWrites(t *testing.T) {
+	sc, peer, _ := connPair(t)
+	const writers, each = 16, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%50))
+				if err := sc.write([]byte(msg)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		done <- b
+	}()
+	wg.Wait()
+	sc.Close()
+	got := <-done
+	seen := 0
+	for len(got) > 0 {
+		end := bytes.IndexByte(got, '>')
+		if got[0] != '<' || end < 0 {
+			t.Fatalf("interleaved at %q", got[:min(40, len(got))])
+		}
+		seen++
+		got = got[end+1:]
+	}
+	if seen != writers*each {
+		t.Errorf("%d messages arrived, want %d", seen, writers*each)
+	}
+}
+
+// TestConnTxConnectionLost: a transaction whose connection closes ends at
+// once with errConnectionLost, not at Timer F, and the connection is
+// forgotten, so the next NOTIFY goes through sipgo (to the Contact).
+func TestConnTxConnectionLost(t *testing.T) {
+	sc, peer, txs := connPair(t)
+	n := &Notifier{udpTxs: txs, lean: true}
+	out := make(chan error, 1)
+	go func() {
+		_, err := n.roundTrip(t.Context(), sc, "127.0.0.1:5060", 0, func(b []byte, v via) []byte {
+			return append(b, "NOTIFY sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n"...)
+		})
+		out <- err
+	}()
+	buf := make([]byte, 100)
+	if _, err := peer.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	sc.Close()
+	select {
+	case err := <-out:
+		if !errors.Is(err, errConnectionLost) {
+			t.Errorf("err %v, want errConnectionLost", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("transaction still waiting after its connection closed")
+	}
+	if sc.conns.get("TCP", sc.RemoteAddr().String()) != nil {
+		t.Error("closed connection still registered")
+	}
+}
+
+func TestFrameContentLength(t *testing.T) {
+	tests := []struct {
+		hdr  string
+		want int
+		ok   bool
+	}{
+		{"SIP/2.0 200 OK\r\nContent-Length: 12\r\n\r\n", 12, true},
+		{"SIP/2.0 200 OK\r\ncontent-length:0\r\n\r\n", 0, true},
+		{"SIP/2.0 200 OK\r\nl : 3\r\n\r\n", 3, true},
+		{"SIP/2.0 200 OK\r\nCall-ID: l\r\n\r\n", 0, false},
+		{"SIP/2.0 200 OK\r\nContent-Length: -1\r\n\r\n", 0, false},
+		{"SIP/2.0 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := frameContentLength([]byte(tt.hdr))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%q: %d %v, want %d %v", tt.hdr, got, ok, tt.want, tt.ok)
+		}
+	}
+}
