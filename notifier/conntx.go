@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // NOTIFYs over a TCP or TLS connection a subscriber opened run the same
@@ -203,7 +206,12 @@ func (c *streamConn) write(b []byte) error {
 		out := c.pending
 		c.pending = c.spare[:0]
 		c.wmu.Unlock()
-		_, err := c.Conn.Write(out)
+		// A subscriber that takes no bytes for Timer F is gone: the
+		// write fails, the connection closes, and its transactions end.
+		err := c.Conn.SetWriteDeadline(time.Now().Add(sip.Timer_F))
+		if err == nil {
+			_, err = c.Conn.Write(out)
+		}
 		c.wmu.Lock()
 		if cap(out) <= 4*streamReadSize {
 			c.spare = out[:0]
