@@ -57,23 +57,31 @@ func TestConnTxOnSubscriberConnection(t *testing.T) {
 	}
 }
 
+// loopbackTCP is both ends of a TCP connection on 127.0.0.1: the
+// accepted one and the dialling one.
+func loopbackTCP(tb testing.TB) (accepted, dialled net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	dialled, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	accepted, err = ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return accepted, dialled
+}
+
 // connPair is a streamConn over one end of a loopback TCP connection and
 // the other end, as the peer.
 func connPair(t *testing.T) (*streamConn, net.Conn, *udpTxs) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, peer := loopbackTCP(t)
 	txs := newUDPTxs()
 	conns := &streamConns{}
 	sc := newStreamConn(c, "TCP", txs, conns)
@@ -363,19 +371,7 @@ func benchUDPFlow(b *testing.B, txs *udpTxs) flow {
 // wraps it, with sipgo's reader replaced by one that discards, and the
 // peer at the other end answering every NOTIFY, one write per read.
 func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI) flow {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, peer := loopbackTCP(b)
 	proto := "TCP"
 	if network == "tls" {
 		proto = "TLS"
