@@ -314,7 +314,7 @@ func (c *streamConn) frame() {
 		hend += 4
 		clen, ok := frameContentLength(data[:hend])
 		if !ok {
-			c.pass = -1 // no framing to rely on: sipgo decides
+			c.pass = -1 // no framing to rely on: sipgo decides (it closes the connection)
 			continue
 		}
 		if !c.txs.ours(data[:hend]) {

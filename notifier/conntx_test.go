@@ -137,6 +137,35 @@ func TestStreamConnFraming(t *testing.T) {
 	}
 }
 
+// TestStreamConnUnframed: a message without Content-Length cannot be
+// framed; from there on every byte goes to sipgo as read, responses of
+// ours included, and sipgo decides (it refuses such a message, RFC 3261
+// 7.5, and closes the connection, which ends our transactions on it).
+func TestStreamConnUnframed(t *testing.T) {
+	sc, peer, txs := connPair(t)
+	tx := txs.begin()
+	defer txs.end(tx)
+	bare := "OPTIONS sip:a@x SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKo1\r\n\r\n"
+	ours := fmt.Sprintf("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=%s%x\r\nContent-Length: 0\r\n\r\n", txs.prefix, tx.id)
+	if _, err := peer.Write([]byte(bare + ours)); err != nil {
+		t.Fatal(err)
+	}
+	want := bare + ours
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 64)
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < len(want) {
+		k, err := sc.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			t.Fatalf("read: %v after %q", err, got)
+		}
+	}
+	if string(got) != want {
+		t.Errorf("sipgo read %q, want %q", got, want)
+	}
+}
+
 // TestStreamConnBatchedWrites: NOTIFYs written at once from many
 // goroutines all arrive whole, none interleaved with another.
 func TestStreamConnBatchedWrites(t *testing.T) {
