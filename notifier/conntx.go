@@ -288,8 +288,7 @@ func (c *streamConn) frame() {
 				k = min(k, c.pass)
 				c.pass -= k
 			}
-			c.w += copy(c.buf[c.w:], c.buf[c.r:c.r+k])
-			c.r += k
+			c.keep(k)
 			continue
 		}
 		data := c.buf[c.r:c.e]
@@ -303,8 +302,7 @@ func (c *streamConn) frame() {
 			for k < len(data) && k < 4 && (data[k] == '\r' || data[k] == '\n') {
 				k++
 			}
-			c.w += copy(c.buf[c.w:], data[:k])
-			c.r += k
+			c.keep(k)
 			return
 		}
 		hend := bytes.Index(data, []byte("\r\n\r\n"))
@@ -327,6 +325,15 @@ func (c *streamConn) frame() {
 		c.txs.consume(data[:hend+clen])
 		c.r += hend + clen
 	}
+}
+
+// keep moves the next k unframed bytes to what sipgo reads.
+func (c *streamConn) keep(k int) {
+	if c.w != c.r { // else they are in place already
+		copy(c.buf[c.w:], c.buf[c.r:c.r+k])
+	}
+	c.w += k
+	c.r += k
 }
 
 // frameContentLength reads the Content-Length of a message header ("l" is

@@ -42,7 +42,8 @@ import (
 // transactions (conntx.go). Everything else (WebSocket, a destination that
 // needs DNS, a new connection) goes through sipgo's client.
 
-// udpTxs is the table of running UDP NOTIFY transactions.
+// udpTxs is the table of running lean NOTIFY transactions, over UDP and
+// over subscribers' connections (conntx.go) alike.
 type udpTxs struct {
 	prefix string // branch prefix: magic cookie, "rb", instance token, "."
 	next   atomic.Uint64
