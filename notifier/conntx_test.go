@@ -268,7 +268,7 @@ func TestFrameContentLength(t *testing.T) {
 // connection still costs, and every TCP or TLS NOTIFY did before).
 func BenchmarkNotifyTransaction(b *testing.B) {
 	pki := siptest.NewPKI(b)
-	body := AppendReginfo(nil, benchReginfoDocs()["partial-1-contact"], renderNow)
+	body := benchReginfoBody()
 	for _, name := range []string{"udp", "tcp", "tls", "tcp-sipgo", "tls-sipgo"} {
 		b.Run(name, func(b *testing.B) {
 			network, viaSipgo := strings.CutSuffix(name, "-sipgo")
