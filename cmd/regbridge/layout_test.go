@@ -16,8 +16,9 @@ var layers = []struct {
 }{
 	{"source", []string{"source", "source/"}},
 	// substore keeps the bridge's contacts record and the notifier's
-	// subscriptions; it imports only source.
-	{"bridge", []string{"bridge", "bridge/", "substore"}},
+	// subscriptions; it imports only source. partition spreads that
+	// state over Redis Cluster and records the bridge's contacts.
+	{"bridge", []string{"bridge", "bridge/", "substore", "partition"}},
 	{"notifier", []string{"notifier", "notifier/"}},
 	// metrics observes every part before it and serves cmd.
 	{"metrics", []string{"metrics"}},
@@ -35,6 +36,7 @@ var testHelpers = map[string]bool{
 	"source/sqlwatch/sqltest":  true,
 	"notifier/siptest":         true,
 	"notifier/render/xmlcheck": true,
+	"partition/clustertest":    true,
 }
 
 const modulePath = "github.com/regbridge/regbridge"
