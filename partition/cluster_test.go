@@ -20,15 +20,12 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// eventually polls cond every 20 ms for up to d.
+// eventually polls cond every 20 ms for up to d, and stops the test if
+// it never holds.
 func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitFor(t, d, cond, what) {
+		t.FailNow()
 	}
 }
 

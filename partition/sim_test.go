@@ -460,15 +460,17 @@ func testSim(t *testing.T, c *clustertest.Cluster, rdb *redis.ClusterClient) {
 	t.Logf("simulation: %d store changes; %d partial and %d full documents delivered, %d stale ones discarded", g.n, sm.rec.partial, sm.rec.full, sm.rec.stale)
 }
 
-// waitFor is eventually without stopping the test.
-func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
+// waitFor polls cond every 20 ms for up to d; if it never holds it
+// marks the test failed (going on) and returns false.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) bool {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Errorf("timed out waiting for %s", what)
-			return
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
