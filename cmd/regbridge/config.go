@@ -20,6 +20,7 @@ import (
 	"github.com/regbridge/regbridge/notifier/digest"
 	"github.com/regbridge/regbridge/notifier/limit"
 	"github.com/regbridge/regbridge/notifier/policy"
+	"github.com/regbridge/regbridge/partition"
 	"github.com/regbridge/regbridge/substore"
 )
 
@@ -55,6 +56,10 @@ type config struct {
 	API              httpapi.Config
 	Webhooks         feed.Config
 	State            substore.Config
+	// Partitions turns on the partitioned layout of docs/cluster.md: one
+	// instance at a time reads the store into per-partition Redis
+	// Streams, every instance follows them. Unset: off.
+	Partitions int `env:"PARTITIONS" desc:"with REGBRIDGE_STATE=redis:// only: the number of partitions (1 to 4096, fixed for a deployment); one instance at a time reads the store, the others follow it through Redis (see docs/cluster.md)"`
 }
 
 // loadConfig reads the configuration through l (the environment in main,
@@ -71,6 +76,10 @@ func loadConfig(ctx context.Context, l envconfig.Lookuper) (*config, error) {
 		Lookuper: envconfig.PrefixLookuper(envPrefix, l),
 	}); err != nil {
 		return nil, fmt.Errorf("%s", namedEnvError(err, l))
+	}
+	if v, ok := l.Lookup(envPrefix + "PARTITIONS"); ok && strings.TrimSpace(v) == "0" {
+		// 0 would read as unset: say so rather than run unpartitioned.
+		return nil, fmt.Errorf("REGBRIDGE_PARTITIONS: 0 is not 1 to %d; unset it to run without partitions", partition.MaxCount)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -136,7 +145,24 @@ func (c *config) validate() error {
 	if err := c.Webhooks.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.checkPartitions(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// checkPartitions: a count in range, and only over a redis:// state.
+func (c *config) checkPartitions() error {
+	if c.Partitions == 0 {
+		return nil
+	}
+	if c.Partitions < 1 || c.Partitions > partition.MaxCount {
+		return fmt.Errorf("REGBRIDGE_PARTITIONS: %d is not 1 to %d (%d suits most deployments)", c.Partitions, partition.MaxCount, partition.DefaultCount)
+	}
+	if !c.State.Shared() {
+		return fmt.Errorf("REGBRIDGE_PARTITIONS: needs REGBRIDGE_STATE=redis://...; set it, or unset REGBRIDGE_PARTITIONS")
+	}
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

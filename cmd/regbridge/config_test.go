@@ -32,6 +32,9 @@ func TestBadConfig(t *testing.T) {
 		{"auth nonce ttl (nested name, shared field name)", "REGBRIDGE_AUTH_NONCE_TTL", "forever", "REGBRIDGE_AUTH_NONCE_TTL"},
 		{"open networks", "REGBRIDGE_OPEN_NETWORKS", "10.0.0.0/99", "REGBRIDGE_OPEN_NETWORKS"},
 		{"limit rate", "REGBRIDGE_LIMIT_SOURCE_RATE", "fast", "REGBRIDGE_LIMIT_SOURCE_RATE"},
+		{"partitions without redis state", "REGBRIDGE_PARTITIONS", "16", "REGBRIDGE_PARTITIONS: needs REGBRIDGE_STATE=redis://"},
+		{"partitions not a number", "REGBRIDGE_PARTITIONS", "many", "REGBRIDGE_PARTITIONS"},
+		{"partitions zero", "REGBRIDGE_PARTITIONS", "0", "REGBRIDGE_PARTITIONS: 0 is not 1 to 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
