@@ -270,15 +270,50 @@ func TestClusterTakeover(t *testing.T) {
 
 	// The stream: registrations and de-registrations across the AORs;
 	// process i0 is killed half-way.
+	victim := procs[0]
+	var killAt time.Time
+	want := churn(t, db, aors, func() {
+		victim.cmd.Process.Signal(syscall.SIGKILL)
+		victim.cmd.Wait()
+		killAt = time.Now()
+	})
+	w.converge(subs, callOf, aorOf, want)
+	lease := time.Second
+	notifies, moved, gaps, maxTakeover := w.check(subs, callOf, owner, victim, killAt)
+	if moved == 0 {
+		t.Fatal("no subscription was taken over")
+	}
+	if maxTakeover > lease+lease/2+time.Second {
+		t.Errorf("takeover took %v, over the lease (%v) plus one round", maxTakeover, lease)
+	}
+
+	// Store cost: the survivors report their Redis round trips at exit.
+	var trips, sent uint64
+	re := regexp.MustCompile(`redis_round_trips=(\d+) notifies_sent=(\d+)`)
+	for _, p := range procs[1:] {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Wait()
+		if m := re.FindStringSubmatch(p.log.String()); m != nil {
+			a, _ := strconv.ParseUint(m[1], 10, 64)
+			b, _ := strconv.ParseUint(m[2], 10, 64)
+			trips, sent = trips+a, sent+b
+		}
+	}
+	t.Logf("%d subscriptions, %d NOTIFYs checked, %d taken over (%d of them skipping a version the killed instance took), slowest takeover %v after SIGKILL (lease %v); survivors: %d Redis round trips for %d NOTIFYs (%.2f per NOTIFY, heartbeats, takeover and contact state included)",
+		subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), lease, trips, sent, float64(trips)/float64(max(sent, 1)))
+}
+
+// churn writes 120 registrations and de-registrations across aors AORs
+// of the Kamailio location table in db, every contact URI new, calling
+// kill half-way, and returns the store's final state: AOR -> contact URI
+// -> CSeq.
+func churn(t *testing.T, db *sql.DB, aors int, kill func()) map[string]map[string]int {
+	t.Helper()
 	rnd := rand.New(rand.NewPCG(1, 2))
 	live := map[string]string{} // ruid -> aor
-	var killAt time.Time
-	victim := procs[0]
 	for step := range 120 {
 		if step == 60 {
-			victim.cmd.Process.Signal(syscall.SIGKILL)
-			victim.cmd.Wait()
-			killAt = time.Now()
+			kill()
 		}
 		u := rnd.IntN(aors)
 		ruid := fmt.Sprintf("r%d", step)
@@ -323,8 +358,13 @@ func TestClusterTakeover(t *testing.T) {
 		want[aor][c] = cseq
 	}
 	rows.Close()
+	return want
+}
 
-	// Converge: every subscription's view equals the store.
+// converge waits until every subscription's view equals want.
+func (w *watchers) converge(subs int, callOf, aorOf func(int) string, want map[string]map[string]int) {
+	t := w.t
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		bad := 0
@@ -336,19 +376,25 @@ func TestClusterTakeover(t *testing.T) {
 		}
 		w.mu.Unlock()
 		if bad == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d subscriptions never reached the store's state", bad)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
 
-	// Per subscription: versions, senders, takeover latency.
-	lease := time.Second
-	var maxTakeover time.Duration
-	notifies, moved, gaps := 0, 0, 0
+// check reads every subscription's record: versions in order without
+// gaps or duplicates (a full document after the takeover of a
+// subscription of victim, killed at killAt, may skip one), one sender
+// at a time and never the victim after its death. It returns the
+// NOTIFYs checked, the subscriptions taken over, the versions skipped
+// and the slowest takeover.
+func (w *watchers) check(subs int, callOf func(int) string, owner map[string]*proc, victim *proc, killAt time.Time) (notifies, moved, gaps int, maxTakeover time.Duration) {
+	t := w.t
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for i := range subs {
 		id := callOf(i)
 		list := w.log[id]
@@ -389,26 +435,5 @@ func TestClusterTakeover(t *testing.T) {
 			}
 		}
 	}
-	w.mu.Unlock()
-	if moved == 0 {
-		t.Fatal("no subscription was taken over")
-	}
-	if maxTakeover > lease+lease/2+time.Second {
-		t.Errorf("takeover took %v, over the lease (%v) plus one round", maxTakeover, lease)
-	}
-
-	// Store cost: the survivors report their Redis round trips at exit.
-	var trips, sent uint64
-	re := regexp.MustCompile(`redis_round_trips=(\d+) notifies_sent=(\d+)`)
-	for _, p := range procs[1:] {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.cmd.Wait()
-		if m := re.FindStringSubmatch(p.log.String()); m != nil {
-			a, _ := strconv.ParseUint(m[1], 10, 64)
-			b, _ := strconv.ParseUint(m[2], 10, 64)
-			trips, sent = trips+a, sent+b
-		}
-	}
-	t.Logf("%d subscriptions, %d NOTIFYs checked, %d taken over (%d of them skipping a version the killed instance took), slowest takeover %v after SIGKILL (lease %v); survivors: %d Redis round trips for %d NOTIFYs (%.2f per NOTIFY, heartbeats, takeover and contact state included)",
-		subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), lease, trips, sent, float64(trips)/float64(max(sent, 1)))
+	return notifies, moved, gaps, maxTakeover
 }

@@ -135,11 +135,24 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		return err
 	}
 	br.Subscribe(nt)
-	persist, closeState, err := newState(ctx, cfg.State, br, nt, log)
+	persist, closeState, err := newState(ctx, cfg.State, cfg.Partitions == 0, br, nt, log)
 	if err != nil {
 		return err
 	}
 	defer closeState()
+	// reader runs the source: directly, or under REGBRIDGE_PARTITIONS
+	// only while this instance holds the reader lease, every instance
+	// following the partitions' streams (partitions.go).
+	remover, _ := src.(source.Remover)
+	var reader runner = sourceRunner{src, br}
+	if cfg.Partitions > 0 {
+		pt, err := newPartitioned(cfg.State, cfg.Partitions, br, func() (source.Source, error) { return newSource(cfg, log) }, log)
+		if err != nil {
+			return err
+		}
+		defer pt.closer()
+		src, reader = pt.src, pt
+	}
 	guards, closeGuards, err := newGuards(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -164,7 +177,6 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	nt.SetObserver(m)
 	br.Subscribe(m)
 	metricsHandler := m.Handler()
-	remover, _ := src.(source.Remover)
 	api := httpapi.New(cfg.API, httpapi.Deps{
 		Registrations: br,
 		Ready:         br.Ready,
@@ -200,7 +212,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	log.Info("starting", "version", buildVersion(), "source", redactURL(cfg.Source),
 		"admin_token", cfg.API.AdminToken != "", "webhooks", hooks.Len())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return src.Run(gctx, br) })
+	g.Go(func() error { return reader.Run(gctx) })
 	g.Go(func() error { return br.Run(gctx) })
 	g.Go(func() error { return persist.Run(gctx) })
 	g.Go(func() error {

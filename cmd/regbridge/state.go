@@ -9,6 +9,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier"
+	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/substore"
 )
 
@@ -21,13 +22,24 @@ type noRun struct{}
 
 func (noRun) Run(ctx context.Context) error { <-ctx.Done(); return nil }
 
+// sourceRunner runs a source into a bridge.
+type sourceRunner struct {
+	src source.Source
+	br  *bridge.Bridge
+}
+
+func (r sourceRunner) Run(ctx context.Context) error { return r.src.Run(ctx, r.br) }
+
 // newState wires REGBRIDGE_STATE. memory: nothing to do. redis://: the
 // bridge starts from the contacts recorded by the last run (so the first
 // snapshot is diffed, not silent), a Persister keeps that record current,
 // and the notifier keeps its subscriptions in Redis and continues the
 // ones it owns, or those of dead instances when it is alone. Call it
 // before the source runs.
-func newState(ctx context.Context, cfg substore.Config, br *bridge.Bridge, nt *notifier.Notifier, log *slog.Logger) (runner, func(), error) {
+//
+// contacts false (REGBRIDGE_PARTITIONS) leaves the contacts record to the
+// partitions' state: only the subscriptions are kept here.
+func newState(ctx context.Context, cfg substore.Config, contacts bool, br *bridge.Bridge, nt *notifier.Notifier, log *slog.Logger) (runner, func(), error) {
 	if !cfg.Shared() {
 		return noRun{}, func() {}, nil
 	}
@@ -38,13 +50,16 @@ func newState(ctx context.Context, cfg substore.Config, br *bridge.Bridge, nt *n
 	rdb := redis.NewUniversalClient(opt)
 	id := cfg.ID()
 	st := substore.NewRedis(rdb, prefix, id, cfg.Lease, log)
-	contacts, err := st.LoadContacts(ctx)
-	if err != nil {
-		rdb.Close()
-		return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
+	var restored []source.Contact
+	if contacts {
+		var err error
+		if restored, err = st.LoadContacts(ctx); err != nil {
+			rdb.Close()
+			return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
+		}
 	}
-	if len(contacts) > 0 {
-		br.Restore(contacts)
+	if len(restored) > 0 {
+		br.Restore(restored)
 	}
 	nt.SetStore(st, cfg.Lease)
 	nt.SetWatcherStore(st) // watchers on every instance, for reg.winfo
@@ -52,9 +67,13 @@ func newState(ctx context.Context, cfg substore.Config, br *bridge.Bridge, nt *n
 		rdb.Close()
 		return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
 	}
-	p := bridge.NewPersister(br, st, log)
-	br.Subscribe(p)
-	log.Info("shared state", "instance", id, "lease", cfg.Lease, "restored_contacts", len(contacts))
+	var p runner = noRun{}
+	if contacts {
+		pers := bridge.NewPersister(br, st, log)
+		br.Subscribe(pers)
+		p = pers
+	}
+	log.Info("shared state", "instance", id, "lease", cfg.Lease, "restored_contacts", len(restored))
 	return p, func() {
 		// Read by the multi-instance test: store cost per NOTIFY.
 		log.Info("shared state closed", "redis_round_trips", st.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load())

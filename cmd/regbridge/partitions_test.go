@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/regbridge/regbridge/partition/clustertest"
+)
+
+// scrape reads the unlabelled samples of the named metrics from a
+// process's /metrics.
+func scrape(t *testing.T, p *proc, names ...string) map[string]float64 {
+	t.Helper()
+	res, err := http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(res.Body, 8<<20))
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		for _, n := range names {
+			if name == n {
+				out[n], _ = strconv.ParseFloat(val, 64)
+			}
+		}
+	}
+	return out
+}
+
+// pollRate is the store reads per second of each process over d, from
+// regbridge_source_polls_total.
+func pollRate(t *testing.T, procs []*proc, d time.Duration) []float64 {
+	t.Helper()
+	before := make([]float64, len(procs))
+	for i, p := range procs {
+		before[i] = scrape(t, p, "regbridge_source_polls_total")["regbridge_source_polls_total"]
+	}
+	time.Sleep(d)
+	out := make([]float64, len(procs))
+	for i, p := range procs {
+		out[i] = (scrape(t, p, "regbridge_source_polls_total")["regbridge_source_polls_total"] - before[i]) / d.Seconds()
+	}
+	return out
+}
+
+// readerStarts returns when each "reading the store" line of a process's
+// log was written.
+func readerStarts(p *proc) []time.Time {
+	var out []time.Time
+	re := regexp.MustCompile(`time=(\S+) level=INFO msg="reading the store"`)
+	for _, m := range re.FindAllStringSubmatch(p.log.String(), -1) {
+		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			out = append(out, at)
+		}
+	}
+	return out
+}
+
+// TestClusterPartitionsReadOnce: three processes with
+// REGBRIDGE_PARTITIONS over one SQLite store and a local Redis Cluster.
+// Only the instance holding the reader lease reads the store; every
+// instance feeds its bridge from the partitions' streams. The reading
+// instance is SIGKILLed mid-stream: another one takes the lease and
+// continues, and the subscriber side checks every subscription's
+// versions in order, every change announced once, and a final state
+// equal to the store's.
+func TestClusterPartitionsReadOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three processes and a Redis Cluster")
+	}
+	rc := clustertest.Start(t)
+	state := "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=rbt"
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "regbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dbPath := filepath.Join(dir, "location.db")
+	src := "kamailio+sqlite://" + dbPath + "?create=true"
+	parts := "REGBRIDGE_PARTITIONS=16"
+	procs := []*proc{startProc(t, bin, src, state, "i0", parts)}
+	one := pollRate(t, procs, 2*time.Second)
+	procs = append(procs, startProc(t, bin, src, state, "i1", parts), startProc(t, bin, src, state, "i2", parts))
+	three := pollRate(t, procs, 2*time.Second)
+	readers, total := 0, 0.0
+	for _, r := range three {
+		total += r
+		if r > 0 {
+			readers++
+		}
+	}
+	if readers != 1 {
+		t.Fatalf("store reads/s per instance %v: want exactly one instance reading", three)
+	}
+	var reader *proc
+	for i, r := range three {
+		if r > 0 {
+			reader = procs[i]
+		}
+	}
+
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	defer db.Close()
+
+	const subs, aors = 300, 30
+	w := newWatchers(t, 4)
+	aorOf := func(i int) string { return fmt.Sprintf("sip:u%d@example.com", i%aors) }
+	callOf := func(i int) string { return fmt.Sprintf("pt-%d", i) }
+	owner := w.subscribeAll(subs, procs, callOf, aorOf)
+
+	var killAt time.Time
+	want := churn(t, db, aors, func() {
+		reader.cmd.Process.Signal(syscall.SIGKILL)
+		reader.cmd.Wait()
+		killAt = time.Now()
+	})
+	w.converge(subs, callOf, aorOf, want)
+	notifies, moved, gaps, maxTakeover := w.check(subs, callOf, owner, reader, killAt)
+
+	// Every change once: each contact URI is new, so a partial NOTIFY
+	// names it active at most once and terminated at most once.
+	w.mu.Lock()
+	for i := range subs {
+		seen := map[string]bool{}
+		for _, n := range w.log[callOf(i)] {
+			if n.retrans || n.doc.State == "full" || len(n.doc.Registrations) == 0 {
+				continue
+			}
+			for _, c := range n.doc.Registrations[0].Contacts {
+				k := c.URI + " " + c.State
+				if seen[k] {
+					t.Errorf("%s: %s announced %s twice", callOf(i), c.URI, c.State)
+				}
+				seen[k] = true
+			}
+		}
+	}
+	w.mu.Unlock()
+
+	// The new reader: one survivor, and when it started reading.
+	var survivors []*proc
+	var took time.Duration
+	for _, p := range procs {
+		if p == reader {
+			continue
+		}
+		survivors = append(survivors, p)
+		for _, at := range readerStarts(p) {
+			if at.After(killAt) {
+				took = at.Sub(killAt)
+			}
+		}
+	}
+	after := pollRate(t, survivors, 2*time.Second)
+	if (after[0] > 0) == (after[1] > 0) {
+		t.Fatalf("store reads/s of the survivors %v: want exactly one reading", after)
+	}
+	if took == 0 || took > 2*time.Second+time.Second/2 {
+		t.Errorf("a survivor started reading %v after the reader's death, want within about 1.5 x the lease (1s) plus a renewal round", took)
+	}
+	var heaps []string
+	for _, p := range survivors {
+		h := scrape(t, p, "go_memstats_heap_alloc_bytes")["go_memstats_heap_alloc_bytes"]
+		heaps = append(heaps, fmt.Sprintf("%.1f MiB", h/(1<<20)))
+	}
+	t.Logf("store reads/s: 1 instance %.1f; 3 instances %v (total %.1f); after the reader's SIGKILL %v; new reader after %v (lease 1s); "+
+		"%d subscriptions, %d NOTIFYs checked, %d taken over (%d skipping a version), slowest takeover %v; heap of the survivors %v",
+		one[0], three, total, after, took.Round(time.Millisecond), subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heaps)
+}
