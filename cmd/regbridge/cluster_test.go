@@ -246,21 +246,10 @@ func TestClusterTakeover(t *testing.T) {
 		t.Skip("builds and runs three processes")
 	}
 	state, _, _ := redisState(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "regbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dbPath := filepath.Join(dir, "location.db")
-	src := "kamailio+sqlite://" + dbPath + "?create=true"
+	bin, dbPath, src := buildWithStore(t)
 	procs := []*proc{startProc(t, bin, src, state, "i0")}
 	procs = append(procs, startProc(t, bin, src, state, "i1"), startProc(t, bin, src, state, "i2"))
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	defer db.Close()
+	db := openLocation(t, dbPath)
 
 	const subs, aors = 1000, 50
 	w := newWatchers(t, 4)
@@ -271,12 +260,7 @@ func TestClusterTakeover(t *testing.T) {
 	// The stream: registrations and de-registrations across the AORs;
 	// process i0 is killed half-way.
 	victim := procs[0]
-	var killAt time.Time
-	want := churn(t, db, aors, func() {
-		victim.cmd.Process.Signal(syscall.SIGKILL)
-		victim.cmd.Wait()
-		killAt = time.Now()
-	})
+	want, killAt := churnKilling(t, db, aors, victim)
 	w.converge(subs, callOf, aorOf, want)
 	lease := time.Second
 	notifies, moved, gaps, maxTakeover := w.check(subs, callOf, owner, victim, killAt)
@@ -301,6 +285,46 @@ func TestClusterTakeover(t *testing.T) {
 	}
 	t.Logf("%d subscriptions, %d NOTIFYs checked, %d taken over (%d of them skipping a version the killed instance took), slowest takeover %v after SIGKILL (lease %v); survivors: %d Redis round trips for %d NOTIFYs (%.2f per NOTIFY, heartbeats, takeover and contact state included)",
 		subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), lease, trips, sent, float64(trips)/float64(max(sent, 1)))
+}
+
+// buildWithStore builds regbridge into a temporary directory and names
+// a Kamailio SQLite store beside it: the binary, the file, and the
+// REGBRIDGE_SOURCE URL that creates it.
+func buildWithStore(t *testing.T) (bin, dbPath, src string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin = filepath.Join(dir, "regbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dbPath = filepath.Join(dir, "location.db")
+	return bin, dbPath, "kamailio+sqlite://" + dbPath + "?create=true"
+}
+
+// openLocation opens the store's file for the test to write, closed at
+// cleanup.
+func openLocation(t *testing.T, dbPath string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// churnKilling is churn that SIGKILLs victim half-way; it returns the
+// store's final state and when victim died.
+func churnKilling(t *testing.T, db *sql.DB, aors int, victim *proc) (map[string]map[string]int, time.Time) {
+	t.Helper()
+	var killAt time.Time
+	want := churn(t, db, aors, func() {
+		victim.cmd.Process.Signal(syscall.SIGKILL)
+		victim.cmd.Wait()
+		killAt = time.Now()
+	})
+	return want, killAt
 }
 
 // churn writes 120 registrations and de-registrations across aors AORs

@@ -2,16 +2,12 @@ package main
 
 import (
 	"bufio"
-	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +55,17 @@ func pollRate(t *testing.T, procs []*proc, d time.Duration) []float64 {
 	return out
 }
 
+// heaps returns each process's go_memstats_heap_alloc_bytes in MiB.
+func heaps(t *testing.T, procs []*proc) []string {
+	t.Helper()
+	var out []string
+	for _, p := range procs {
+		h := scrape(t, p, "go_memstats_heap_alloc_bytes")["go_memstats_heap_alloc_bytes"]
+		out = append(out, fmt.Sprintf("%.1f MiB", h/(1<<20)))
+	}
+	return out
+}
+
 // readerStarts returns when each "reading the store" line of a process's
 // log was written.
 func readerStarts(p *proc) []time.Time {
@@ -86,18 +93,14 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	}
 	rc := clustertest.Start(t)
 	state := "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=rbt"
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "regbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dbPath := filepath.Join(dir, "location.db")
-	src := "kamailio+sqlite://" + dbPath + "?create=true"
+	bin, dbPath, src := buildWithStore(t)
 	parts := "REGBRIDGE_PARTITIONS=16"
 	procs := []*proc{startProc(t, bin, src, state, "i0", parts)}
 	one := pollRate(t, procs, 2*time.Second)
+	heap1 := heaps(t, procs)
 	procs = append(procs, startProc(t, bin, src, state, "i1", parts), startProc(t, bin, src, state, "i2", parts))
 	three := pollRate(t, procs, 2*time.Second)
+	heap3 := heaps(t, procs)
 	readers, total := 0, 0.0
 	for _, r := range three {
 		total += r
@@ -115,12 +118,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 		}
 	}
 
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	defer db.Close()
+	db := openLocation(t, dbPath)
 
 	const subs, aors = 300, 30
 	w := newWatchers(t, 4)
@@ -128,12 +126,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	callOf := func(i int) string { return fmt.Sprintf("pt-%d", i) }
 	owner := w.subscribeAll(subs, procs, callOf, aorOf)
 
-	var killAt time.Time
-	want := churn(t, db, aors, func() {
-		reader.cmd.Process.Signal(syscall.SIGKILL)
-		reader.cmd.Wait()
-		killAt = time.Now()
-	})
+	want, killAt := churnKilling(t, db, aors, reader)
 	w.converge(subs, callOf, aorOf, want)
 	notifies, moved, gaps, maxTakeover := w.check(subs, callOf, owner, reader, killAt)
 
@@ -178,12 +171,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	if took == 0 || took > 2*time.Second+time.Second/2 {
 		t.Errorf("a survivor started reading %v after the reader's death, want within about 1.5 x the lease (1s) plus a renewal round", took)
 	}
-	var heaps []string
-	for _, p := range survivors {
-		h := scrape(t, p, "go_memstats_heap_alloc_bytes")["go_memstats_heap_alloc_bytes"]
-		heaps = append(heaps, fmt.Sprintf("%.1f MiB", h/(1<<20)))
-	}
 	t.Logf("store reads/s: 1 instance %.1f; 3 instances %v (total %.1f); after the reader's SIGKILL %v; new reader after %v (lease 1s); "+
-		"%d subscriptions, %d NOTIFYs checked, %d taken over (%d skipping a version), slowest takeover %v; heap of the survivors %v",
-		one[0], three, total, after, took.Round(time.Millisecond), subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heaps)
+		"%d subscriptions, %d NOTIFYs checked, %d taken over (%d skipping a version), slowest takeover %v; heap: 1 instance %v, 3 instances %v, survivors %v",
+		one[0], three, total, after, took.Round(time.Millisecond), subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heaps(t, survivors))
 }
