@@ -105,16 +105,21 @@ var errLeaseLost = errors.New("reader lease lost")
 // error only when the source can never be read.
 func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	log := pt.log.With("reader_epoch", h.Epoch)
+	giveUp := func(what string, err error) error {
+		log.Warn(what, "err", err)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = pt.m.ReaderLease().Release(rctx, pt.rdb, h)
+		cancel()
+		return nil
+	}
 	r, base, err := pt.st.OpenReader(ctx, h.Epoch)
 	if err != nil {
-		log.Warn("opening the partitions as reader", "err", err)
-		return nil
+		return giveUp("opening the partitions as reader", err)
 	}
 	rb := bridge.New(log)
 	w, restore, err := partition.NewStreamWriter(pt.m, r, base, partition.BridgeView(rb, pt.m))
 	if err != nil {
-		log.Warn("reading the recorded partition state", "err", err)
-		return nil
+		return giveUp("reading the recorded partition state", err)
 	}
 	// Restored even when empty: the first snapshot is then diffed, so
 	// what the store holds reaches the followers as changes.

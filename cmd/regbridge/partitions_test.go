@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/partition/clustertest"
+	"github.com/regbridge/regbridge/source/kamailio"
 )
 
-// scrape reads the unlabelled samples of the named metrics from a
-// process's /metrics.
+// scrape reads the named metrics from a process's /metrics, each the
+// sum of its samples over all labels.
 func scrape(t *testing.T, p *proc, names ...string) map[string]float64 {
 	t.Helper()
 	res, err := http.Get("http://" + p.http + "/metrics")
@@ -30,9 +32,11 @@ func scrape(t *testing.T, p *proc, names ...string) map[string]float64 {
 		if !ok {
 			continue
 		}
+		name, _, _ = strings.Cut(name, "{")
 		for _, n := range names {
 			if name == n {
-				out[n], _ = strconv.ParseFloat(val, 64)
+				v, _ := strconv.ParseFloat(val, 64)
+				out[n] += v
 			}
 		}
 	}
@@ -98,7 +102,27 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	procs := []*proc{startProc(t, bin, src, state, "i0", parts)}
 	one := pollRate(t, procs, 2*time.Second)
 	heap1 := heaps(t, procs)
+	db := openLocation(t, dbPath)
+
+	// Contacts recorded before two instances join: they take them up
+	// from the partitions' state and announce nothing.
+	const seeded = 10
+	for i := range seeded {
+		if _, err := db.Exec(`INSERT INTO location (ruid, username, contact, expires, q, callid, cseq, last_modified, user_agent)
+			VALUES (?, ?, ?, ?, -1, ?, 1, ?, 'seed')`, fmt.Sprintf("s%d", i), fmt.Sprintf("u%d", i), fmt.Sprintf("sip:u%d@198.51.100.%d", i, i+1),
+			kamailio.TimeToJulian(time.Now().Add(time.Hour)), fmt.Sprintf("seed-%d", i), kamailio.TimeToJulian(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	contacts := func(p *proc) float64 { return scrape(t, p, "regbridge_contacts")["regbridge_contacts"] }
+	siptest.Eventually(t, func() bool { return contacts(procs[0]) == seeded }, "the seeded contacts recorded")
 	procs = append(procs, startProc(t, bin, src, state, "i1", parts), startProc(t, bin, src, state, "i2", parts))
+	for _, p := range procs[1:] {
+		m := scrape(t, p, "regbridge_contacts", "regbridge_contact_events_total")
+		if m["regbridge_contacts"] != seeded || m["regbridge_contact_events_total"] != 0 {
+			t.Fatalf("a joining instance holds %v contacts and announced %v events, want %d and none", m["regbridge_contacts"], m["regbridge_contact_events_total"], seeded)
+		}
+	}
 	three := pollRate(t, procs, 2*time.Second)
 	heap3 := heaps(t, procs)
 	readers, total := 0, 0.0
@@ -117,8 +141,6 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 			reader = procs[i]
 		}
 	}
-
-	db := openLocation(t, dbPath)
 
 	const subs, aors = 300, 30
 	w := newWatchers(t, 4)
