@@ -131,6 +131,7 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 		kc := kamailio.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
 		rp := readParams(own)
 		kc.CDC, kc.ChangelogPoll, kc.ReconcileInterval, kc.FullReads, kc.Slot, kc.SlotLagWarn = rp.CDC, rp.ChangelogPoll, rp.ReconcileInterval, rp.FullReads, rp.Slot, rp.SlotLagWarn
+		kc.ReconcileRate = rp.ReconcileRate
 		if s.scheme == "kamailio+mysql" {
 			return kamailio.NewMySQL(kc, log)
 		}
@@ -144,6 +145,7 @@ func newSource(cfg *config, log *slog.Logger) (source.Source, error) {
 		oc := opensips.DBConfig{Endpoint: ep, Table: own.Get("table"), Domain: cfg.Domain, TZ: own.Get("tz"), PollInterval: cfg.PollInterval}
 		rp := readParams(own)
 		oc.CDC, oc.ChangelogPoll, oc.ReconcileInterval, oc.FullReads, oc.Slot, oc.SlotLagWarn = rp.CDC, rp.ChangelogPoll, rp.ReconcileInterval, rp.FullReads, rp.Slot, rp.SlotLagWarn
+		oc.ReconcileRate = rp.ReconcileRate
 		if s.scheme == "opensips+mysql" {
 			return opensips.NewMySQL(oc, log)
 		}

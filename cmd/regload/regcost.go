@@ -2,9 +2,11 @@ package main
 
 // `regload regcost`: what regbridge costs the registrar
 // (docs/performance.md#what-regbridge-costs-the-registrar). It starts a
-// MariaDB and a PostgreSQL server of its own, fills each location table
-// with --rows other bindings, runs Kamailio (usrloc db_mode 1) on each,
-// and offers it REGISTERs at each --rates while regbridge reads the same
+// MariaDB and a PostgreSQL server of its own, runs Kamailio (usrloc
+// db_mode 1) on each, registers --aors AORs, then adds --rows other
+// bindings to the location table (after Kamailio's start: usrloc loads the
+// whole table into its memory then), and offers it REGISTERs at each
+// --rates while regbridge reads the same
 // table in each --modes, one cell after the other, interleaved: for each
 // rate and store every mode runs once per round, in an order rotated from
 // round to round, so the modes see the same machine. Per cell it reports
@@ -44,6 +46,7 @@ type costConfig struct {
 	aors      int
 	children  int
 	rounds    int
+	recRate   int
 	json      bool
 	keep      bool
 }
@@ -51,7 +54,10 @@ type costConfig struct {
 // costModes are the ways regbridge can read the table; "none" runs no
 // regbridge. A "+reconcile" mode sets reconcile= so that the first full
 // reconcile after start-up falls in the middle of the measured cell.
-var costModes = []string{"none", "poll", "trigger", "trigger+reconcile", "logical", "logical+reconcile", "poll+reconcile"}
+// A "+paced" mode sets reconcile_rate=--reconcile-rate and starts that
+// reconcile a second into the cell.
+var costModes = []string{"none", "poll", "trigger", "trigger+reconcile", "trigger+paced",
+	"logical", "logical+reconcile", "logical+paced", "poll+reconcile"}
 
 func parseCostFlags(args []string, out io.Writer) (*costConfig, error) {
 	c := &costConfig{}
@@ -74,6 +80,7 @@ func parseCostFlags(args []string, out io.Writer) (*costConfig, error) {
 	fs.IntVar(&c.aors, "aors", 10000, "AORs registering (each REGISTER refreshes one: an UPDATE)")
 	fs.IntVar(&c.children, "children", 8, "Kamailio's UDP worker processes")
 	fs.IntVar(&c.rounds, "rounds", 1, "times every cell is measured")
+	fs.IntVar(&c.recRate, "reconcile-rate", 10000, "reconcile_rate= of the +paced modes (rows per second)")
 	fs.BoolVar(&c.json, "json", false, "print the cells as JSON")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (logs, data) at the end")
 	if err := fs.Parse(args); err != nil {
@@ -313,9 +320,13 @@ func compareWithNone(cells []costCell) {
 func (c *costConfig) source(s *costStore, mode string) string {
 	base, plus, _ := strings.Cut(mode, "+")
 	reconcile := "1h"
-	if plus == "reconcile" {
+	switch plus {
+	case "reconcile":
 		// The reconcile timer starts when regbridge is ready.
 		reconcile = (c.settle + c.cell/2).String()
+	case "paced":
+		// A paced reconcile is longer: it starts a second into the cell.
+		reconcile = (c.settle + time.Second).String()
 	}
 	q := "table=location&tz=UTC&reconcile=" + reconcile
 	if s.db.kind == "postgres" {
@@ -323,6 +334,9 @@ func (c *costConfig) source(s *costStore, mode string) string {
 	}
 	if base == "trigger" || base == "logical" {
 		q += "&cdc=" + base
+	}
+	if plus == "paced" {
+		q += "&reconcile_rate=" + strconv.Itoa(c.recRate)
 	}
 	return s.db.srcBase + "?" + q
 }

@@ -56,7 +56,7 @@ func TestRegcost(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run(ctx, []string{"regcost", "--regbridge", bin, "--rows", "500", "--aors", "50",
 		"--rates", "100", "--cell", "1s", "--settle", "500ms", "--children", "2",
-		"--modes", "none,poll,trigger,logical+reconcile", "--json"}, &out, &errb)
+		"--modes", "none,poll,trigger,trigger+paced,logical+reconcile", "--json"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("regload regcost exited %d:\n%s", code, errb.String())
 	}
@@ -64,8 +64,8 @@ func TestRegcost(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &cells); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, out.String())
 	}
-	want := []string{"mysql none", "mysql poll", "mysql trigger",
-		"postgres none", "postgres poll", "postgres trigger", "postgres logical+reconcile"}
+	want := []string{"mysql none", "mysql poll", "mysql trigger", "mysql trigger+paced",
+		"postgres none", "postgres poll", "postgres trigger", "postgres trigger+paced", "postgres logical+reconcile"}
 	var got []string
 	for _, c := range cells {
 		got = append(got, c.Store+" "+c.Mode)

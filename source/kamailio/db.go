@@ -38,6 +38,9 @@ type DBConfig struct {
 	// ReconcileInterval forces a full read this often even when the
 	// change check saw nothing; default sqlwatch.DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+	// ReconcileRate paces that reconcile beside a change feed, in rows
+	// per second (sqlwatch.Config.ReconcileRate); default one query.
+	ReconcileRate int
 	// MaxBackoff caps the retry delay during an outage; default
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
@@ -88,7 +91,7 @@ func (c *DBConfig) Validate() (*time.Location, error) {
 func (c *DBConfig) watchConfig() sqlwatch.Config {
 	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
 		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
-		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn}
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate}
 }
 
 // NewMySQL returns a watcher of a location table in MySQL or MariaDB; it

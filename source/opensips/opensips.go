@@ -70,6 +70,9 @@ type DBConfig struct {
 	// ReconcileInterval forces a full read this often even when the
 	// change check saw nothing; default sqlwatch.DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+	// ReconcileRate paces that reconcile beside a change feed, in rows
+	// per second (sqlwatch.Config.ReconcileRate); default one query.
+	ReconcileRate int
 	// MaxBackoff caps the retry delay during an outage; default
 	// sqlwatch.DefaultMaxBackoff.
 	MaxBackoff time.Duration
@@ -150,7 +153,7 @@ func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
 func newDBWatcher(cfg DBConfig, d sqlwatch.Dialect, component string, log *slog.Logger) (*sqlwatch.Watcher, error) {
 	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: cfg.ReconcileInterval, MaxBackoff: cfg.MaxBackoff,
 		CDC: cfg.CDC, ChangelogPoll: cfg.ChangelogPoll, FullReads: cfg.FullReads,
-		Slot: cfg.Slot, SlotLagWarn: cfg.SlotLagWarn}
+		Slot: cfg.Slot, SlotLagWarn: cfg.SlotLagWarn, ReconcileRate: cfg.ReconcileRate}
 	loc, err := common(&cfg.Table, &cfg.Domain, &cfg.TZ, &wc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", component, err)
