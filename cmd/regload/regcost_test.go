@@ -67,21 +67,26 @@ func TestRegcost(t *testing.T) {
 	want := []string{"mysql none", "mysql poll", "mysql trigger", "mysql trigger+paced",
 		"postgres none", "postgres poll", "postgres trigger", "postgres trigger+paced", "postgres logical+reconcile"}
 	var got []string
+	var dbCPU, kamCPU float64
 	for _, c := range cells {
 		got = append(got, c.Store+" "+c.Mode)
 		if c.Sent != 100 || c.OK != c.Sent || c.Lost != 0 || c.Failed != 0 {
 			t.Errorf("%s %s: sent %d, 200 %d, failed %d, lost %d; want 100 answered with 200", c.Store, c.Mode, c.Sent, c.OK, c.Failed, c.Lost)
 		}
-		if c.P50ms <= 0 || c.P99ms < c.P50ms || c.DBCores <= 0 || c.KamCores <= 0 {
-			t.Errorf("%s %s: p50 %v ms, p99 %v ms, database %v cores, Kamailio %v cores: want all measured", c.Store, c.Mode, c.P50ms, c.P99ms, c.DBCores, c.KamCores)
+		if c.P50ms <= 0 || c.P99ms < c.P50ms {
+			t.Errorf("%s %s: p50 %v ms, p99 %v ms: want both measured", c.Store, c.Mode, c.P50ms, c.P99ms)
 		}
+		// CPU comes in 10 ms ticks: a short cell may show none, all the
+		// cells together must.
+		dbCPU += c.DBCores * c.Seconds
+		kamCPU += c.KamCores * c.Seconds
 		base, _, _ := strings.Cut(c.Mode, "+")
 		if base != "none" && c.RBMode != base {
 			t.Errorf("%s %s: regbridge read by %q", c.Store, c.Mode, c.RBMode)
 		}
-		if c.Mode != "none" && c.DBx == 0 {
-			t.Errorf("%s %s: not compared with the none cell", c.Store, c.Mode)
-		}
+	}
+	if dbCPU <= 0 || kamCPU <= 0 {
+		t.Errorf("database servers used %v s of CPU, Kamailio %v s: want both measured", dbCPU, kamCPU)
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("cells %q, want %q", got, want)
