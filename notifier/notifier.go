@@ -65,8 +65,11 @@ type Notifier struct {
 	udpSockets []*udpSocket
 	udpTxs     *udpTxs
 	udpSrv     *udpServerTxs // SUBSCRIBE transactions over UDP (udpsrv.go)
-	leanUDP    bool          // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
-	tlsServer  *tls.Config   // nil without REGBRIDGE_TLS_CERT
+	// lean: UDP NOTIFYs to addresses, and NOTIFYs on a subscriber's TCP
+	// or TLS connection, skip doer (SetDoer clears it).
+	lean      bool
+	conns     streamConns // accepted TCP and TLS connections (conntx.go)
+	tlsServer *tls.Config // nil without REGBRIDGE_TLS_CERT
 	// noTCP remembers destinations that took no large NOTIFY over TCP;
 	// tcpAttempts counts the attempts (large.go).
 	noTCP       tcpRefusals
@@ -202,7 +205,7 @@ func New(cfg Config, regs Registrations, log *slog.Logger) (*Notifier, error) {
 
 		tlsServer: tlsServer,
 	}
-	n.doer, n.leanUDP = clientDoer{client}, true
+	n.doer, n.lean = clientDoer{client}, true
 	n.watchers = substore.NewLocalWatchers(n.watcherChanged)
 	n.udpSrv = newUDPServerTxs(n.recovering(answerableOnly(n.onAdmittedSubscribe)), cfg.MaxTransactions)
 	n.udpSrv.admit = func(req *sip.Request) *sip.Response {
@@ -230,7 +233,7 @@ func New(cfg Config, regs Registrations, log *slog.Logger) (*Notifier, error) {
 
 // SetDoer replaces the seam NOTIFYs leave through (tests); every NOTIFY,
 // UDP included, then goes through d.
-func (n *Notifier) SetDoer(d Doer) { n.doer, n.leanUDP = d, false }
+func (n *Notifier) SetDoer(d Doer) { n.doer, n.lean = d, false }
 
 // clientDoer sends through sipgo. The request is complete except Via.
 type clientDoer struct{ c *sipgo.Client }

@@ -28,8 +28,9 @@ var layers = []struct {
 // conformance suites): exempt from the layers, and no production
 // package may import them.
 var testHelpers = map[string]bool{
-	// source/sourcetest checks adapters against the bridge's event rules,
-	// so it imports bridge.
+	// internal/conformance checks adapters against the bridge's event
+	// rules, so it imports both source and bridge.
+	"internal/conformance":     true,
 	"source/sourcetest":        true,
 	"source/sqlwatch/sqltest":  true,
 	"notifier/siptest":         true,

@@ -1,4 +1,4 @@
-package sourcetest
+package conformance
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sourcetest"
 )
 
 // batch is a recorded copy of one source.Batch, indexed by contact URI.
@@ -131,7 +132,7 @@ func newEnv(t *testing.T, h Harness) *env {
 	e.src = h.NewSource(t)
 	rep, ok := e.src.(source.Reporter)
 	if !ok {
-		t.Fatal(errNotReporter)
+		t.Fatal("adapter does not implement source.Reporter (Stats)")
 	}
 	e.rep = rep
 	e.br = bridge.New(slog.New(slog.DiscardHandler))
@@ -173,8 +174,8 @@ func (e *env) start() {
 				if err != nil {
 					t.Errorf("Run returned %v after cancel, want nil", err)
 				}
-			case <-time.After(WaitTimeout):
-				t.Errorf("Run did not return within %v of cancel", WaitTimeout)
+			case <-time.After(sourcetest.WaitTimeout):
+				t.Errorf("Run did not return within %v of cancel", sourcetest.WaitTimeout)
 			}
 			<-brDone
 		})
@@ -203,7 +204,7 @@ func (e *env) batchCount() int {
 func (e *env) waitFull(n int, what string) batch {
 	e.t.Helper()
 	var got batch
-	Eventually(e.t, what, func() bool {
+	sourcetest.Eventually(e.t, what, func() bool {
 		e.rec.mu.Lock()
 		defer e.rec.mu.Unlock()
 		for _, b := range e.rec.batches[min(n, len(e.rec.batches)):] {
@@ -233,7 +234,7 @@ func (e *env) stateByURI() map[string]source.Contact {
 func (e *env) waitState(what string, rows ...Row) map[string]source.Contact {
 	e.t.Helper()
 	var last map[string]source.Contact
-	deadline := time.Now().Add(WaitTimeout)
+	deadline := time.Now().Add(sourcetest.WaitTimeout)
 	for {
 		last = e.stateByURI()
 		if e.diff(last, rows) == "" {
@@ -292,14 +293,14 @@ func (e *env) match(c source.Contact, r Row) string {
 func (e *env) waitPolls(n uint64) {
 	e.t.Helper()
 	p := e.rep.Stats().Polls
-	Eventually(e.t, fmt.Sprintf("%d more polls", n), func() bool { return e.rep.Stats().Polls >= p+n })
+	sourcetest.Eventually(e.t, fmt.Sprintf("%d more polls", n), func() bool { return e.rep.Stats().Polls >= p+n })
 }
 
 // waitEvent waits for an event ev of uri after the first n events.
 func (e *env) waitEvent(n int, uri string, ev bridge.Event) event {
 	e.t.Helper()
 	var got event
-	Eventually(e.t, fmt.Sprintf("bridge event %s for %s", ev, uri), func() bool {
+	sourcetest.Eventually(e.t, fmt.Sprintf("bridge event %s for %s", ev, uri), func() bool {
 		for _, x := range e.ev.since(n)[uri] {
 			if x.ev == ev {
 				got = x

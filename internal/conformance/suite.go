@@ -1,10 +1,11 @@
-package sourcetest
+package conformance
 
 import (
 	"testing"
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/source/sourcetest"
 )
 
 // Run runs every conformance case against h, one subtest each.
@@ -59,7 +60,7 @@ func testBaseline(e *env) {
 	}
 	// The sink sees a batch before the adapter records that it was
 	// delivered (Apply has not returned yet), so the Stats may lag it.
-	Eventually(e.t, "Stats after first batch: Up, Polls > 0, LastFull set", func() bool {
+	sourcetest.Eventually(e.t, "Stats after first batch: Up, Polls > 0, LastFull set", func() bool {
 		st := e.rep.Stats()
 		return st.Up && st.Polls > 0 && !st.LastFull.IsZero()
 	})
@@ -164,7 +165,7 @@ func testBadRow(e *env) {
 	e.h.InsertBad(e.t, bad2)
 	e.h.Insert(e.t, d)
 	e.waitState("good rows only", a, c, d)
-	Eventually(e.t, "second bad row counted", func() bool { return e.rep.Stats().Skipped > skipped })
+	sourcetest.Eventually(e.t, "second bad row counted", func() bool { return e.rep.Stats().Skipped > skipped })
 	e.checkEvents(0, map[string][]bridge.Event{d.URI: {bridge.EventRegistered}})
 }
 
@@ -173,7 +174,7 @@ func (e *env) breakStore() {
 	e.t.Helper()
 	errs := e.rep.Stats().Errors
 	e.h.Break(e.t)
-	Eventually(e.t, "Stats().Up false during the outage", func() bool { return !e.rep.Stats().Up })
+	sourcetest.Eventually(e.t, "Stats().Up false during the outage", func() bool { return !e.rep.Stats().Up })
 	if got := e.rep.Stats().Errors; got <= errs {
 		e.t.Errorf("Stats().Errors = %d during the outage, want more than %d", got, errs)
 	}
@@ -187,7 +188,7 @@ func (e *env) restoreStore() batch {
 	n := e.batchCount()
 	e.h.Restore(e.t)
 	b := e.waitFull(n, "Full batch after recovery")
-	Eventually(e.t, "Stats().Up true and LastFull later after recovery", func() bool {
+	sourcetest.Eventually(e.t, "Stats().Up true and LastFull later after recovery", func() bool {
 		st := e.rep.Stats()
 		return st.Up && st.LastFull.After(lastFull)
 	})
