@@ -34,7 +34,6 @@ import (
 	"github.com/regbridge/regbridge/bridge/httpapi"
 	"github.com/regbridge/regbridge/metrics"
 	"github.com/regbridge/regbridge/notifier"
-	"github.com/regbridge/regbridge/source"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -164,13 +163,11 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	nt.SetObserver(m)
 	br.Subscribe(m)
 	metricsHandler := m.Handler()
-	remover, _ := src.(source.Remover)
 	api := httpapi.New(cfg.API, httpapi.Deps{
 		Registrations: br,
 		Ready:         br.Ready,
 		Subscriptions: nt.Subscriptions,
 		Watchers:      watchersOf(nt),
-		Remover:       remover,
 		Events:        hub,
 		Level:         level,
 	}, log)
