@@ -65,14 +65,10 @@ func (bd *binding) setText(c *source.Contact) {
 // eventCode is an Event as a byte.
 type eventCode uint8
 
-var events = [...]Event{EventRegistered, EventCreated, EventRefreshed, EventShortened,
-	EventExpired, EventDeactivated, EventProbation, EventUnregistered, EventRejected}
-
+// codeOf is ev's code: its index in Events.
 func codeOf(ev Event) eventCode {
-	for i, e := range events {
-		if e == ev {
-			return eventCode(i)
-		}
+	if i := ev.Index(); i >= 0 {
+		return eventCode(i)
 	}
 	return 0
 }
@@ -133,7 +129,7 @@ func (bd *binding) view() ContactView {
 		Contact: bd.contact(),
 		ID:      contactID(bd.aor.key(), bd.key, bd.uri()),
 		State:   ContactActive,
-		Event:   events[bd.event],
+		Event:   Events[bd.event],
 		Since:   join(bd.sinceSec, bd.sinceNs),
 	}
 }

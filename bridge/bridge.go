@@ -52,31 +52,31 @@ type Bridge struct {
 type aorState struct {
 	aor      string // as the store wrote it for the first binding
 	bindings []*binding
-	odd      *aorOdd // nil for nearly every registration
+	aliases  *aorAliases // nil for nearly every registration
 }
 
-// aorOdd is what few registrations need: a canonical AOR that differs
-// from aor's text, and the AOR text of bindings whose store wrote it
-// differently from aor (same canonical AOR).
-type aorOdd struct {
+// aorAliases are the other spellings of an AOR, which few registrations
+// have: a canonical AOR that differs from aor's text, and the AOR text of
+// bindings whose store wrote it differently from aor (same canonical AOR).
+type aorAliases struct {
 	canonical string
 	texts     map[*binding]string
 }
 
 // key is the canonical AOR.
 func (a *aorState) key() string {
-	if a.odd != nil && a.odd.canonical != "" {
-		return a.odd.canonical
+	if a.aliases != nil && a.aliases.canonical != "" {
+		return a.aliases.canonical
 	}
 	return a.aor
 }
 
 // textOf is bd's AOR text when it differs from aor.
 func (a *aorState) textOf(bd *binding) (string, bool) {
-	if a.odd == nil {
+	if a.aliases == nil {
 		return "", false
 	}
-	t, ok := a.odd.texts[bd]
+	t, ok := a.aliases.texts[bd]
 	return t, ok
 }
 
@@ -86,18 +86,18 @@ func (a *aorState) setText(bd *binding, text string) {
 		a.dropText(bd)
 		return
 	}
-	if a.odd == nil {
-		a.odd = &aorOdd{}
+	if a.aliases == nil {
+		a.aliases = &aorAliases{}
 	}
-	if a.odd.texts == nil {
-		a.odd.texts = make(map[*binding]string)
+	if a.aliases.texts == nil {
+		a.aliases.texts = make(map[*binding]string)
 	}
-	a.odd.texts[bd] = text
+	a.aliases.texts[bd] = text
 }
 
 func (a *aorState) dropText(bd *binding) {
-	if a.odd != nil {
-		delete(a.odd.texts, bd)
+	if a.aliases != nil {
+		delete(a.aliases.texts, bd)
 	}
 }
 
@@ -127,11 +127,17 @@ func (b *Bridge) Subscribe(p Publisher) {
 // for full state.
 func (b *Bridge) Ready() bool { return b.ready.Load() }
 
+// Stats is how much the bridge tracks, at one instant.
+type Stats struct {
+	AORs     int // addresses-of-record with at least one active contact
+	Contacts int // active contacts
+}
+
 // Stats reports how many AORs and active contacts the bridge tracks.
-func (b *Bridge) Stats() (aors, contacts int) {
+func (b *Bridge) Stats() Stats {
 	b.stateMu.RLock()
 	defer b.stateMu.RUnlock()
-	return b.aors.n, b.byKey.n
+	return Stats{AORs: b.aors.n, Contacts: b.byKey.n}
 }
 
 // Lookup returns the current registration of aor (state init with no
@@ -164,15 +170,16 @@ func (b *Bridge) Apply(ctx context.Context, batch source.Batch) error {
 // unchanged binding is neither decoded by the source nor compared here.
 func (b *Bridge) ApplyFull(ctx context.Context, batch source.Batch, same iter.Seq[string]) error {
 	batch.Full = true
-	b.applySame(batch, same, time.Now())
+	b.applyKeyed(batch, same, time.Now())
 	return nil
 }
 
 // apply is the whole classification step at an explicit instant.
-func (b *Bridge) apply(batch source.Batch, now time.Time) { b.applySame(batch, nil, now) }
+func (b *Bridge) apply(batch source.Batch, now time.Time) { b.applyKeyed(batch, nil, now) }
 
-// applySame is apply with the keys of a Full batch's unchanged bindings.
-func (b *Bridge) applySame(batch source.Batch, same iter.Seq[string], now time.Time) {
+// applyKeyed is apply with the keys of a Full batch's unchanged bindings
+// (sqlwatch.KeyedSink).
+func (b *Bridge) applyKeyed(batch source.Batch, same iter.Seq[string], now time.Time) {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	first := batch.Full && !b.ready.Load()
@@ -302,7 +309,7 @@ func (b *Bridge) add(c *source.Contact, now time.Time, baseline bool) *binding {
 	if a == nil {
 		a = &aorState{aor: c.AOR}
 		if canonical != c.AOR {
-			a.odd = &aorOdd{canonical: canonical}
+			a.aliases = &aorAliases{canonical: canonical}
 		}
 		b.aors.put(a)
 	}

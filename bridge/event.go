@@ -23,6 +23,23 @@ const (
 	EventRejected     Event = "rejected"     // active -> terminated, re-registering will not help
 )
 
+// Events are the nine contact events in the order of RFC 3680 section
+// 4.7.1: the one list of them (an event's index is its code in the
+// bridge's bindings and its slot in the metrics).
+var Events = [...]Event{EventRegistered, EventCreated, EventRefreshed, EventShortened,
+	EventExpired, EventDeactivated, EventProbation, EventUnregistered, EventRejected}
+
+// Index is ev's position in Events, or -1 for a value RFC 3680 does not
+// name.
+func (ev Event) Index() int {
+	for i, e := range Events {
+		if e == ev {
+			return i
+		}
+	}
+	return -1
+}
+
 // ContactState is the state of one binding (RFC 3680 section 5.1).
 type ContactState string
 

@@ -51,24 +51,25 @@ func (x *keyIndex[P]) put(e P) {
 	x.n++
 }
 
-func (x *keyIndex[P]) place(e P) {
+func (x *keyIndex[P]) place(e P) { x.slots[x.slotOf(e)] = e }
+
+// slotOf is the slot of e's probe run that holds e, or the empty slot
+// that ends the run when e is not indexed.
+func (x *keyIndex[P]) slotOf(e P) int {
 	var none P
 	mask := len(x.slots) - 1
 	s := x.home(e.indexKey())
-	for x.slots[s] != none {
+	for x.slots[s] != none && x.slots[s] != e {
 		s = (s + 1) & mask
 	}
-	x.slots[s] = e
+	return s
 }
 
 // del removes e (indexed).
 func (x *keyIndex[P]) del(e P) {
 	var none P
 	mask := len(x.slots) - 1
-	s := x.home(e.indexKey())
-	for x.slots[s] != e {
-		s = (s + 1) & mask
-	}
+	s := x.slotOf(e)
 	// Backward-shift deletion: move later members of the probe run into
 	// the hole when their home slot does not lie in (hole, j].
 	for j := (s + 1) & mask; x.slots[j] != none; j = (j + 1) & mask {

@@ -80,7 +80,7 @@ func TestAORTextsPerBinding(t *testing.T) {
 	c2 := source.Contact{Key: "k2", AOR: "sip:alice@example.com;x=1", URI: "sip:a@192.0.2.2", Expires: t0.Add(time.Hour), Q: -1, CallID: "c2", CSeq: 1}
 	b.apply(source.Batch{Full: true, Contacts: []source.Contact{c1, c2}}, t0)
 	reg, _ := b.Lookup("sip:alice@example.com")
-	if aors, _ := b.Stats(); aors != 1 || len(reg.Contacts) != 2 || reg.Contacts[0].AOR != c1.AOR || reg.Contacts[1].AOR != c2.AOR {
+	if aors := b.Stats().AORs; aors != 1 || len(reg.Contacts) != 2 || reg.Contacts[0].AOR != c1.AOR || reg.Contacts[1].AOR != c2.AOR {
 		t.Fatalf("registration %+v (%d AORs)", reg, aors)
 	}
 	b.apply(source.Batch{Deleted: []string{"k1"}}, t0)

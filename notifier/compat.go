@@ -7,7 +7,6 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/policy"
 )
 
@@ -70,19 +69,4 @@ func (w *BasicEventWatchers) matchRequest(req *sip.Request) bool {
 		ua = h.Value()
 	}
 	return w.match(ua, policy.SourceAddr(req))
-}
-
-// basicEvent is the event a basic watcher gets for ev: the one it knows
-// that leaves its copy of the binding in the same state. A shortened
-// binding is still active with a new expiry (as after a refresh); one
-// ended by the registrar or an operator is gone (as after an
-// un-REGISTER).
-func basicEvent(ev bridge.Event) bridge.Event {
-	switch ev {
-	case bridge.EventShortened:
-		return bridge.EventRefreshed
-	case bridge.EventDeactivated, bridge.EventProbation, bridge.EventRejected:
-		return bridge.EventUnregistered
-	}
-	return ev
 }

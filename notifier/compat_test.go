@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"bytes"
 	"net/netip"
 	"testing"
 
@@ -10,45 +9,6 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/siptest"
 )
-
-// TestBasicEventsRendering: a basic-events document says refreshed for
-// shortened (with the new expires) and unregistered for the endings a
-// basic watcher does not know (expires 0, no retry-after); the events it
-// knows are unchanged; every document stays schema-valid.
-func TestBasicEventsRendering(t *testing.T) {
-	probation := func(c *bridge.ContactView) { c.RetryAfter = 120 }
-	tests := []struct {
-		name    string
-		contact bridge.ContactView
-		want    string
-	}{
-		{"shortened", joePhone(withEvent(bridge.EventShortened)), `state="active" event="refreshed" expires="3580"`},
-		{"deactivated", joePhone(withTerminated(bridge.EventDeactivated)), `state="terminated" event="unregistered" expires="0" duration`},
-		{"probation", joePhone(withTerminated(bridge.EventProbation), probation), `state="terminated" event="unregistered" expires="0" duration`},
-		{"rejected", joePhone(withTerminated(bridge.EventRejected)), `state="terminated" event="unregistered" expires="0" duration`},
-		{"registered", joePhone(withEvent(bridge.EventRegistered)), `state="active" event="registered" expires="3580"`},
-		{"created", joePhone(withEvent(bridge.EventCreated)), `state="active" event="created" expires="3580"`},
-		{"refreshed", joePhone(withEvent(bridge.EventRefreshed)), `state="active" event="refreshed" expires="3580"`},
-		{"expired", joePhone(withTerminated(bridge.EventExpired)), `state="terminated" event="expired" expires="0" duration`},
-		{"unregistered", joePhone(withTerminated(bridge.EventUnregistered)), `state="terminated" event="unregistered" expires="0" duration`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			doc := partialDoc(3, bridge.RegActive, tt.contact)
-			doc.BasicEvents = true
-			got := AppendReginfo(nil, doc, renderNow)
-			if !bytes.Contains(got, []byte(tt.want)) || bytes.Contains(got, []byte("retry-after")) {
-				t.Errorf("want %q and no retry-after in\n%s", tt.want, got)
-			}
-			validateXML(t, schemaReginfo, got)
-			// The same contact for every other watcher: its own event.
-			doc.BasicEvents = false
-			if full := AppendReginfo(nil, doc, renderNow); !bytes.Contains(full, []byte(`event="`+string(tt.contact.Event)+`"`)) {
-				t.Errorf("without BasicEvents, event %s is not rendered:\n%s", tt.contact.Event, full)
-			}
-		})
-	}
-}
 
 // TestBasicEventWatchersMatch: a watcher is named by a User-Agent
 // substring (any case) or by its source network.

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/render"
 )
 
 // enqueue hands a claimed subscription to the dispatcher. It never blocks:
@@ -86,17 +87,17 @@ func (n *Notifier) dispatch(ctx context.Context) {
 
 // job is one NOTIFY to send, decided under the subscription's lock.
 type job struct {
-	doc         Document  // reginfo; for presence, Registrations[0] is the AOR
-	presence    bool      // render PIDF from doc.Registrations[0] at ts
-	ts          time.Time // PIDF timestamp
-	noBody      bool      // a final NOTIFY that reveals nothing
+	doc         render.Document // reginfo; for presence, Registrations[0] is the AOR
+	presence    bool            // render PIDF from doc.Registrations[0] at ts
+	ts          time.Time       // PIDF timestamp
+	noBody      bool            // a final NOTIFY that reveals nothing
 	contentType string
 	final       *ending
 	remain      uint32
 	d           dialog
 	event       string
 	seenAt      time.Time
-	winfo       *WatcherDoc // watcherinfo instead of doc
+	winfo       *render.WatcherDoc // watcherinfo instead of doc
 }
 
 // deliveryBufs are a delivery worker's buffers, kept from one NOTIFY to
@@ -137,7 +138,7 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription, bufs *deliveryB
 		}
 		// The body is not kept past this loop: the UDP path copies it
 		// into its datagram, sipgo's path into the request it parses.
-		bufs.body = render(bufs.body[:0], &j, time.Now())
+		bufs.body = appendBody(bufs.body[:0], &j, time.Now())
 		body := bufs.body
 		start := time.Now()
 		res, err := n.send(ctx, &j, body)
@@ -157,17 +158,17 @@ func (n *Notifier) deliver(ctx context.Context, s *subscription, bufs *deliveryB
 	}
 }
 
-// render appends the body of j to dst.
-func render(dst []byte, j *job, now time.Time) []byte {
+// appendBody appends the body of j to dst.
+func appendBody(dst []byte, j *job, now time.Time) []byte {
 	switch {
 	case j.noBody:
 		return dst
 	case j.winfo != nil:
-		return AppendWatcherinfo(dst, *j.winfo, now)
+		return render.AppendWatcherinfo(dst, *j.winfo, now)
 	case j.presence:
-		return AppendPIDF(dst, j.doc.Registrations[0], j.ts)
+		return render.AppendPIDF(dst, j.doc.Registrations[0], j.ts)
 	default:
-		return AppendReginfo(dst, j.doc, now)
+		return render.AppendReginfo(dst, j.doc, now)
 	}
 }
 
@@ -224,7 +225,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 	case needFull:
 		s.dropUpTo(seq)
 		s.full, s.resync = false, false
-		j.doc = Document{Full: true, Registrations: []bridge.Registration{reg}}
+		j.doc = render.Document{Full: true, Registrations: []bridge.Registration{reg}}
 	default:
 		reg := bridge.Registration{AOR: s.aor, ID: s.regID, State: s.regState}
 		reg.Contacts = scratch
@@ -232,7 +233,7 @@ func (n *Notifier) next(s *subscription, scratch []bridge.ContactView) (job, boo
 			reg.Contacts = append(reg.Contacts, p.view)
 		}
 		s.releasePending()
-		j.doc = Document{Registrations: []bridge.Registration{reg}}
+		j.doc = render.Document{Registrations: []bridge.Registration{reg}}
 	}
 	j.doc.BasicEvents = s.basic
 	if s.pkg.presence {

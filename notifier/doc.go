@@ -5,7 +5,9 @@
 // 7118). It also serves the watcher information template packages
 // reg.winfo and presence.winfo (RFC 3857, documents of RFC 3858) over
 // the same machinery: who subscribes to an AOR, on every instance when
-// they share Redis (watchers.go, winfo.go).
+// they share Redis (watchers.go). The documents themselves are written by
+// notifier/render; this package decides what each one holds and when it
+// leaves.
 //
 // It accepts, refreshes and ends subscriptions, keeps each subscription's
 // dialog itself (sipgo has no SUBSCRIBE dialogs; route sets, CSeq and
@@ -25,7 +27,12 @@
 // NOTIFYs over UDP to an IP address run lean client transactions of
 // their own (udptx.go): sent from the listener the subscription came to,
 // retransmitted on Timer E, answered through the listener's reader before
-// sipgo parses anything. Every other NOTIFY goes through sipgo's client.
+// sipgo parses anything. NOTIFYs on the TCP or TLS connection the
+// SUBSCRIBE came on run the same transactions (conntx.go): Timer F only,
+// writes batched per connection, the responses taken out of the byte
+// stream before sipgo's reader, which still gets every request. Every
+// other NOTIFY (WebSocket, a Record-Route hop, a new connection to the
+// Contact once the subscriber's is gone) goes through sipgo's client.
 // SUBSCRIBEs over UDP likewise run lean server transactions (udpsrv.go):
 // a retransmission is answered from the stored response without reaching
 // the handler again, and an answered transaction costs about 670 bytes

@@ -44,8 +44,8 @@ func TestNotifyAnsweredAfterTimerF(t *testing.T) {
 	slow.Check(slow.Next(), 1, "partial", "active") // arrives; its answer is held
 
 	siptest.EventuallyWithin(t, 10*time.Second, func() bool { return h.n.Count() == 1 }, "the slow subscription removed after Timer F")
-	if h.n.Stats().Removed.Load() != 1 {
-		t.Fatalf("removed = %d, want 1", h.n.Stats().Removed.Load())
+	if h.n.Counters().Removed.Load() != 1 {
+		t.Fatalf("removed = %d, want 1", h.n.Counters().Removed.Load())
 	}
 	close(release) // the late 200 goes out now and must change nothing
 

@@ -63,7 +63,7 @@ func TestSubscribeTransactionCap(t *testing.T) {
 	if held := h.n.udpSrv.len(); held != capacity {
 		t.Fatalf("%d transactions held, want %d", held, capacity)
 	}
-	if got := h.n.Stats().Overloaded.Load(); got != 2*capacity {
+	if got := h.n.Counters().Overloaded.Load(); got != 2*capacity {
 		t.Fatalf("%d SUBSCRIBEs counted as refused for overload, want %d", got, 2*capacity)
 	}
 	h.n.udpSrv.sweepAt(time.Now().Add(time.Hour)) // Timer J, for all

@@ -182,5 +182,5 @@ func (n *Notifier) lookupFor(s *subscription) (bridge.Registration, uint64) {
 	if _, neutral := n.neutral.Load(s.id); neutral {
 		return bridge.Registration{AOR: s.aor, ID: s.regID, State: bridge.RegInit}, 0
 	}
-	return n.states.Lookup(s.aor)
+	return n.regs.Lookup(s.aor)
 }

@@ -178,8 +178,8 @@ func TestGuards(t *testing.T) {
 		if res := second.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), pai); res.StatusCode != 403 {
 			t.Fatalf("second subscription to one AOR over the cap: %d, want 403", res.StatusCode)
 		}
-		if h.n.Count() != 1 || h.n.Stats().Refused.Load() != 1 {
-			t.Fatalf("subscriptions %d refused %d, want 1 and 1", h.n.Count(), h.n.Stats().Refused.Load())
+		if h.n.Count() != 1 || h.n.Counters().Refused.Load() != 1 {
+			t.Fatalf("subscriptions %d refused %d, want 1 and 1", h.n.Count(), h.n.Counters().Refused.Load())
 		}
 		// Unsubscribing frees the place under the cap.
 		first.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0"))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -204,7 +205,7 @@ func TestHostileInput(t *testing.T) {
 	if len(n.Doc.Registrations[0].Contacts) != 2 {
 		t.Fatalf("full state: %s", n.Req.Body())
 	}
-	validateXML(t, "reginfo-with-gruuinfo.xsd", n.Req.Body())
+	xmlcheck.Validate(t, xmlcheck.Reginfo, n.Req.Body())
 	h.br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{tAlice}})
 	p.Next()
 

@@ -52,7 +52,7 @@ func TestLargeNotifyOverTCP(t *testing.T) {
 	if n.Transport != "UDP" {
 		t.Errorf("small NOTIFY over %s, want UDP", n.Transport)
 	}
-	st := h.n.Stats()
+	st := h.n.Counters()
 	if h.n.Count() != 1 || st.LargeOverTCP.Load() != 1 || st.LargeEnded.Load() != 0 {
 		t.Fatalf("%d subscriptions, %d large NOTIFYs over TCP, %d ended; want 1, 1, 0", h.n.Count(), st.LargeOverTCP.Load(), st.LargeEnded.Load())
 	}
@@ -79,7 +79,7 @@ func TestLargeNotifyNoTransport(t *testing.T) {
 		t.Fatalf("final NOTIFY carries state:\n%s", n.Req.Body())
 	}
 	siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription ended")
-	if st := h.n.Stats(); st.LargeEnded.Load() != 1 || st.Removed.Load() != 0 {
+	if st := h.n.Counters(); st.LargeEnded.Load() != 1 || st.Removed.Load() != 0 {
 		t.Fatalf("%d ended for a large document, %d removed; want 1, 0", st.LargeEnded.Load(), st.Removed.Load())
 	}
 	p.None(200 * time.Millisecond)
@@ -110,7 +110,7 @@ func TestMTUNotifyOverTCP(t *testing.T) {
 		t.Fatalf("second large NOTIFY over %s, want TCP", n.Transport)
 	}
 	p.Check(n, 2, "partial", "active")
-	st := h.n.Stats()
+	st := h.n.Counters()
 	if st.LargeOverTCP.Load() != 2 || st.LargeOverUDP.Load() != 0 || h.n.tcpAttempts.Load() != 2 {
 		t.Fatalf("%d large NOTIFYs over TCP, %d over UDP, %d TCP attempts; want 2, 0, 2", st.LargeOverTCP.Load(), st.LargeOverUDP.Load(), h.n.tcpAttempts.Load())
 	}
@@ -140,7 +140,7 @@ func TestMTUNotifyUDPFallback(t *testing.T) {
 	if n.Transport != "UDP" || len(n.Req.String()) < udpPathMTULimit {
 		t.Fatalf("second large NOTIFY (%d bytes) over %s, want UDP", len(n.Req.String()), n.Transport)
 	}
-	st := h.n.Stats()
+	st := h.n.Counters()
 	if st.LargeOverUDP.Load() != 2 || st.LargeOverTCP.Load() != 0 || h.n.tcpAttempts.Load() != 1 || h.n.Count() != 1 {
 		t.Fatalf("%d large NOTIFYs over UDP, %d over TCP, %d TCP attempts, %d subscriptions; want 2, 0, 1, 1",
 			st.LargeOverUDP.Load(), st.LargeOverTCP.Load(), h.n.tcpAttempts.Load(), h.n.Count())
@@ -185,7 +185,7 @@ func TestMTUNotifyTCPDropped(t *testing.T) {
 	if n.Transport != "UDP" || took < largeConnectTimeout || took > largeConnectTimeout+2*time.Second {
 		t.Fatalf("full document over %s after %v, want UDP after the %v connect timeout", n.Transport, took, largeConnectTimeout)
 	}
-	if st := h.n.Stats(); st.LargeOverUDP.Load() != 1 || h.n.tcpAttempts.Load() != 1 {
+	if st := h.n.Counters(); st.LargeOverUDP.Load() != 1 || h.n.tcpAttempts.Load() != 1 {
 		t.Fatalf("%d large NOTIFYs over UDP after %d TCP attempts, want 1 after 1", st.LargeOverUDP.Load(), h.n.tcpAttempts.Load())
 	}
 }

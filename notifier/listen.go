@@ -93,7 +93,10 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 		return listener{network: l.Network, packet: sock}, nil
 	case "tcp", "ws":
 		ln, err := net.Listen("tcp", l.Addr)
-		return listener{network: l.Network, stream: ln}, err
+		if err != nil || l.Network == "ws" {
+			return listener{network: l.Network, stream: ln}, err
+		}
+		return listener{network: l.Network, stream: n.streamListener(ln, "TCP")}, nil
 	case "tls", "wss":
 		if n.tlsServer == nil {
 			return listener{}, errors.New("REGBRIDGE_TLS_CERT and REGBRIDGE_TLS_KEY are required")
@@ -102,9 +105,19 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 		if err != nil {
 			return listener{}, err
 		}
-		return listener{network: l.Network, stream: tls.NewListener(ln, n.tlsServer)}, nil
+		ln = tls.NewListener(ln, n.tlsServer)
+		if l.Network == "tls" {
+			ln = n.streamListener(ln, "TLS")
+		}
+		return listener{network: l.Network, stream: ln}, nil
 	}
 	return listener{}, fmt.Errorf("unknown transport %q", l.Network)
+}
+
+// streamListener wraps a TCP or TLS listener so that the NOTIFYs on the
+// connections it accepts run lean transactions (conntx.go).
+func (n *Notifier) streamListener(ln net.Listener, proto string) net.Listener {
+	return &streamListener{Listener: ln, proto: proto, txs: n.udpTxs, conns: &n.conns}
 }
 
 // serve runs sipgo on one opened listener until it is closed.

@@ -15,11 +15,12 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
-// States is the one read the notifier needs from the bridge.
-type States interface {
+// Registrations is the one read the notifier needs from the bridge (the
+// bridge's read side; bridge/httpapi names its own read of it the same).
+type Registrations interface {
 	// Lookup returns the current registration of an AOR and the sequence
 	// number of the last change it contains.
 	Lookup(aor string) (bridge.Registration, uint64)
@@ -43,9 +44,9 @@ var allowLargeUDP sync.Once
 
 // Notifier serves SUBSCRIBE for the reg event package and sends NOTIFYs.
 type Notifier struct {
-	cfg    Config
-	log    *slog.Logger
-	states States
+	cfg  Config
+	log  *slog.Logger
+	regs Registrations
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -64,8 +65,11 @@ type Notifier struct {
 	udpSockets []*udpSocket
 	udpTxs     *udpTxs
 	udpSrv     *udpServerTxs // SUBSCRIBE transactions over UDP (udpsrv.go)
-	leanUDP    bool          // UDP NOTIFYs to addresses skip doer (SetDoer clears it)
-	tlsServer  *tls.Config   // nil without REGBRIDGE_TLS_CERT
+	// lean: UDP NOTIFYs to addresses, and NOTIFYs on a subscriber's TCP
+	// or TLS connection, skip doer (SetDoer clears it).
+	lean      bool
+	conns     streamConns // accepted TCP and TLS connections (conntx.go)
+	tlsServer *tls.Config // nil without REGBRIDGE_TLS_CERT
 	// noTCP remembers destinations that took no large NOTIFY over TCP;
 	// tcpAttempts counts the attempts (large.go).
 	noTCP       tcpRefusals
@@ -91,7 +95,7 @@ type Notifier struct {
 
 	deliveries sync.WaitGroup
 	delivering atomic.Int32 // deliveries running now (pause polls it)
-	stats      Stats
+	stats      Counters
 	obs        Observer
 	guards     atomic.Pointer[Guards]
 	leases     leases
@@ -128,8 +132,9 @@ func hook(h *atomic.Pointer[func()]) {
 	}
 }
 
-// Stats counts what the notifier did (exported for metrics and tests).
-type Stats struct {
+// Counters count what the notifier did, live (for metrics and tests; a
+// Stats method elsewhere returns a snapshot).
+type Counters struct {
 	Sent, Failed, Removed atomic.Uint64
 	// Refused counts SUBSCRIBEs refused by the guards (limits,
 	// authentication, policy).
@@ -149,11 +154,11 @@ type Stats struct {
 	HandlerPanics, DeliveryPanics atomic.Uint64
 }
 
-func (s *Stats) countRefusal(string) { s.Refused.Add(1) }
+func (s *Counters) countRefusal(string) { s.Refused.Add(1) }
 
-// New builds a notifier reading registrations from states. It reads the
+// New builds a notifier reading registrations from regs. It reads the
 // TLS files when configured but opens no socket; call Listen, then Run.
-func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
+func New(cfg Config, regs Registrations, log *slog.Logger) (*Notifier, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -189,7 +194,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{
 		cfg:    cfg,
 		log:    log,
-		states: states,
+		regs:   regs,
 		ua:     ua,
 		srv:    srv,
 		udpTxs: newUDPTxs(),
@@ -200,7 +205,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 
 		tlsServer: tlsServer,
 	}
-	n.doer, n.leanUDP = clientDoer{client}, true
+	n.doer, n.lean = clientDoer{client}, true
 	n.watchers = substore.NewLocalWatchers(n.watcherChanged)
 	n.udpSrv = newUDPServerTxs(n.recovering(answerableOnly(n.onAdmittedSubscribe)), cfg.MaxTransactions)
 	n.udpSrv.admit = func(req *sip.Request) *sip.Response {
@@ -228,7 +233,7 @@ func New(cfg Config, states States, log *slog.Logger) (*Notifier, error) {
 
 // SetDoer replaces the seam NOTIFYs leave through (tests); every NOTIFY,
 // UDP included, then goes through d.
-func (n *Notifier) SetDoer(d Doer) { n.doer, n.leanUDP = d, false }
+func (n *Notifier) SetDoer(d Doer) { n.doer, n.lean = d, false }
 
 // clientDoer sends through sipgo. The request is complete except Via.
 type clientDoer struct{ c *sipgo.Client }
@@ -355,8 +360,8 @@ func (n *Notifier) Count() int {
 // (running, or answered and absorbing retransmissions until Timer J).
 func (n *Notifier) Transactions() int { return n.udpSrv.len() }
 
-// Stats returns the notifier's counters.
-func (n *Notifier) Stats() *Stats { return &n.stats }
+// Counters returns the notifier's live counters.
+func (n *Notifier) Counters() *Counters { return &n.stats }
 
 // add makes s known, unless the notifier is closed: closed is set before
 // shutdown lists the subscriptions to end under subsMu, so checking it

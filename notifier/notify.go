@@ -92,6 +92,7 @@ func hopOf(d *dialog) hop {
 // via is the top Via of a NOTIFY regbridge sends itself (udptx.go); the
 // zero via leaves the Via to sipgo.
 type via struct {
+	proto  string // UDP, TCP or TLS
 	sentBy string
 	branch string // prefix; the id follows in hex
 	id     uint64
@@ -109,7 +110,9 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 	h.ruri.StringWrite(w)
 	dst = append(dst, " SIP/2.0\r\n"...)
 	if v.sentBy != "" {
-		dst = append(dst, "Via: SIP/2.0/UDP "...)
+		dst = append(dst, "Via: SIP/2.0/"...)
+		dst = append(dst, v.proto...)
+		dst = append(dst, ' ')
 		dst = append(dst, v.sentBy...)
 		dst = append(dst, ";rport;branch="...)
 		dst = append(dst, v.branch...)

@@ -3,6 +3,8 @@ package notifier
 import (
 	"strings"
 	"time"
+
+	"github.com/regbridge/regbridge/notifier/render"
 )
 
 // eventPackage is one SIP event package the notifier serves: reg (RFC
@@ -22,24 +24,24 @@ type eventPackage struct {
 var (
 	pkgReg = &eventPackage{
 		name:        "reg",
-		contentType: ContentTypeReginfo,
+		contentType: render.ContentTypeReginfo,
 		defExpires:  DefaultExpires,
 	}
 	pkgPresence = &eventPackage{
 		name:        "presence",
-		contentType: ContentTypePIDF,
+		contentType: render.ContentTypePIDF,
 		defExpires:  DefaultPresenceExpires,
 		presence:    true,
 	}
 	pkgRegWinfo = &eventPackage{
 		name:        "reg.winfo",
-		contentType: ContentTypeWatcherinfo,
+		contentType: render.ContentTypeWatcherinfo,
 		defExpires:  DefaultWinfoExpires,
 		watched:     pkgReg,
 	}
 	pkgPresenceWinfo = &eventPackage{
 		name:        "presence.winfo",
-		contentType: ContentTypeWatcherinfo,
+		contentType: render.ContentTypeWatcherinfo,
 		defExpires:  DefaultWinfoExpires,
 		watched:     pkgPresence,
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // SubStore keeps subscription records outside the process.
@@ -97,7 +97,7 @@ func (n *Notifier) runLease(ctx context.Context) {
 				n.log.Warn("heartbeat failed", "err", err)
 			}
 		case <-round.C:
-			if !n.states.Ready() {
+			if !n.regs.Ready() {
 				continue
 			}
 			n.enqueueDeferred()
@@ -128,7 +128,7 @@ func (n *Notifier) enqueueDeferred() {
 // adopt continues stored subscriptions here. full: the subscriber may
 // have missed changes, so the next NOTIFY, sent at once, is full state.
 func (n *Notifier) adopt(recs []*substore.Record, full bool) {
-	ready := n.states.Ready()
+	ready := n.regs.Ready()
 	for _, rec := range recs {
 		if n.lookup(rec.ID) != nil {
 			continue

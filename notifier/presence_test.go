@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/regbridge/regbridge/notifier/render"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -137,14 +138,14 @@ func TestPackageNegotiation(t *testing.T) {
 	}{
 		{"presence disabled (E.6)", off, "presence", "", 489, "Allow-Events", "reg", ""},
 		{"unknown package names both", on, "dialog", "", 489, "Allow-Events", "reg, presence", ""},
-		{"presence without Accept (E.57)", on, "presence", "", 200, "", "", ContentTypePIDF},
-		{"presence with reginfo only (E.58)", on, "presence", "application/reginfo+xml", 406, "Accept", ContentTypePIDF, ""},
-		{"presence with pidf at q=0", on, "presence", "application/pidf+xml;q=0, application/reginfo+xml", 406, "Accept", ContentTypePIDF, ""},
-		{"presence with a range", on, "presence", "application/*", 200, "", "", ContentTypePIDF},
-		{"reg with pidf only (E.9)", on, "reg", "application/pidf+xml", 406, "Accept", ContentTypeReginfo, ""},
-		{"reg with several types (E.10)", on, "reg", "application/xml, application/reginfo+xml", 200, "", "", ContentTypeReginfo},
-		{"reg with reginfo at q=0", on, "reg", "application/reginfo+xml;q=0", 406, "Accept", ContentTypeReginfo, ""},
-		{"reg with */*", on, "reg", "*/*", 200, "", "", ContentTypeReginfo},
+		{"presence without Accept (E.57)", on, "presence", "", 200, "", "", render.ContentTypePIDF},
+		{"presence with reginfo only (E.58)", on, "presence", "application/reginfo+xml", 406, "Accept", render.ContentTypePIDF, ""},
+		{"presence with pidf at q=0", on, "presence", "application/pidf+xml;q=0, application/reginfo+xml", 406, "Accept", render.ContentTypePIDF, ""},
+		{"presence with a range", on, "presence", "application/*", 200, "", "", render.ContentTypePIDF},
+		{"reg with pidf only (E.9)", on, "reg", "application/pidf+xml", 406, "Accept", render.ContentTypeReginfo, ""},
+		{"reg with several types (E.10)", on, "reg", "application/xml, application/reginfo+xml", 200, "", "", render.ContentTypeReginfo},
+		{"reg with reginfo at q=0", on, "reg", "application/reginfo+xml;q=0", 406, "Accept", render.ContentTypeReginfo, ""},
+		{"reg with */*", on, "reg", "*/*", 200, "", "", render.ContentTypeReginfo},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

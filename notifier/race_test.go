@@ -10,8 +10,8 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/siptest"
-	"github.com/regbridge/regbridge/notifier/substore"
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Orderings of a SUBSCRIBE's handler against what may happen meanwhile,

@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -245,7 +246,7 @@ func TestRateWindow(t *testing.T) {
 		}
 	})
 	for _, body := range bodies {
-		validateXML(t, schemaReginfo, body)
+		xmlcheck.Validate(t, xmlcheck.Reginfo, body)
 	}
 }
 
@@ -341,7 +342,7 @@ func TestRateWindowPresence(t *testing.T) {
 		}
 	})
 	for _, body := range bodies {
-		validateXML(t, schemaPIDF, body)
+		xmlcheck.Validate(t, xmlcheck.PIDF, body)
 	}
 }
 
@@ -382,8 +383,8 @@ func TestNotifyTimeoutRemoves(t *testing.T) {
 				time.Sleep(time.Second)
 				apply(t, &harness{br: b.br}, fresh(tAlice)) // a refresh; NOTIFY 1 fails
 				synctest.Wait()
-				if b.n.Count() != 0 || b.n.Stats().Removed.Load() != 1 {
-					t.Fatalf("after %v: %d subscriptions, %d removed; want 0, 1", tt.err, b.n.Count(), b.n.Stats().Removed.Load())
+				if b.n.Count() != 0 || b.n.Counters().Removed.Load() != 1 {
+					t.Fatalf("after %v: %d subscriptions, %d removed; want 0, 1", tt.err, b.n.Count(), b.n.Counters().Removed.Load())
 				}
 				time.Sleep(time.Second)
 				apply(t, &harness{br: b.br}, fresh(tAlice))

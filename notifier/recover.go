@@ -15,7 +15,7 @@ import (
 // bad request or one bad contact must not do that. The goroutines that
 // serve strangers' requests (sipgo's per request, ours per UDP
 // SUBSCRIBE) and those that deliver NOTIFYs recover: the panic is logged
-// with its stack and counted (Stats.HandlerPanics, DeliveryPanics), and
+// with its stack and counted (Counters.HandlerPanics, DeliveryPanics), and
 // the notifier goes on serving.
 
 // recovering wraps a SIP request handler: after a panic the request gets

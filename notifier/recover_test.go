@@ -10,33 +10,33 @@ import (
 	"github.com/regbridge/regbridge/notifier/siptest"
 )
 
-// panickyStates is the bridge with a panic armed for the next Ready (read
+// panickyRegistrations is the bridge with a panic armed for the next Ready (read
 // by the SUBSCRIBE handler) or the next Lookup (read by a delivery).
-type panickyStates struct {
-	States
+type panickyRegistrations struct {
+	Registrations
 	ready, lookup atomic.Bool
 }
 
-func (p *panickyStates) Ready() bool {
+func (p *panickyRegistrations) Ready() bool {
 	if p.ready.CompareAndSwap(true, false) {
 		panic("injected in a SUBSCRIBE handler")
 	}
-	return p.States.Ready()
+	return p.Registrations.Ready()
 }
 
-func (p *panickyStates) Lookup(aor string) (bridge.Registration, uint64) {
+func (p *panickyRegistrations) Lookup(aor string) (bridge.Registration, uint64) {
 	if p.lookup.CompareAndSwap(true, false) {
 		panic("injected in a delivery")
 	}
-	return p.States.Lookup(aor)
+	return p.Registrations.Lookup(aor)
 }
 
 // TestHandlerPanic: a panic in a SUBSCRIBE handler, over UDP (our
 // transactions) and TCP (sipgo's), answers 500 and is counted; the
 // process goes on and the next SUBSCRIBE is served.
 func TestHandlerPanic(t *testing.T) {
-	var ps *panickyStates
-	h := newHarnessWith(t, Config{}, harnessOpts{wrap: func(s States) States { ps = &panickyStates{States: s}; return ps }}, tAlice)
+	var ps *panickyRegistrations
+	h := newHarnessWith(t, Config{}, harnessOpts{wrap: func(s Registrations) Registrations { ps = &panickyRegistrations{Registrations: s}; return ps }}, tAlice)
 	for i, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			ps.ready.Store(true)
@@ -44,7 +44,7 @@ func TestHandlerPanic(t *testing.T) {
 			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 500 {
 				t.Fatalf("SUBSCRIBE whose handler panics: %d, want 500", res.StatusCode)
 			}
-			if got := h.n.Stats().HandlerPanics.Load(); got != uint64(i+1) {
+			if got := h.n.Counters().HandlerPanics.Load(); got != uint64(i+1) {
 				t.Fatalf("%d handler panics counted, want %d", got, i+1)
 			}
 			p = siptest.New(t, network, h.addr(network))
@@ -60,8 +60,8 @@ func TestHandlerPanic(t *testing.T) {
 // subscription with a final NOTIFY without state (it is not left
 // claimed and silent), is counted, and deliveries go on for the others.
 func TestDeliveryPanic(t *testing.T) {
-	var ps *panickyStates
-	h := newHarnessWith(t, Config{}, harnessOpts{wrap: func(s States) States { ps = &panickyStates{States: s}; return ps }}, tAlice)
+	var ps *panickyRegistrations
+	h := newHarnessWith(t, Config{}, harnessOpts{wrap: func(s Registrations) Registrations { ps = &panickyRegistrations{Registrations: s}; return ps }}, tAlice)
 	ps.lookup.Store(true)
 	p := siptest.New(t, "udp", h.addr("udp"))
 	if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
@@ -74,7 +74,7 @@ func TestDeliveryPanic(t *testing.T) {
 	}
 	p.Check(n, 0, "partial", "terminated")
 	siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription ended")
-	if got := h.n.Stats().DeliveryPanics.Load(); got != 1 {
+	if got := h.n.Counters().DeliveryPanics.Load(); got != 1 {
 		t.Fatalf("%d delivery panics counted, want 1", got)
 	}
 	q := siptest.New(t, "udp", h.addr("udp"))

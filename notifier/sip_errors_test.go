@@ -124,8 +124,8 @@ func TestNotifyFailureRemoves(t *testing.T) {
 			siptest.Eventually(t, func() bool { return h.n.Count() == 0 }, "subscription removed")
 			h.br.Apply(t.Context(), source.Batch{Full: true})
 			p.None(200 * time.Millisecond)
-			if h.n.Stats().Removed.Load() != 1 {
-				t.Errorf("removed = %d, want 1", h.n.Stats().Removed.Load())
+			if h.n.Counters().Removed.Load() != 1 {
+				t.Errorf("removed = %d, want 1", h.n.Counters().Removed.Load())
 			}
 		})
 	}

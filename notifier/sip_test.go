@@ -14,6 +14,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier/render"
+	"github.com/regbridge/regbridge/notifier/render/xmlcheck"
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
@@ -54,7 +56,7 @@ func newHarness(t *testing.T, cfg Config, contacts ...source.Contact) *harness {
 type harnessOpts struct {
 	// wrap, unless nil, stands between the notifier and the bridge (a fake
 	// with function fields).
-	wrap func(States) States
+	wrap func(Registrations) Registrations
 	// setup, unless nil, is called on the notifier before it runs (to
 	// give it a shared store, say).
 	setup func(*Notifier)
@@ -72,11 +74,11 @@ func newHarnessWith(t *testing.T, cfg Config, o harnessOpts, contacts ...source.
 		cfg.Drain = 300 * time.Millisecond
 	}
 	br := bridge.New(testLog())
-	var states States = br
+	var regs Registrations = br
 	if o.wrap != nil {
-		states = o.wrap(br)
+		regs = o.wrap(br)
 	}
-	n, err := New(cfg, states, testLog())
+	n, err := New(cfg, regs, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,12 +144,12 @@ func validateNotify(t *testing.T, n siptest.Notify) {
 	switch {
 	case ct == nil:
 		t.Errorf("NOTIFY with a body and no Content-Type")
-	case ct.Value() == ContentTypeReginfo:
-		validateXML(t, schemaReginfo, body)
-	case ct.Value() == ContentTypePIDF:
-		validateXML(t, schemaPIDF, body)
-	case ct.Value() == ContentTypeWatcherinfo:
-		validateXML(t, schemaWatcherinfo, body)
+	case ct.Value() == render.ContentTypeReginfo:
+		xmlcheck.Validate(t, xmlcheck.Reginfo, body)
+	case ct.Value() == render.ContentTypePIDF:
+		xmlcheck.Validate(t, xmlcheck.PIDF, body)
+	case ct.Value() == render.ContentTypeWatcherinfo:
+		xmlcheck.Validate(t, xmlcheck.Watcherinfo, body)
 	default:
 		t.Errorf("NOTIFY Content-Type %q", ct.Value())
 	}

@@ -61,7 +61,7 @@ func TestSIPp(t *testing.T) {
 			during: func(t *testing.T, h *harness) {
 				// Once the 481 removed the subscription, change the AOR:
 				// a NOTIFY now would reach SIPp during its pause.
-				siptest.Eventually(t, func() bool { return h.n.Stats().Removed.Load() == 1 }, "subscription removed after 481")
+				siptest.Eventually(t, func() bool { return h.n.Counters().Removed.Load() == 1 }, "subscription removed after 481")
 				c := fresh(tAlice)
 				c.Key, c.URI, c.CallID = "uloc-sipp", "sip:alice@192.0.2.77", "sipp"
 				apply(t, h, c)
@@ -188,7 +188,7 @@ func TestSIPpCanFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runSIPp(t, bin, path, h.addr("udp"), func() {
-		siptest.Eventually(t, func() bool { return h.n.Stats().Failed.Load() == 1 }, "NOTIFY answered 500")
+		siptest.Eventually(t, func() bool { return h.n.Counters().Failed.Load() == 1 }, "NOTIFY answered 500")
 		h.br.Apply(t.Context(), source.Batch{Deleted: []string{tAlice.Key}})
 	})
 	if err == nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/limit"
 	"github.com/regbridge/regbridge/notifier/policy"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Header values regbridge sends.
@@ -118,7 +118,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		n.respond(tx, req, 400, "Missing From Tag")
 		return
 	}
-	if !n.states.Ready() {
+	if !n.regs.Ready() {
 		// Until the first snapshot is loaded a full document would claim
 		// contacts are missing that are not.
 		n.respond(tx, req, 503, "Registrations Not Loaded Yet", sip.NewHeader("Retry-After", "1"))

@@ -38,10 +38,12 @@ import (
 //     sip.SetTimers governs both. A retransmitted final response that
 //     arrives after the transaction ended is absorbed (Timer K's job).
 //
-// Everything else (TCP, TLS, WebSocket, a destination that needs DNS)
-// goes through sipgo's client.
+// NOTIFYs on a subscriber's TCP or TLS connection run the same
+// transactions (conntx.go). Everything else (WebSocket, a destination that
+// needs DNS, a new connection) goes through sipgo's client.
 
-// udpTxs is the table of running UDP NOTIFY transactions.
+// udpTxs is the table of running lean NOTIFY transactions, over UDP and
+// over subscribers' connections (conntx.go) alike.
 type udpTxs struct {
 	prefix string // branch prefix: magic cookie, "rb", instance token, "."
 	next   atomic.Uint64
@@ -295,14 +297,10 @@ func (n *Notifier) send(ctx context.Context, j *job, body []byte, extra ...strin
 // sendTo runs the NOTIFY transaction of job j to hop h. A UDP NOTIFY
 // larger than limit (when not 0) is errOverMTU, and nothing is sent.
 func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, limit int, extra ...string) (*sip.Response, error) {
-	if n.leanUDP && j.d.transport == "UDP" && h.transport == "UDP" {
-		if dst, err := netip.ParseAddrPort(h.dest); err == nil {
-			if sock := n.udpSocketFor(dst); sock != nil {
-				return n.roundTrip(ctx, sock, dst, sentBy(j.d.contact, sock), limit, func(b []byte, v via) []byte {
-					return appendNotify(b, j, h, v, body, extra...)
-				})
-			}
-		}
+	if f, local := n.leanFlow(j, h); f != nil {
+		return n.roundTrip(ctx, f, sentBy(j.d.contact, local), limit, func(b []byte, v via) []byte {
+			return appendNotify(b, j, h, v, body, extra...)
+		})
 	}
 	if limit > 0 && h.transport == "UDP" && len(appendNotify(nil, j, h, via{}, body, extra...))+viaRoom > limit {
 		return nil, errOverMTU
@@ -318,6 +316,31 @@ func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, limi
 	return res, err
 }
 
+// leanFlow returns the flow a lean transaction of job j to hop h takes,
+// and its local address, or nil when sipgo carries the NOTIFY: over UDP
+// to an address, from our listener; over TCP or TLS, on the open
+// connection the SUBSCRIBE came on (conntx.go).
+func (n *Notifier) leanFlow(j *job, h *hop) (flow, string) {
+	if !n.lean || h.transport != j.d.transport {
+		return nil, ""
+	}
+	switch h.transport {
+	case "UDP":
+		if dst, err := netip.ParseAddrPort(h.dest); err == nil {
+			if sock := n.udpSocketFor(dst); sock != nil {
+				return udpFlow{sock, dst}, sock.local.String()
+			}
+		}
+	case "TCP", "TLS":
+		if h.dest == j.d.source {
+			if c := n.conns.get(h.transport, h.dest); c != nil {
+				return c, c.localAddr()
+			}
+		}
+	}
+	return nil, ""
+}
+
 // udpSocketFor picks the UDP listener a NOTIFY to dst leaves from: the
 // first of dst's address family, as setUDPSource does for sipgo.
 func (n *Notifier) udpSocketFor(dst netip.AddrPort) *udpSocket {
@@ -330,31 +353,28 @@ func (n *Notifier) udpSocketFor(dst netip.AddrPort) *udpSocket {
 	return nil
 }
 
-// roundTrip runs one transaction: write the request build makes (with
-// our Via), retransmit on Timer E, give up on Timer F, return the final
-// response. A request larger than limit (when not 0) is errOverMTU,
-// unsent: measured as built, it costs a small NOTIFY nothing more.
-func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.AddrPort, sentBy string, limit int, build func([]byte, via) []byte) (*sip.Response, error) {
+// roundTrip runs one transaction over flow f: write the request build
+// makes (with our Via), over UDP retransmit on Timer E, give up on Timer
+// F or when the connection closes, return the final response. A request
+// larger than limit (when not 0) is errOverMTU, unsent: measured as
+// built, it costs a small NOTIFY nothing more.
+func (n *Notifier) roundTrip(ctx context.Context, f flow, sentBy string, limit int, build func([]byte, via) []byte) (*sip.Response, error) {
 	txs := n.udpTxs
 	tx := txs.begin()
 	defer txs.end(tx)
-	tx.buf = build(tx.buf[:0], via{sentBy: sentBy, branch: txs.prefix, id: tx.id})
+	tx.buf = build(tx.buf[:0], via{proto: f.proto(), sentBy: sentBy, branch: txs.prefix, id: tx.id})
 	if limit > 0 && len(tx.buf) > limit {
 		return nil, errOverMTU
 	}
-	send := func() error {
-		_, err := sock.WriteToUDPAddrPort(tx.buf, dst)
-		if err != nil {
-			return fmt.Errorf("sending NOTIFY to %s: %w", dst, err)
-		}
-		return nil
-	}
-	if err := send(); err != nil {
+	if err := f.write(tx.buf); err != nil {
 		return nil, err
 	}
 	t1, t2 := sip.T1, sip.T2
 	deadline := time.Now().Add(sip.Timer_F)
 	interval := t1
+	if f.reliable() {
+		interval = sip.Timer_F // no retransmission: Timer F only
+	}
 	if tx.timer == nil {
 		tx.timer = time.NewTimer(interval)
 	} else {
@@ -366,12 +386,19 @@ func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.Add
 			return res, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-f.gone():
+			select {
+			case res := <-tx.res: // it came just before the close
+				return res, nil
+			default:
+			}
+			return nil, fmt.Errorf("NOTIFY to %s: %w", f, errConnectionLost)
 		case now := <-tx.timer.C:
 			left := deadline.Sub(now)
-			if left <= 0 {
-				return nil, fmt.Errorf("NOTIFY to %s: %w", dst, sip.ErrTransactionTimeout)
+			if left <= 0 || f.reliable() {
+				return nil, fmt.Errorf("NOTIFY to %s: %w", f, sip.ErrTransactionTimeout)
 			}
-			if err := send(); err != nil {
+			if err := f.write(tx.buf); err != nil {
 				return nil, err
 			}
 			if tx.provisional.Load() {
@@ -386,9 +413,9 @@ func (n *Notifier) roundTrip(ctx context.Context, sock *udpSocket, dst netip.Add
 
 // sentBy is the Via sent-by of a NOTIFY: the host and port of the
 // dialog's Contact (the address the subscriber reaches us at, as
-// contactFor wrote it: <sip:regbridge@host:port>), else the listener's
-// own address.
-func sentBy(contact string, sock *udpSocket) string {
+// contactFor wrote it: <sip:regbridge@host:port>), else local, the
+// listener's or connection's own address.
+func sentBy(contact string, local string) string {
 	if at := strings.IndexByte(contact, '@'); at >= 0 {
 		hp := contact[at+1:]
 		if end := strings.IndexAny(hp, ";>"); end >= 0 {
@@ -398,7 +425,7 @@ func sentBy(contact string, sock *udpSocket) string {
 			return hp
 		}
 	}
-	return sock.local.String()
+	return local
 }
 
 // byteWriter is an io.StringWriter appending to a byte slice.

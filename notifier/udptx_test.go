@@ -72,7 +72,7 @@ func newUDPTxHarness(t *testing.T) *udpTxHarness {
 	t.Helper()
 	uc, peer := loopbackUDP(t), loopbackUDP(t)
 	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	n := &Notifier{udpTxs: newUDPTxs(), leanUDP: true}
+	n := &Notifier{udpTxs: newUDPTxs(), lean: true}
 	n.udpSockets = []*udpSocket{{UDPConn: uc, local: local, txs: n.udpTxs}}
 	n.bound = []ListenAddr{{"udp", local.String()}}
 	h := &udpTxHarness{n: n, peer: peer, local: local, passed: make(chan []byte, 16), fellBack: make(chan *sip.Request, 1)}
@@ -296,12 +296,12 @@ func BenchmarkNotifyConstruction(b *testing.B) {
 	}
 	sock := &udpSocket{local: netip.MustParseAddrPort("192.0.2.1:5065")}
 	prefix := newUDPTxs().prefix
-	body := AppendReginfo(nil, benchReginfoDocs()["partial-1-contact"], renderNow)
+	body := benchReginfoBody()
 	var wire []byte
 	b.ReportAllocs()
 	for b.Loop() {
 		h := hopOf(&j.d)
-		wire = appendNotify(wire[:0], &j, &h, via{sentBy: sentBy(j.d.contact, sock), branch: prefix, id: 1}, body)
+		wire = appendNotify(wire[:0], &j, &h, via{proto: "UDP", sentBy: sentBy(j.d.contact, sock.local.String()), branch: prefix, id: 1}, body)
 	}
 	b.SetBytes(int64(len(wire)))
 }

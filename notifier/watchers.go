@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/notifier/render"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Watcher information (RFC 3857, RFC 3858): every reg and presence
@@ -253,8 +254,8 @@ func (n *Notifier) nextWinfo(s *subscription) (job, bool) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wl := WatcherList{Resource: s.aor, Package: s.pkg.watched.name}
-	doc := &WatcherDoc{Full: needFull && withState}
+	wl := render.WatcherList{Resource: s.aor, Package: s.pkg.watched.name}
+	doc := &render.WatcherDoc{Full: needFull && withState}
 	switch {
 	case !withState:
 		// Like reginfo: an empty partial document keeps the version
@@ -266,7 +267,7 @@ func (n *Notifier) nextWinfo(s *subscription) (job, bool) {
 				wl.Watchers = append(wl.Watchers, entryOf(w, ""))
 			}
 		}
-		slices.SortFunc(wl.Watchers, func(a, b WatcherEntry) int {
+		slices.SortFunc(wl.Watchers, func(a, b render.WatcherEntry) int {
 			return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
 		})
 		if s.winfo != nil {
@@ -280,7 +281,7 @@ func (n *Notifier) nextWinfo(s *subscription) (job, bool) {
 		}
 		s.winfo = nil
 	}
-	doc.Lists = []WatcherList{wl}
+	doc.Lists = []render.WatcherList{wl}
 	doc.Version = s.version
 	s.version++
 	s.d.localCSeq++
@@ -293,11 +294,11 @@ func (n *Notifier) nextWinfo(s *subscription) (job, bool) {
 
 // entryOf is a watcher as a document shows it: active, or terminated
 // with the event that ended it.
-func entryOf(w substore.Watcher, ended string) WatcherEntry {
-	e := WatcherEntry{ID: w.ID, URI: w.URI, DisplayName: w.DisplayName, Since: w.Since, Expires: w.Expires,
-		Status: WatcherActive, Event: WatcherSubscribe}
+func entryOf(w substore.Watcher, ended string) render.WatcherEntry {
+	e := render.WatcherEntry{ID: w.ID, URI: w.URI, DisplayName: w.DisplayName, Since: w.Since, Expires: w.Expires,
+		Status: render.WatcherActive, Event: render.WatcherSubscribe}
 	if ended != "" {
-		e.Status, e.Event = WatcherTerminated, WatcherEvent(ended)
+		e.Status, e.Event = render.WatcherTerminated, render.WatcherEvent(ended)
 	}
 	return e
 }

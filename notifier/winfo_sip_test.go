@@ -8,8 +8,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/regbridge/regbridge/notifier/render"
 	"github.com/regbridge/regbridge/notifier/siptest"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Identities in the winfo tests are asserted by a trusted proxy (loopback
@@ -29,8 +30,8 @@ func asserted(user string) sip.Header {
 func nextWinfo(t *testing.T, p *siptest.Peer, event string, version uint32, state, subsPrefix string) siptest.Watcherinfo {
 	t.Helper()
 	n := next(t, p)
-	if ct := n.Req.ContentType(); ct == nil || ct.Value() != ContentTypeWatcherinfo {
-		t.Fatalf("Content-Type %v, want %s", ct, ContentTypeWatcherinfo)
+	if ct := n.Req.ContentType(); ct == nil || ct.Value() != render.ContentTypeWatcherinfo {
+		t.Fatalf("Content-Type %v, want %s", ct, render.ContentTypeWatcherinfo)
 	}
 	if ev := n.Req.GetHeader("Event"); ev == nil || ev.Value() != event {
 		t.Errorf("Event %v, want %s", ev, event)
@@ -91,7 +92,7 @@ func TestWinfo(t *testing.T) {
 			owner := siptest.New(t, network, addr)
 			owner.FromUser = "alice"
 			res := owner.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg.winfo"),
-				siptest.Header("Accept", ContentTypeWatcherinfo), asserted("alice"))
+				siptest.Header("Accept", render.ContentTypeWatcherinfo), asserted("alice"))
 			if res.StatusCode != 200 || res.GetHeader("Expires").Value() != "3600" {
 				t.Fatalf("owner's reg.winfo SUBSCRIBE: %s", res)
 			}

@@ -91,3 +91,22 @@ func hasAt[T Text](s T) bool {
 	}
 	return false
 }
+
+// ValidHost reports whether s looks like a host name or an address
+// literal (letters, digits, ".-_:[]", at most 253 bytes): what may stand
+// in a realm or a URI's domain.
+func ValidHost(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']':
+		default:
+			return false
+		}
+	}
+	return true
+}

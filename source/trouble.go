@@ -1,6 +1,12 @@
 package source
 
-import "sync/atomic"
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+)
 
 // Trouble remembers why a store is unreadable when retrying will not fix
 // it (a missing table, refused credentials), for Stats.Problem. Adapters
@@ -26,4 +32,41 @@ func (t *Trouble) String() string {
 		return *p
 	}
 	return ""
+}
+
+// Failed records a failed session of an adapter's retry loop and logs it
+// as the operator needs it: a permanent cause (problem) once per cause at
+// error level, the first failure of an outage as a warning, later ones at
+// debug. down is the loop's "already failing" flag. misconfigured and
+// unreachable word the two cases ("redis misconfigured", "redis
+// unreachable"); the debug line puts "still" after unreachable's first
+// word ("redis still unreachable").
+func (t *Trouble) Failed(log *slog.Logger, err error, problem string, permanent bool, down *bool, misconfigured, unreachable string) {
+	switch {
+	case permanent:
+		*down = true
+		if t.Set(problem) {
+			log.Error(misconfigured+": "+problem+"; retrying", "err", err)
+		}
+	case !*down:
+		*down = true
+		t.Clear()
+		log.Warn(unreachable+", retrying", "err", err)
+	default:
+		t.Clear() // an outage now, whatever it was before
+		log.Debug(strings.Replace(unreachable, " ", " still ", 1), "err", err)
+	}
+}
+
+// Sleep waits d, an adapter's retry backoff, or until ctx ends; it
+// reports whether ctx is still live.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

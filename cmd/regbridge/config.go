@@ -20,7 +20,7 @@ import (
 	"github.com/regbridge/regbridge/notifier/digest"
 	"github.com/regbridge/regbridge/notifier/limit"
 	"github.com/regbridge/regbridge/notifier/policy"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // envPrefix namespaces every variable regbridge reads.
@@ -122,7 +122,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("REGBRIDGE_%s: %v is below 100ms", d.name, d.v))
 		}
 	}
-	if _, err := parseSourceURL(c.Source); err != nil {
+	if err := checkSourceURL(c.Source); err != nil {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_SOURCE: %w", err))
 	}
 	for _, v := range []interface{ Validate() error }{&c.SIP, &c.Auth, &c.Policy, &c.Limit, &c.State} {

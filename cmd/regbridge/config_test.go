@@ -81,17 +81,3 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 }
-
-func TestSourceURLForms(t *testing.T) {
-	for raw, path := range map[string]string{
-		"kamailio+sqlite:///var/lib/kamailio/kamailio.db": "/var/lib/kamailio/kamailio.db",
-		"kamailio+sqlite:regbridge.db":                    "regbridge.db",
-		"kamailio+sqlite:data/loc.db?table=location":      "data/loc.db",
-		"kamailio+sqlite://rel.db":                        "rel.db",
-	} {
-		u, err := parseSourceURL(raw)
-		if err != nil || u.path != path {
-			t.Errorf("parseSourceURL(%q) = %+v, %v; want path %q", raw, u, err, path)
-		}
-	}
-}

@@ -16,6 +16,7 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/bridge/httpapi"
 	"github.com/regbridge/regbridge/notifier"
+	"github.com/regbridge/regbridge/notifier/render"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
@@ -26,6 +27,16 @@ type readyCheck struct {
 	ok   func() bool
 	// why, when set, adds the cause to name (a store misconfiguration).
 	why func() string
+}
+
+// allReady reports whether every check holds: /readyz would answer 200.
+func allReady(checks []readyCheck) bool {
+	for _, c := range checks {
+		if !c.ok() {
+			return false
+		}
+	}
+	return true
 }
 
 // httpParts is what the HTTP listener serves besides the health
@@ -200,7 +211,7 @@ func watchersOf(nt *notifier.Notifier) func(context.Context, string) ([]httpapi.
 		for i, w := range list {
 			out[i] = httpapi.Watcher{
 				ID: w.ID, Package: w.Package, URI: w.URI, DisplayName: w.DisplayName,
-				Status: string(notifier.WatcherActive), Event: string(notifier.WatcherSubscribe),
+				Status: string(render.WatcherActive), Event: string(render.WatcherSubscribe),
 				Since: w.Since.UTC(), ExpiresAt: w.Expires.UTC(),
 			}
 		}

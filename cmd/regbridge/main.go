@@ -32,8 +32,8 @@ import (
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/bridge/feed"
 	"github.com/regbridge/regbridge/bridge/httpapi"
+	"github.com/regbridge/regbridge/metrics"
 	"github.com/regbridge/regbridge/notifier"
-	"github.com/regbridge/regbridge/source"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -156,21 +156,18 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	}
 	var sipUp atomic.Bool
 	ready := readiness(ctx, br, src, &sipUp)
-	m := newMetrics(metricInputs{bridge: br, notifier: nt, source: src, hub: hub, webhooks: hooks, ready: ready,
-		transports: listenTransports(cfg.SIP.Listen), sourceScheme: sourceScheme(cfg.Source)})
-	var metricsHandler http.Handler
-	if m != nil {
-		nt.SetObserver(m)
-		br.Subscribe(m)
-		metricsHandler = m.Handler()
-	}
-	remover, _ := src.(source.Remover)
+	m := metrics.New(metrics.Inputs{Bridge: br, Notifier: nt, Source: src, Hub: hub, Webhooks: hooks,
+		Ready: func() bool { return allReady(ready) }, HTTPPanics: httpPanics.Load,
+		Transports: metrics.Transports(cfg.SIP.Listen), SourceScheme: metrics.SourceScheme(cfg.Source),
+		Version: buildVersion()})
+	nt.SetObserver(m)
+	br.Subscribe(m)
+	metricsHandler := m.Handler()
 	api := httpapi.New(cfg.API, httpapi.Deps{
 		Registrations: br,
 		Ready:         br.Ready,
 		Subscriptions: nt.Subscriptions,
 		Watchers:      watchersOf(nt),
-		Remover:       remover,
 		Events:        hub,
 		Level:         level,
 	}, log)

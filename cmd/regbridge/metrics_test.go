@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/siptest"
 )
 
@@ -65,30 +64,6 @@ func TestMetricsEndpoint(t *testing.T) {
 				t.Errorf("missing %q", w)
 			}
 		}
-	}
-}
-
-// TestObserverHotPathAllocs: measuring a NOTIFY or a change allocates
-// nothing for the transports and events the notifier uses.
-func TestObserverHotPathAllocs(t *testing.T) {
-	m := newMetrics(metricInputs{transports: []string{"udp", "tcp"}}).(*promMetrics)
-	seen := time.Now()
-	ch := bridge.Change{Contacts: []bridge.ContactView{{Event: bridge.EventRefreshed}}}
-	tests := []struct {
-		name string
-		f    func()
-	}{
-		{name: "NOTIFY ok", f: func() { m.NotifyDone("UDP", "ok", time.Millisecond, seen) }},
-		{name: "NOTIFY timeout", f: func() { m.NotifyDone("TCP", "timeout", time.Second, time.Time{}) }},
-		{name: "SUBSCRIBE 200", f: func() { m.SubscribeAnswered(200) }},
-		{name: "contact event", f: func() { m.Publish(ch) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if n := testing.AllocsPerRun(100, tt.f); n != 0 {
-				t.Errorf("%v allocations per call", n)
-			}
-		})
 	}
 }
 

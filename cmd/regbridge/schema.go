@@ -9,15 +9,20 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/regbridge/regbridge/source/asterisk"
-	"github.com/regbridge/regbridge/source/kamailio"
-	"github.com/regbridge/regbridge/source/opensips"
+	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // sqlSchemes are the schemes `regbridge schema` knows a table for.
-var sqlSchemes = []string{"kamailio+sqlite", "kamailio+mysql", "kamailio+postgres",
-	"opensips+sqlite", "opensips+mysql", "opensips+postgres", asterisk.SchemeMySQL, asterisk.SchemePostgres}
+func sqlSchemes() []string {
+	var names []string
+	for _, s := range source.Schemes() {
+		if s.Table != nil {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
 
 const schemaUsage = `usage: regbridge schema [SCHEME|URL] [--table NAME]
 
@@ -91,34 +96,17 @@ func runSchema(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 // schemaSQL is the DDL of a scheme's table; table "" is the registrar's
 // default name.
 func schemaSQL(scheme, table string) ([]string, error) {
+	s, ok := source.Lookup(scheme)
+	if !ok || s.Table == nil {
+		return nil, fmt.Errorf("no table schema for %q; one of: %s", scheme, strings.Join(sqlSchemes(), ", "))
+	}
 	if table == "" {
-		table = kamailio.DefaultTable // OpenSIPS's is the same
-		if strings.HasPrefix(scheme, "asterisk+") {
-			table = asterisk.DefaultTable
-		}
+		table = s.Table.Default
 	}
 	if !sqlwatch.ValidIdent(table) {
 		return nil, fmt.Errorf("table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", table)
 	}
-	switch scheme {
-	case "kamailio+sqlite":
-		return kamailio.SQLiteSchema(table), nil
-	case "kamailio+mysql":
-		return kamailio.MySQLSchema(table), nil
-	case "kamailio+postgres":
-		return kamailio.PostgresSchema(table), nil
-	case "opensips+sqlite":
-		return opensips.Schema("sqlite", table)
-	case "opensips+mysql":
-		return opensips.Schema(sqlwatch.DriverMySQL, table)
-	case "opensips+postgres":
-		return opensips.Schema(sqlwatch.DriverPostgres, table)
-	case asterisk.SchemeMySQL:
-		return asterisk.RealtimeSchema(sqlwatch.DriverMySQL, table)
-	case asterisk.SchemePostgres:
-		return asterisk.RealtimeSchema(sqlwatch.DriverPostgres, table)
-	}
-	return nil, fmt.Errorf("no table schema for %q; one of: %s", scheme, strings.Join(sqlSchemes, ", "))
+	return s.Table.Schema(table)
 }
 
 // isHelp reports whether a is a request for a subcommand's help.

@@ -262,7 +262,7 @@ func testSubcommandHelp(t *testing.T, bin binary) {
 // table the scheme's source then reads (SQLite here; the servers in
 // TestSetupThroughBinary).
 func TestSchemaCommand(t *testing.T) {
-	for _, scheme := range sqlSchemes {
+	for _, scheme := range sqlSchemes() {
 		var out, errOut bytes.Buffer
 		if code := run(t.Context(), []string{"schema", scheme, "--table", "loc"}, envconfig.MapLookuper(nil), &out, &errOut); code != 0 {
 			t.Fatalf("%s: exit %d: %s", scheme, code, errOut.String())

@@ -40,10 +40,10 @@ func TestSQLSourceURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
-			_, err := parseSourceURL(tt.raw)
+			err := checkSourceURL(tt.raw)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("parseSourceURL = %v, want an error containing %s", err, tt.err)
+					t.Fatalf("checkSourceURL = %v, want an error containing %s", err, tt.err)
 				}
 				if strings.Contains(err.Error(), ":pw@") {
 					t.Errorf("error repeats the password: %v", err)
@@ -65,7 +65,7 @@ func TestSQLSourceURLs(t *testing.T) {
 }
 
 func TestUnknownSchemeListsSQLSchemes(t *testing.T) {
-	_, err := parseSourceURL("oracle://db/x")
+	err := checkSourceURL("oracle://db/x")
 	for _, s := range []string{"kamailio+sqlite", "kamailio+mysql", "kamailio+postgres", "opensips+sqlite", "opensips+mysql", "opensips+postgres"} {
 		if err == nil || !strings.Contains(err.Error(), s) {
 			t.Errorf("error %v does not list %s", err, s)

@@ -10,10 +10,6 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/source"
-	"github.com/regbridge/regbridge/source/asterisk"
-	"github.com/regbridge/regbridge/source/kamailio"
-	"github.com/regbridge/regbridge/source/opensips"
-	redissrc "github.com/regbridge/regbridge/source/redis"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
@@ -53,86 +49,54 @@ func explainSource(rawURL string, err error) string {
 	scheme := strings.ToLower(u.Scheme)
 	var schemaErr *sqlwatch.SchemaError
 	var noFile *sqlwatch.NoFileError
-	var layoutErr *redissrc.LayoutError
+	var advice interface{ Advice(u *url.URL) string }
 	switch {
 	case errors.As(err, &schemaErr):
 		msg := "REGBRIDGE_SOURCE: " + schemaErr.Error()
-		if alt := matchingScheme(scheme, schemaErr.Have); alt != "" {
-			return fmt.Sprintf("%s; it looks like %s: use %s", msg, describeScheme(alt), withScheme(u, alt))
+		if alt, ok := matchingScheme(scheme, schemaErr.Have); ok {
+			return fmt.Sprintf("%s; it looks like %s: use %s", msg, alt.Table.What, withScheme(u, alt))
 		}
 		return fmt.Sprintf("%s; it is not the table %s reads: point ?table= at the registrar's contact table (`regbridge schema %s` prints the one expected)", msg, scheme, scheme)
 	case errors.As(err, &noFile):
 		msg := fmt.Sprintf("REGBRIDGE_SOURCE: %v; give the path of the file the registrar writes", noFile)
-		if scheme == "kamailio+sqlite" {
+		if s, ok := source.Lookup(scheme); ok && slices.Contains(s.Params, "create") {
 			q := u.Query()
 			q.Set("create", "true")
 			u.RawQuery = q.Encode()
-			msg += fmt.Sprintf(", or add ?create=true to create it with Kamailio's schema (%s)", u.Redacted())
+			msg += fmt.Sprintf(", or add ?create=true to create it with the registrar's schema (%s)", u.Redacted())
 		}
 		return msg
-	case errors.As(err, &layoutErr):
-		fix := "kamailio+redis://" + u.Host + u.Path
-		// db_redis keys are <table>:entry::<ruid>: name a table that is
-		// not the default.
-		if table, _, ok := strings.Cut(layoutErr.Key, ":entry::"); ok && table != kamailio.DefaultTable {
-			fix += "?table=" + strings.ReplaceAll(url.QueryEscape(table), "%3A", ":")
-		}
-		if layoutErr.Found == redissrc.LayoutGeneric {
-			fix = "redis://" + u.Host + u.Path + "?layout=generic"
-		}
-		return fmt.Sprintf("REGBRIDGE_SOURCE: %v: use %s (with the password, if any)", layoutErr, fix)
+	case errors.As(err, &advice):
+		return fmt.Sprintf("REGBRIDGE_SOURCE: %v: use %s", err, advice.Advice(u))
 	}
 	return "REGBRIDGE_SOURCE: " + err.Error()
 }
 
-// sourceColumns are the columns each SQL scheme reads, by scheme.
-func sourceColumns(scheme string) []string {
-	switch {
-	case strings.HasPrefix(scheme, "kamailio+"):
-		return kamailio.Columns()
-	case strings.HasPrefix(scheme, "opensips+"):
-		return opensips.Columns()
-	case scheme == asterisk.SchemeMySQL || scheme == asterisk.SchemePostgres:
-		return asterisk.RealtimeColumns()
-	}
-	return nil
-}
-
-// matchingScheme is the other scheme on the same store whose columns the
-// table has, or "".
-func matchingScheme(scheme string, have []string) string {
+// matchingScheme is the other scheme on the same store (the same +suffix)
+// whose columns the table has.
+func matchingScheme(scheme string, have []string) (source.Scheme, bool) {
 	_, store, _ := strings.Cut(scheme, "+")
-	for _, alt := range supportedSources {
-		if alt == scheme || !strings.HasSuffix(alt, "+"+store) {
+	for _, alt := range source.Schemes() {
+		if alt.Name == scheme || alt.Table == nil || !strings.HasSuffix(alt.Name, "+"+store) {
 			continue
 		}
-		cols := sourceColumns(alt)
-		if cols != nil && !slices.ContainsFunc(cols, func(c string) bool { return !slices.Contains(have, c) }) {
-			return alt
+		if !slices.ContainsFunc(alt.Table.Columns, func(c string) bool { return !slices.Contains(have, c) }) {
+			return alt, true
 		}
 	}
-	return ""
-}
-
-// describeScheme names the table a scheme reads, for "it looks like".
-func describeScheme(scheme string) string {
-	switch {
-	case strings.HasPrefix(scheme, "kamailio+"):
-		return "a Kamailio usrloc table"
-	case strings.HasPrefix(scheme, "opensips+"):
-		return "an OpenSIPS usrloc table"
-	}
-	return "an Asterisk ps_contacts table"
+	return source.Scheme{}, false
 }
 
 // withScheme is the source URL with another scheme, password hidden, and
-// without parameters the new scheme does not take (create=).
-func withScheme(u *url.URL, scheme string) string {
+// without parameters the new scheme does not take.
+func withScheme(u *url.URL, alt source.Scheme) string {
 	v := *u
-	v.Scheme = scheme
+	v.Scheme = alt.Name
 	q := v.Query()
-	if scheme != "kamailio+sqlite" {
-		q.Del("create")
+	for k := range q {
+		if !slices.Contains(alt.Params, k) {
+			q.Del(k)
+		}
 	}
 	v.RawQuery = q.Encode()
 	return v.Redacted()

@@ -9,7 +9,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier"
-	"github.com/regbridge/regbridge/notifier/substore"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // runner is a part with a Run(ctx) error.
@@ -57,7 +57,7 @@ func newState(ctx context.Context, cfg substore.Config, br *bridge.Bridge, nt *n
 	log.Info("shared state", "instance", id, "lease", cfg.Lease, "restored_contacts", len(contacts))
 	return p, func() {
 		// Read by the multi-instance test: store cost per NOTIFY.
-		log.Info("shared state closed", "redis_round_trips", st.RoundTrips(), "notifies_sent", nt.Stats().Sent.Load())
+		log.Info("shared state closed", "redis_round_trips", st.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load())
 		rdb.Close()
 	}, nil
 }

@@ -200,7 +200,11 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 			}
 		}()
 		network, _, _ := cutScheme(cfg.server)
-		if err := cfg.setServer(network + "://" + kid.sip); err != nil {
+		addr := kid.sip
+		if network == "tls" {
+			addr = kid.tls
+		}
+		if err := cfg.setServer(network + "://" + addr); err != nil {
 			return nil, err
 		}
 		rep.Regbridge.PID = kid.cmd.Process.Pid
@@ -211,7 +215,11 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 	case cfg.pid != 0:
 		rep.Regbridge.PID = cfg.pid
 	case cfg.serverAddr.Addr().IsLoopback():
-		rep.Regbridge.PID, err = findPID(cfg.network, cfg.serverAddr.Port())
+		network := cfg.network
+		if network == "tls" {
+			network = "tcp"
+		}
+		rep.Regbridge.PID, err = findPID(network, cfg.serverAddr.Port())
 		if err != nil {
 			rep.Regbridge.Error = err.Error()
 		}

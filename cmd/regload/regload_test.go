@@ -38,6 +38,8 @@ func TestSmoke(t *testing.T) {
 		{"udp", []string{"--subscriptions", "200", "--changes", "200", "--rate", "400"}},
 		{"tcp fan-out", []string{"--server", "tcp://127.0.0.1:1", "--sockets", "3",
 			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
+		{"tls fan-out", []string{"--server", "tls://127.0.0.1:1", "--sockets", "3",
+			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--spawn", bin, "--json", "--drain", "10s"}, tc.args...)

@@ -299,7 +299,7 @@ func appendResponse(dst []byte, m *message, code int, reason string) []byte {
 // derived from run and idx, so that a response or NOTIFY names its
 // subscription in its Call-ID without a lookup table.
 type subscribeReq struct {
-	transport string // "UDP" or "TCP"
+	transport string // "UDP", "TCP" or "TLS"
 	local     string // our host:port (Via sent-by, Contact)
 	run       string
 	idx       int
@@ -351,8 +351,11 @@ func appendSubscribe(dst []byte, r *subscribeReq) []byte {
 	dst = strconv.AppendInt(dst, int64(r.idx), 10)
 	dst = append(dst, '@')
 	dst = append(dst, r.local...)
-	if r.transport == "TCP" {
+	switch r.transport {
+	case "TCP":
 		dst = append(dst, ";transport=tcp"...)
+	case "TLS":
+		dst = append(dst, ";transport=tls"...)
 	}
 	dst = append(dst, ">\r\nEvent: reg\r\nAccept: application/reginfo+xml\r\nExpires: "...)
 	dst = strconv.AppendInt(dst, int64(r.expires), 10)

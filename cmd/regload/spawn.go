@@ -30,6 +30,7 @@ type child struct {
 	cmd     *exec.Cmd
 	logPath string
 	sip     string // host:port, UDP and TCP
+	tls     string // host:port, TLS (a self-signed certificate)
 	exited  chan struct{}
 	err     error // set before exited closes
 }
@@ -45,15 +46,26 @@ func spawnRegbridge(ctx context.Context, path, source, dir string, cfg *config) 
 	if err != nil {
 		return nil, err
 	}
+	tlsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := writeSelfSigned(dir)
+	if err != nil {
+		return nil, err
+	}
 	c := &child{
 		sip:     fmt.Sprintf("127.0.0.1:%d", sipPort),
+		tls:     fmt.Sprintf("127.0.0.1:%d", tlsPort),
 		logPath: filepath.Join(dir, "regbridge.log"),
 		exited:  make(chan struct{}),
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
 	env := map[string]string{
 		"REGBRIDGE_SOURCE":        source,
-		"REGBRIDGE_SIP_LISTEN":    "udp://" + c.sip + ",tcp://" + c.sip,
+		"REGBRIDGE_SIP_LISTEN":    "udp://" + c.sip + ",tcp://" + c.sip + ",tls://" + c.tls,
+		"REGBRIDGE_TLS_CERT":      certFile,
+		"REGBRIDGE_TLS_KEY":       keyFile,
 		"REGBRIDGE_HTTP_LISTEN":   httpAddr,
 		"REGBRIDGE_POLL_INTERVAL": cfg.pollInterval.String(),
 		"REGBRIDGE_LOG_LEVEL":     "warn",

@@ -13,9 +13,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/regbridge/regbridge/source/kamailio"
-	"github.com/regbridge/regbridge/source/sqlwatch"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +20,9 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite"
+
+	"github.com/regbridge/regbridge/source/kamailio"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // dialect is what differs between the SQL stores.
@@ -200,26 +200,15 @@ func openSQL(ctx context.Context, s storeSpec, writers int, sqliteSync string) (
 	return st, nil
 }
 
-// sqliteDSN is an SQLite URI for path (escaping what SQLite would decode)
+// sqliteDSN is an SQLite URI for path (sqlwatch.FileDSN, read-write)
 // with a busy timeout and, when asked, a synchronous mode. db_sqlite leaves
 // synchronous at SQLite's default, FULL: one fsync per commit.
 func sqliteDSN(path, sync string) string {
-	p := filepath.ToSlash(filepath.Clean(path))
-	var b strings.Builder
-	b.WriteString("file:")
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '%', '?', '#':
-			fmt.Fprintf(&b, "%%%02X", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteString("?_pragma=busy_timeout(5000)")
+	dsn := sqlwatch.FileDSN(path, "rwc") + "&_pragma=busy_timeout(5000)"
 	if sync != "" {
-		b.WriteString("&_pragma=synchronous(" + sync + ")")
+		dsn += "&_pragma=synchronous(" + sync + ")"
 	}
-	return b.String()
+	return dsn
 }
 
 func (s *sqlStore) prepare(ctx context.Context, rows []row) error {

@@ -141,12 +141,9 @@ func (r *runner) unsubscribeAll(ctx context.Context, deadline time.Time) {
 // appendSubscribe builds the SUBSCRIBE of subscriber i (l.subsMu held).
 func (r *runner) appendSubscribe(dst []byte, l *lane, i int, s *subscriber, expires int) []byte {
 	req := subscribeReq{
-		transport: "UDP", local: l.local, run: r.run, idx: i,
+		transport: l.proto, local: l.local, run: r.run, idx: i,
 		user: r.users[s.aor], domain: r.cfg.domain,
 		cseq: s.cseq, expires: expires,
-	}
-	if l.tcp != nil {
-		req.transport = "TCP"
 	}
 	if s.phase == subLeaving {
 		req.toTag, req.target = s.toTag, s.target

@@ -1,12 +1,13 @@
 package main
 
-// Lanes: the few sockets (UDP) or connections (TCP) that carry every
+// Lanes: the few sockets (UDP) or connections (TCP, TLS) that carry every
 // subscription. Subscription i lives on lane i mod len(lanes): its SUBSCRIBEs
 // leave from that socket, its Contact names it, so its NOTIFYs come back to
 // it and one reader goroutine per lane sees everything about it.
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +27,8 @@ type lane struct {
 	id     int
 	local  string // host:port written in Via and Contact
 	udp    *net.UDPConn
-	tcp    *net.TCPConn
+	stream net.Conn // TCP, or TLS over it
+	proto  string   // UDP, TCP or TLS: Via and Contact
 	server netip.AddrPort
 
 	// subsMu guards this lane's subscribers (r.subs[i] for i%len(r.lanes) ==
@@ -48,7 +50,7 @@ type lane struct {
 	tag  []byte
 }
 
-// openLanes opens n sockets (UDP) or connections (TCP) towards server.
+// openLanes opens n sockets (UDP) or connections (TCP, TLS) towards server.
 func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 	lanes := make([]*lane, 0, n)
 	fail := func(err error) ([]*lane, error) {
@@ -56,7 +58,7 @@ func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 		return nil, err
 	}
 	for i := range n {
-		l := &lane{id: i, server: server, out: make([]byte, 0, 1024)}
+		l := &lane{id: i, server: server, proto: "UDP", out: make([]byte, 0, 1024)}
 		switch network {
 		case "udp":
 			ip, err := localIPFor(server)
@@ -71,15 +73,25 @@ func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 			_ = c.SetWriteBuffer(socketBuffer)
 			l.udp = c
 			l.local = c.LocalAddr().String()
-		case "tcp":
+		case "tcp", "tls":
 			c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(server))
 			if err != nil {
 				return fail(fmt.Errorf("connecting to %s: %w", server, err))
 			}
 			_ = c.SetReadBuffer(socketBuffer)
 			_ = c.SetWriteBuffer(socketBuffer)
-			l.tcp = c
+			l.stream, l.proto = c, "TCP"
 			l.local = c.LocalAddr().String()
+			if network == "tls" {
+				// A load tool on loopback: regbridge's certificate is
+				// not checked (--spawn makes a self-signed one).
+				tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: server.Addr().String()})
+				if err := tc.Handshake(); err != nil {
+					c.Close()
+					return fail(fmt.Errorf("TLS handshake with %s: %w", server, err))
+				}
+				l.stream, l.proto = tc, "TLS"
+			}
 		}
 		lanes = append(lanes, l)
 	}
@@ -105,8 +117,8 @@ func closeLanes(lanes []*lane) {
 		if l.udp != nil {
 			l.udp.Close()
 		}
-		if l.tcp != nil {
-			l.tcp.Close()
+		if l.stream != nil {
+			l.stream.Close()
 		}
 	}
 }
@@ -117,7 +129,7 @@ func (l *lane) send(b []byte) {
 	if l.udp != nil {
 		_, err = l.udp.WriteToUDPAddrPort(b, l.server)
 	} else {
-		_, err = l.tcp.Write(b) // one Write is not interleaved with another
+		_, err = l.stream.Write(b) // one Write is not interleaved with another
 	}
 	if err != nil {
 		l.sendErrors.Add(1)
@@ -131,7 +143,7 @@ func (l *lane) reply(b []byte) {
 	if l.udp != nil {
 		_, err = l.udp.WriteToUDPAddrPort(b, l.from)
 	} else {
-		_, err = l.tcp.Write(b)
+		_, err = l.stream.Write(b)
 	}
 	if err != nil {
 		l.sendErrors.Add(1)
@@ -184,7 +196,7 @@ func (r *runner) readStream(l *lane) {
 				l.subsMu.Lock()
 				l.tally.BadMessages++
 				l.subsMu.Unlock()
-				l.tcp.Close()
+				l.stream.Close()
 				return
 			}
 			if len(data) < hend+clen {
@@ -200,12 +212,12 @@ func (r *runner) readStream(l *lane) {
 		start = 0
 		if end == len(buf) {
 			if len(buf) > maxStreamMessage {
-				l.tcp.Close()
+				l.stream.Close()
 				return
 			}
 			buf = append(buf, make([]byte, len(buf))...)
 		}
-		n, err := l.tcp.Read(buf[end:])
+		n, err := l.stream.Read(buf[end:])
 		if err != nil {
 			return
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // Outcome says how a check ended, for counters and logs.
@@ -208,7 +210,7 @@ func (a *Authenticator) realmOf(req *sip.Request) string {
 		return a.cfg.Realm
 	}
 	from := req.From()
-	if from == nil || !validHost(from.Address.Host) {
+	if from == nil || !source.ValidHost(from.Address.Host) {
 		return ""
 	}
 	return strings.ToLower(from.Address.Host)
@@ -271,7 +273,7 @@ func identity(user, realm string) string {
 	local, domain := user, realm
 	if at >= 0 {
 		local, domain = user[:at], user[at+1:]
-		if !validHost(domain) {
+		if !source.ValidHost(domain) {
 			return ""
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // Defaults, each with its reason.
@@ -37,7 +39,7 @@ const Off = "off"
 // Config is the digest authenticator's configuration (environment names
 // without the REGBRIDGE_ prefix, read by cmd/regbridge).
 type Config struct {
-	Source     Source        `env:"AUTH, default=off" desc:"credential source for digest authentication of SUBSCRIBE: off, file:///path, kamailio+sqlite:///path.db, kamailio+mysql://user:pass@host:3306/db, opensips+mysql://..., asterisk+mysql://... (see docs/security.md)"`
+	Source     Source        `env:"AUTH, default=off" desc:"credential source for digest authentication of SUBSCRIBE: off, file:///path, kamailio+sqlite:///path.db, kamailio+mysql://user:pass@host:3306/db, kamailio+postgres://user:pass@host:5432/db, opensips+mysql|postgres://..., asterisk+mysql|postgres://... (see docs/security.md)"`
 	Realm      string        `env:"AUTH_REALM" desc:"digest realm and the domain of authenticated identities (sip:user@realm); empty: the From URI's domain of each request, as Kamailio's auth_check with $fd"`
 	Algorithms Algorithms    `env:"AUTH_ALGORITHMS, default=SHA-256,MD5" desc:"digest algorithms offered, most preferred first (SHA-256, MD5); one WWW-Authenticate each"`
 	NonceTTL   time.Duration `env:"AUTH_NONCE_TTL, default=300s" desc:"lifetime of a nonce; an expired nonce answered correctly gets 401 with stale=true"`
@@ -60,7 +62,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("REGBRIDGE_AUTH: %w", err))
 		}
 	}
-	if c.Realm != "" && !validHost(c.Realm) {
+	if c.Realm != "" && !source.ValidHost(c.Realm) {
 		errs = append(errs, fmt.Errorf("REGBRIDGE_AUTH_REALM: %q is not a domain name", c.Realm))
 	}
 	if len(c.Algorithms) == 0 {
@@ -174,21 +176,3 @@ func (s Source) String() string { return redactSource(string(s)) }
 
 // LogValue returns the URL with any password replaced.
 func (s Source) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// validHost reports whether s looks like a host name or address literal:
-// what may appear in a realm and in an identity's domain.
-func validHost(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']':
-		default:
-			return false
-		}
-	}
-	return true
-}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 const (
@@ -199,7 +201,7 @@ func splitLine(text string) (user, realm, kind, value string, err error) {
 		return "", "", "", "", fmt.Errorf("want user:realm:plain:password, user:realm:md5:HA1, user:realm:sha-256:HA1 or user:realm:HA1")
 	}
 	user, realm = parts[0], parts[1]
-	if user == "" || strings.ContainsAny(user, " \t") || !validHost(realm) {
+	if user == "" || strings.ContainsAny(user, " \t") || !source.ValidHost(realm) {
 		return "", "", "", "", fmt.Errorf("user must be non-empty without blanks and realm a domain name")
 	}
 	if len(parts) == 3 {

@@ -5,16 +5,15 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "modernc.org/sqlite"             // registers "sqlite"
 
-	_ "modernc.org/sqlite" // registers "sqlite"
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // sourceSpec is a parsed REGBRIDGE_AUTH.
@@ -32,9 +31,12 @@ type sourceSpec struct {
 //	file:///etc/regbridge/credentials  (or file:relative/path)
 //	<schema>+sqlite:///var/lib/kamailio/kamailio.db
 //	<schema>+mysql://user:pass@host:3306/kamailio   (?socket=/run/mysqld/mysqld.sock, ?tls=true)
+//	<schema>+postgres://user:pass@host:5432/kamailio (?sslmode=..., the other libpq TLS parameters)
 //
 // with <schema> kamailio, opensips or asterisk, and for the SQL forms the
-// optional parameters table=NAME and use_domain=false.
+// optional parameters table=NAME and use_domain=false. The URLs are read
+// by the same code as the source URLs (source/sqlwatch), so a server
+// takes the same driver parameters here as in REGBRIDGE_SOURCE.
 func parseSource(raw string) (sourceSpec, error) {
 	var s sourceSpec
 	u, err := url.Parse(raw)
@@ -43,7 +45,7 @@ func parseSource(raw string) (sourceSpec, error) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	if scheme == "file" {
-		s.dsn = filePath(u)
+		s.dsn = sqlwatch.FilePath(u)
 		if s.dsn == "" {
 			return s, fmt.Errorf("file URL names no file (file:///abs/path or file:rel/path)")
 		}
@@ -55,16 +57,34 @@ func parseSource(raw string) (sourceSpec, error) {
 		s.schema = Schema(schema)
 	default:
 		if !ok {
-			return s, fmt.Errorf("%w %q; want off, file://, or kamailio|opensips|asterisk + sqlite|mysql", errUnsupported, u.Scheme)
+			return s, fmt.Errorf("%w %q; want off, file://, or kamailio|opensips|asterisk + sqlite|mysql|postgres", errUnsupported, u.Scheme)
 		}
 		return s, fmt.Errorf("%w: schema %q (kamailio, opensips, asterisk)", errUnsupported, schema)
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return s, fmt.Errorf("bad query parameters: %w", err)
+	var q url.Values
+	switch store {
+	case "sqlite":
+		var path string
+		if path, q, err = sqlwatch.ParseFileURL(u, "table", "use_domain"); err != nil {
+			return s, err
+		}
+		s.driver, s.dsn = "sqlite", sqlwatch.FileDSN(path, "ro")+"&_pragma=busy_timeout(1000)"
+	case "mysql", "mariadb":
+		s.driver = "mysql"
+		if s.dsn, q, err = mysqlDSN(u); err != nil {
+			return s, err
+		}
+	case "postgres", "postgresql":
+		var ep sqlwatch.Endpoint
+		if ep, q, err = sqlwatch.ParseURL(u, sqlwatch.DriverPostgres, "table", "use_domain"); err != nil {
+			return s, err
+		}
+		s.driver, s.dsn = "pgx", ep.PostgresURL()
+	default:
+		return s, fmt.Errorf("%w: store %q (sqlite, mysql, postgres)", errUnsupported, store)
 	}
 	s.table = q.Get("table")
-	if s.table != "" && !validIdent(s.table) {
+	if s.table != "" && !sqlwatch.ValidIdent(s.table) {
 		return s, fmt.Errorf("table=%q is not an identifier", s.table)
 	}
 	if v := q.Get("use_domain"); v != "" {
@@ -74,89 +94,30 @@ func parseSource(raw string) (sourceSpec, error) {
 		}
 		s.ignore = !b
 	}
-	q.Del("table")
-	q.Del("use_domain")
-	switch store {
-	case "sqlite":
-		path := filePath(u)
-		if path == "" || len(q) > 0 {
-			return s, fmt.Errorf("%s names no file or has unknown parameters (%s+sqlite:///abs/path.db?table=...&use_domain=...)", scheme, schema)
-		}
-		s.driver, s.dsn = "sqlite", sqliteDSN(path)
-	case "mysql", "mariadb":
-		s.driver = "mysql"
-		if s.dsn, err = mysqlDSN(u, q); err != nil {
-			return s, err
-		}
-	case "postgres", "postgresql":
-		// pgx's database/sql driver (pgx/v5/stdlib) needs
-		// github.com/jackc/puddle/v2, which go.sum does not hold yet; SQL
-		// already speaks $n placeholders (SQLConfig.Dollar) for the day it
-		// does.
-		return s, fmt.Errorf("%w: store %q is not built in yet (sqlite, mysql)", errUnsupported, store)
-	default:
-		return s, fmt.Errorf("%w: store %q (sqlite, mysql)", errUnsupported, store)
-	}
 	return s, nil
 }
 
-func filePath(u *url.URL) string {
-	switch {
-	case u.Opaque != "":
-		return u.Opaque
-	case u.Host != "":
-		return u.Host + u.Path // scheme://rel.db: relative too
-	}
-	return u.Path
-}
-
-// sqliteDSN opens the file read-only: regbridge never writes the
-// registrar's database, and a read-only connection cannot.
-func sqliteDSN(path string) string {
-	p := filepath.ToSlash(filepath.Clean(path))
-	var b strings.Builder
-	b.WriteString("file:")
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '%', '?', '#':
-			fmt.Fprintf(&b, "%%%02X", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteString("?mode=ro&_pragma=busy_timeout(1000)")
-	return b.String()
-}
-
 // mysqlDSN turns mysql://user:pass@host:port/db?socket=...&tls=... into
-// go-sql-driver's DSN.
-func mysqlDSN(u *url.URL, q url.Values) (string, error) {
-	c := mysql.NewConfig()
-	c.User = u.User.Username()
-	c.Passwd, _ = u.User.Password()
-	c.DBName = strings.TrimPrefix(u.Path, "/")
+// go-sql-driver's DSN, with short timeouts: a lookup answers a SUBSCRIBE.
+func mysqlDSN(u *url.URL) (string, url.Values, error) {
+	if u.Host == "" && u.Query().Get("socket") != "" {
+		v := *u
+		v.Host = "localhost" // the socket replaces it
+		u = &v
+	}
+	ep, q, err := sqlwatch.ParseURL(u, sqlwatch.DriverMySQL, "table", "use_domain", "socket")
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := ep.MySQLConfig()
+	if err != nil {
+		return "", nil, err
+	}
 	c.Timeout, c.ReadTimeout = 5*time.Second, 5*time.Second
 	if sock := q.Get("socket"); sock != "" {
 		c.Net, c.Addr = "unix", sock
-	} else {
-		host, port := u.Hostname(), u.Port()
-		if host == "" {
-			return "", fmt.Errorf("mysql URL names no host (or ?socket=)")
-		}
-		if port == "" {
-			port = "3306"
-		}
-		c.Net, c.Addr = "tcp", net.JoinHostPort(host, port)
 	}
-	if v := q.Get("tls"); v != "" {
-		c.TLSConfig = v
-	}
-	q.Del("socket")
-	q.Del("tls")
-	if len(q) > 0 || c.DBName == "" {
-		return "", fmt.Errorf("mysql URL needs a database name and takes only table, use_domain, socket and tls parameters")
-	}
-	return c.FormatDSN(), nil
+	return c.FormatDSN(), q, nil
 }
 
 // redactSource hides a password in a source URL.

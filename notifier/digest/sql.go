@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // lookupTimeout bounds one credentials query: a SUBSCRIBE transaction
@@ -63,24 +65,32 @@ func NewSQL(db *sql.DB, cfg SQLConfig) (*SQL, error) {
 			cfg.Table = "ps_auths"
 		}
 	}
-	if !validIdent(cfg.Table) {
+	if !sqlwatch.ValidIdent(cfg.Table) {
 		return nil, fmt.Errorf("table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", cfg.Table)
 	}
 	p1, p2 := "?", "?"
 	if cfg.Dollar {
 		p1, p2 = "$1", "$2"
 	}
-	var q string
+	var cols []string
 	switch cfg.Schema {
 	case Kamailio:
-		q = "SELECT username, password, ha1, ha1b FROM " + cfg.Table + " WHERE username = " + p1
+		cols = []string{"username", "password", "ha1", "ha1b"}
 	case OpenSIPS:
-		q = "SELECT username, password, ha1, ha1_sha256 FROM " + cfg.Table + " WHERE username = " + p1
+		cols = []string{"username", "password", "ha1", "ha1_sha256"}
 	case Asterisk:
-		q = "SELECT username, auth_type, password, md5_cred, realm FROM " + cfg.Table + " WHERE username = " + p1
+		cols = []string{"username", "auth_type", "password", "md5_cred", "realm"}
 	default:
 		return nil, fmt.Errorf("unknown schema %q (kamailio, opensips, asterisk)", cfg.Schema)
 	}
+	if cfg.Dollar {
+		// PostgreSQL returns CHAR(n) columns (OpenSIPS's scripts use
+		// them) blank-padded; as text they read as MySQL returns them.
+		for i, c := range cols {
+			cols[i] = c + "::text"
+		}
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + cfg.Table + " WHERE username = " + p1
 	if cfg.Schema != Asterisk && !cfg.IgnoreDomain {
 		q += " AND domain = " + p2
 	}
@@ -217,20 +227,6 @@ func (s *SQL) asterisk(ctx context.Context, user, realm string, alg Algorithm) (
 		return "", false, nil
 	}
 	return best[0].ha1, true, nil
-}
-
-// validIdent reports whether s is a plain SQL identifier.
-func validIdent(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // errUnsupported is wrapped by Open for a scheme it does not know.

@@ -204,7 +204,11 @@ func TestSQLiteStores(t *testing.T) {
 	})
 	t.Run("read-only", func(t *testing.T) {
 		path := sqliteStore(t, kamailioDDL, nil)
-		db, err := sql.Open("sqlite", sqliteDSN(path))
+		spec, err := parseSource("kamailio+sqlite://" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open(spec.driver, spec.dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,8 +332,12 @@ func TestParseSource(t *testing.T) {
 			dsn: "ast@unix(/run/mysqld/mysqld.sock)/asterisk?readTimeout=5s&timeout=5s"},
 		{src: "kamailio+mysql://kam@db/kamailio?tls=true", driver: "mysql", schema: Kamailio,
 			dsn: "kam@tcp(db:3306)/kamailio?readTimeout=5s&timeout=5s&tls=true"},
-		{src: "kamailio+mysql://kam@db/", err: true},                 // no database
-		{src: "kamailio+mysql://kam@db/k?charset=latin1", err: true}, // unknown parameter
+		{src: "opensips+postgres://os:pw@db.example.com/opensips?sslmode=require&table=sub", driver: "pgx", schema: OpenSIPS,
+			dsn: "postgres://os:pw@db.example.com:5432/opensips?connect_timeout=10&sslmode=require"},
+		{src: "kamailio+postgres://kam@db/kamailio?tls=true", err: true}, // a MySQL parameter
+		{src: "kamailio+postgres://kam@db", err: true},                   // no database
+		{src: "kamailio+mysql://kam@db/", err: true},                     // no database
+		{src: "kamailio+mysql://kam@db/k?charset=latin1", err: true},     // unknown parameter
 		{src: "kamailio+sqlite:///x.db?table=sub;drop", err: true},
 		{src: "kamailio+sqlite:///x.db?use_domain=maybe", err: true},
 		{src: "freeswitch+sqlite:///x.db", err: true},

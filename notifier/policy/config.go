@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // DefaultOpenNetworks lets loopback watch without authentication:
@@ -145,18 +147,4 @@ func (ns Networks) String() string {
 	return strings.Join(parts, ",")
 }
 
-func validDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']':
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validDomain(s string) bool { return source.ValidHost(s) }

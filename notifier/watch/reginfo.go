@@ -80,33 +80,11 @@ type Contact struct {
 // aor, a contact without id or <uri>, and numeric attributes that are not
 // unsigned integers. Documents without a namespace are accepted as reginfo.
 func ParseReginfo(body []byte) (*Reginfo, error) {
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	root, err := firstElement(dec)
+	p, head, err := openDocument(body, "reginfo", NamespaceReginfo, ErrInvalidReginfo)
 	if err != nil {
 		return nil, err
 	}
-	if root.Name.Local != "reginfo" || (root.Name.Space != NamespaceReginfo && root.Name.Space != "") {
-		return nil, fmt.Errorf("%w: root element is {%s}%s, want reginfo", ErrInvalidReginfo, root.Name.Space, root.Name.Local)
-	}
-	p := parser{dec: dec, ns: root.Name.Space}
-
-	doc := &Reginfo{}
-	version, ok := attr(root, "version")
-	if !ok {
-		return nil, fmt.Errorf("%w: missing version", ErrInvalidReginfo)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(version), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("%w: version %q is not a 32-bit unsigned integer", ErrInvalidReginfo, version)
-	}
-	doc.Version = uint32(v)
-	doc.State, ok = attr(root, "state")
-	if !ok {
-		return nil, fmt.Errorf("%w: missing state", ErrInvalidReginfo)
-	}
-	if doc.State != StateFull && doc.State != StatePartial {
-		return nil, fmt.Errorf("%w: state %q is neither full nor partial", ErrInvalidReginfo, doc.State)
-	}
+	doc := &Reginfo{Version: head.version, State: head.state}
 
 	err = p.children(func(el xml.StartElement) error {
 		if el.Name.Space != p.ns || el.Name.Local != "registration" {
@@ -130,6 +108,43 @@ type parser struct {
 	// ns is the namespace of the reginfo elements: NamespaceReginfo, or ""
 	// for a document that declares none.
 	ns string
+}
+
+// docHead is what the root element of a versioned document says (RFC
+// 3680 5.1, RFC 3858 4.3).
+type docHead struct {
+	version uint32
+	state   string
+}
+
+// openDocument reads the root element of body, which must be local in
+// namespace ns (or in none), and its version and state; errors wrap
+// invalid.
+func openDocument(body []byte, local, ns string, invalid error) (parser, docHead, error) {
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	root, err := firstElement(dec)
+	if err != nil {
+		return parser{}, docHead{}, err
+	}
+	if root.Name.Local != local || (root.Name.Space != ns && root.Name.Space != "") {
+		return parser{}, docHead{}, fmt.Errorf("%w: root element is {%s}%s, want %s", invalid, root.Name.Space, root.Name.Local, local)
+	}
+	version, ok := attr(root, "version")
+	if !ok {
+		return parser{}, docHead{}, fmt.Errorf("%w: missing version", invalid)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(version), 10, 32)
+	if err != nil {
+		return parser{}, docHead{}, fmt.Errorf("%w: version %q is not a 32-bit unsigned integer", invalid, version)
+	}
+	state, ok := attr(root, "state")
+	if !ok {
+		return parser{}, docHead{}, fmt.Errorf("%w: missing state", invalid)
+	}
+	if state != StateFull && state != StatePartial {
+		return parser{}, docHead{}, fmt.Errorf("%w: state %q is neither full nor partial", invalid, state)
+	}
+	return parser{dec: dec, ns: root.Name.Space}, docHead{version: uint32(v), state: state}, nil
 }
 
 func firstElement(dec *xml.Decoder) (xml.StartElement, error) {

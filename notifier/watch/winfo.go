@@ -1,13 +1,11 @@
 package watch
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -50,28 +48,11 @@ type Watcher struct {
 // attributes that are not unsigned integers. The watcher URI is trimmed
 // (xs:anyURI collapses whitespace).
 func ParseWatcherinfo(body []byte) (*Watcherinfo, error) {
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	root, err := firstElement(dec)
+	p, head, err := openDocument(body, "watcherinfo", NamespaceWatcherinfo, ErrInvalidWatcherinfo)
 	if err != nil {
 		return nil, err
 	}
-	if root.Name.Local != "watcherinfo" || (root.Name.Space != NamespaceWatcherinfo && root.Name.Space != "") {
-		return nil, fmt.Errorf("%w: root element is {%s}%s, want watcherinfo", ErrInvalidWatcherinfo, root.Name.Space, root.Name.Local)
-	}
-	p := parser{dec: dec, ns: root.Name.Space}
-	doc := &Watcherinfo{}
-	version, ok := attr(root, "version")
-	if !ok {
-		return nil, fmt.Errorf("%w: missing version", ErrInvalidWatcherinfo)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(version), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("%w: version %q is not a 32-bit unsigned integer", ErrInvalidWatcherinfo, version)
-	}
-	doc.Version = uint32(v)
-	if doc.State, _ = attr(root, "state"); doc.State != StateFull && doc.State != StatePartial {
-		return nil, fmt.Errorf("%w: state %q is neither full nor partial", ErrInvalidWatcherinfo, doc.State)
-	}
+	doc := &Watcherinfo{Version: head.version, State: head.state}
 	err = p.children(func(el xml.StartElement) error {
 		if el.Name.Space != p.ns || el.Name.Local != "watcher-list" {
 			return p.dec.Skip()

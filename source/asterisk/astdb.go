@@ -78,23 +78,19 @@ func (c *AstDBConfig) Validate() error {
 // or asterisk+astdb:rel/path.sqlite3, with an optional family= parameter.
 // Domain and Watch are the caller's.
 func ParseAstDBURL(raw string) (AstDBConfig, error) {
-	var c AstDBConfig
 	u, err := url.Parse(raw)
 	if err != nil {
-		return c, fmt.Errorf("not a URL: %w", err)
+		return AstDBConfig{}, fmt.Errorf("not a URL: %w", err)
 	}
+	return parseAstDBURL(u)
+}
+
+func parseAstDBURL(u *url.URL) (AstDBConfig, error) {
+	var c AstDBConfig
 	if !strings.EqualFold(u.Scheme, SchemeAstDB) {
 		return c, fmt.Errorf("scheme %q is not %s", u.Scheme, SchemeAstDB)
 	}
-	switch {
-	case u.Opaque != "":
-		c.Path = u.Opaque
-	case u.Host != "":
-		c.Path = u.Host + u.Path // asterisk+astdb://rel/path: relative too
-	default:
-		c.Path = u.Path
-	}
-	if c.Path == "" {
+	if c.Path = sqlwatch.FilePath(u); c.Path == "" {
 		return c, fmt.Errorf("%s URL names no file (%s:///var/lib/asterisk/astdb.sqlite3)", SchemeAstDB, SchemeAstDB)
 	}
 	for k := range u.Query() {

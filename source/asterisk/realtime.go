@@ -63,33 +63,26 @@ func (c *RealtimeConfig) Validate() error {
 // changelog_poll=, reconcile=, incremental=, slot=, slot_lag_warn=). Errors never repeat the URL (it may hold a
 // password).
 func ParseRealtimeURL(raw string) (RealtimeConfig, error) {
-	var c RealtimeConfig
 	u, err := url.Parse(raw)
 	if err != nil {
-		return c, errors.New("not a URL")
+		return RealtimeConfig{}, errors.New("not a URL")
 	}
+	return parseRealtimeURL(u)
+}
+
+func parseRealtimeURL(u *url.URL) (RealtimeConfig, error) {
+	var c RealtimeConfig
 	switch strings.ToLower(u.Scheme) {
-	case SchemeMySQL:
-		c.Driver = sqlwatch.DriverMySQL
-	case SchemePostgres:
-		c.Driver = sqlwatch.DriverPostgres
+	case SchemeMySQL, SchemePostgres:
 	default:
 		return c, fmt.Errorf("scheme %q is not %s or %s", u.Scheme, SchemeMySQL, SchemePostgres)
 	}
-	var own url.Values
-	if c.Endpoint, own, err = sqlwatch.ParseURL(u, c.Driver, append([]string{"table"}, sqlwatch.ReadParamNames...)...); err != nil {
-		return c, err
-	}
-	params, err := sqlwatch.ParseReadParams(own)
-	if err == nil {
-		err = params.ForDriver(c.Driver)
-	}
+	sc, err := sqlwatch.ParseServerURL(u, false)
 	if err != nil {
 		return c, err
 	}
-	params.Apply(&c.Watch)
-	c.Table = own.Get("table")
-	if own.Has("table") && c.Table == "" {
+	c.Driver, c.Endpoint, c.Table, c.Watch = sc.Driver, sc.Endpoint, sc.Table, sc.Watch()
+	if u.Query().Has("table") && c.Table == "" {
 		return c, errors.New("table is empty")
 	}
 	return c, c.Validate()
@@ -105,13 +98,8 @@ func NewRealtime(cfg RealtimeConfig, log *slog.Logger) (*sqlwatch.Watcher, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "asterisk_realtime", "driver", cfg.Driver, "endpoint", cfg.Endpoint, "table", cfg.Table)
-	var d sqlwatch.Dialect
-	var err error
-	if cfg.Driver == sqlwatch.DriverMySQL {
-		d, err = sqlwatch.NewMySQL(cfg.Endpoint)
-	} else {
-		d, err = sqlwatch.NewPostgres(cfg.Endpoint)
-	}
+	sc := sqlwatch.ServerConfig{Driver: cfg.Driver, Endpoint: cfg.Endpoint}
+	d, err := sc.Dialect()
 	if err != nil {
 		return nil, fmt.Errorf("asterisk realtime: %w", err)
 	}

@@ -83,8 +83,8 @@ func bridgeSteps(t *testing.T, run func(source.Sink) (stop func()), w bindingWri
 	if got := log.all(); !slices.Equal(got, want) {
 		t.Errorf("events = %q, want %q", got, want)
 	}
-	if aors, contacts := br.Stats(); aors != 3 || contacts != 3 {
-		t.Errorf("bridge tracks %d AORs, %d contacts; want 3, 3", aors, contacts)
+	if st := br.Stats(); st.AORs != 3 || st.Contacts != 3 {
+		t.Errorf("bridge tracks %d AORs, %d contacts; want 3, 3", st.AORs, st.Contacts)
 	}
 }
 

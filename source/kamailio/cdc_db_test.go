@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
 	"github.com/regbridge/regbridge/source/sqlwatch"
@@ -35,7 +36,7 @@ func (h *cdcHarness) NewSource(t *testing.T) source.Source {
 	h.proxy = sourcetest.NewProxy(t, h.db.Endpoint.Addr)
 	log, _ := newLogger(t)
 	w, err := h.srv.newWatcher(DBConfig{
-		Endpoint: h.db.Via(h.proxy.Addr()), Table: table, Domain: sourcetest.Domain, TZ: registrarTZ,
+		Endpoint: h.db.Via(h.proxy.Addr()), Table: table, Domain: conformance.Domain, TZ: registrarTZ,
 		PollInterval: slow, ReconcileInterval: slow, MaxBackoff: 200 * time.Millisecond, CDC: cmp.Or(h.mode, sqlwatch.CDCTrigger),
 	}, log)
 	if err != nil {
@@ -65,7 +66,7 @@ func install(t testing.TB, w *sqlwatch.Watcher, on bool) {
 func TestConformanceCDC(t *testing.T) {
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {
-			sourcetest.Run(t, &cdcHarness{dbHarness: dbHarness{srv: srv, db: srv.open(t)}})
+			conformance.Run(t, &cdcHarness{dbHarness: dbHarness{srv: srv, db: srv.open(t)}})
 		})
 	}
 }
@@ -90,7 +91,7 @@ func newCDCFixtureVia(t *testing.T, srv server, cfg DBConfig, installed, proxied
 	db := srv.open(t)
 	srv.createTable(t, db, "location", false)
 	log, lb := newLogger(t)
-	cfg.Endpoint, cfg.Domain, cfg.TZ = db.Endpoint, sourcetest.Domain, registrarTZ
+	cfg.Endpoint, cfg.Domain, cfg.TZ = db.Endpoint, conformance.Domain, registrarTZ
 	var proxy *sourcetest.Proxy
 	if proxied {
 		proxy = sourcetest.NewProxy(t, db.Endpoint.Addr)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
 	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
@@ -31,7 +32,7 @@ func TestConformanceDB(t *testing.T) {
 				name = srv.name + "/BIGINT epoch"
 			}
 			t.Run(name, func(t *testing.T) {
-				sourcetest.Run(t, &dbHarness{srv: srv, db: srv.open(t), epoch: epoch})
+				conformance.Run(t, &dbHarness{srv: srv, db: srv.open(t), epoch: epoch})
 			})
 		}
 	}
@@ -47,7 +48,7 @@ func (h *dbHarness) NewSource(t *testing.T) source.Source {
 	w, err := h.srv.newWatcher(DBConfig{
 		Endpoint:     h.db.Via(h.proxy.Addr()),
 		Table:        table,
-		Domain:       sourcetest.Domain,
+		Domain:       conformance.Domain,
 		TZ:           registrarTZ,
 		PollInterval: 20 * time.Millisecond,
 		MaxBackoff:   200 * time.Millisecond,
@@ -58,7 +59,7 @@ func (h *dbHarness) NewSource(t *testing.T) source.Source {
 	return w
 }
 
-func binding(r sourcetest.Row) kamBinding {
+func binding(r conformance.Row) kamBinding {
 	// use_domain=0 for even IDs (domain NULL, completed by Domain), 1 for
 	// odd ones: both must give the same AOR.
 	var dom any
@@ -69,11 +70,11 @@ func binding(r sourcetest.Row) kamBinding {
 		expires: r.Expires, cseq: r.CSeq}
 }
 
-func (h *dbHarness) Insert(t *testing.T, r sourcetest.Row) { h.w.insert(t, binding(r)) }
-func (h *dbHarness) Update(t *testing.T, r sourcetest.Row) { h.w.update(t, binding(r)) }
-func (h *dbHarness) Delete(t *testing.T, r sourcetest.Row) { h.w.delete(t, ruidOf(r.ID)) }
+func (h *dbHarness) Insert(t *testing.T, r conformance.Row) { h.w.insert(t, binding(r)) }
+func (h *dbHarness) Update(t *testing.T, r conformance.Row) { h.w.update(t, binding(r)) }
+func (h *dbHarness) Delete(t *testing.T, r conformance.Row) { h.w.delete(t, ruidOf(r.ID)) }
 
-func (h *dbHarness) InsertBad(t *testing.T, r sourcetest.Row) {
+func (h *dbHarness) InsertBad(t *testing.T, r conformance.Row) {
 	b := binding(r)
 	b.contact = "<not a SIP URI>"
 	h.w.insert(t, b)

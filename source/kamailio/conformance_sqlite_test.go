@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
-	"github.com/regbridge/regbridge/source/sourcetest"
 )
 
 // sqliteHarness writes the location table as Kamailio's db_sqlite does
@@ -21,7 +21,7 @@ type sqliteHarness struct {
 }
 
 func TestConformanceSQLite(t *testing.T) {
-	sourcetest.Run(t, &sqliteHarness{})
+	conformance.Run(t, &sqliteHarness{})
 }
 
 func ruidOf(id int) string { return fmt.Sprintf("uloc-5f3a2b1c-4d2-%d", id) }
@@ -32,16 +32,16 @@ func (h *sqliteHarness) NewSource(t *testing.T) source.Source {
 	// Keep Kamailio's one connection for the whole test: a new one opened
 	// while the file is moved away would create an empty file at path.
 	h.db.SetConnMaxIdleTime(0)
-	return newWatcherFast(t, SQLiteConfig{Path: h.path, Domain: sourcetest.Domain})
+	return newWatcherFast(t, SQLiteConfig{Path: h.path, Domain: conformance.Domain})
 }
 
-func (h *sqliteHarness) Insert(t *testing.T, r sourcetest.Row) { h.insert(t, r, r.URI) }
+func (h *sqliteHarness) Insert(t *testing.T, r conformance.Row) { h.insert(t, r, r.URI) }
 
-func (h *sqliteHarness) InsertBad(t *testing.T, r sourcetest.Row) {
+func (h *sqliteHarness) InsertBad(t *testing.T, r conformance.Row) {
 	h.insert(t, r, "<not a SIP URI>")
 }
 
-func (h *sqliteHarness) insert(t *testing.T, r sourcetest.Row, contact string) {
+func (h *sqliteHarness) insert(t *testing.T, r conformance.Row, contact string) {
 	t.Helper()
 	_, err := h.db.Exec(`INSERT INTO location (ruid, username, contact, expires, q, callid, cseq,
 		last_modified, flags, cflags, user_agent, socket, methods, reg_id, server_id, connection_id, keepalive, partition)
@@ -52,7 +52,7 @@ func (h *sqliteHarness) insert(t *testing.T, r sourcetest.Row, contact string) {
 	}
 }
 
-func (h *sqliteHarness) Update(t *testing.T, r sourcetest.Row) {
+func (h *sqliteHarness) Update(t *testing.T, r conformance.Row) {
 	t.Helper()
 	res, err := h.db.Exec(`UPDATE location SET expires = ?, callid = ?, cseq = ?, user_agent = ?, last_modified = ? WHERE ruid = ?`,
 		TimeToJulian(r.Expires), r.CallID, r.CSeq, r.UserAgent, TimeToJulian(time.Now()), ruidOf(r.ID))
@@ -64,7 +64,7 @@ func (h *sqliteHarness) Update(t *testing.T, r sourcetest.Row) {
 	}
 }
 
-func (h *sqliteHarness) Delete(t *testing.T, r sourcetest.Row) { deleteRow(t, h.db, ruidOf(r.ID)) }
+func (h *sqliteHarness) Delete(t *testing.T, r conformance.Row) { deleteRow(t, h.db, ruidOf(r.ID)) }
 
 // Break moves the file away: the adapter cannot open it, while the
 // writer's open connection keeps writing to it, as Kamailio's would.

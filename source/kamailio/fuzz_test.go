@@ -8,7 +8,6 @@ import (
 
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
-	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
 // FuzzDecode feeds arbitrary values of every driver type into each column:
@@ -63,7 +62,7 @@ func checkUsable(t *testing.T, c source.Contact) {
 	if c.Key == "" || c.AOR == "" || c.URI == "" {
 		t.Fatalf("accepted contact with empty Key/AOR/URI: %+v", c)
 	}
-	if !strings.HasPrefix(c.AOR, "sip:") || !sqlwatch.ValidContact([]byte(c.URI)) || !sqlwatch.Printable([]byte(c.Key)) {
+	if !strings.HasPrefix(c.AOR, "sip:") || !source.ValidURI([]byte(c.URI)) || !source.Printable([]byte(c.Key)) {
 		t.Fatalf("accepted unusable contact: %+v", c)
 	}
 	if c.Q != -1 && (c.Q < 0 || c.Q > 1) {

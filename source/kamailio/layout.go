@@ -76,55 +76,34 @@ func serverCodec(col, typ string) (timeCodec, error) {
 // that are new or changed). On error c is left partly written and must be
 // discarded.
 func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
-	key, ok := row[colRUID].TextOrNull()
-	if !ok || len(key) == 0 || !sqlwatch.Printable(key) {
+	key, keyOK := row[colRUID].TextOrNull()
+	if !keyOK || len(key) == 0 || !source.Printable(key) {
 		return badRow("ruid is not a non-empty printable string")
 	}
 	c.Key = row[colRUID].String("")
-	user, ok := row[colUsername].TextOrNull()
-	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
-		return badRow("username is not a non-empty printable string")
+	if err := shared.Decode(row, c, &l.aorBuf, l.domain); err != nil {
+		return badRow("%v", err)
 	}
-	dom, ok := row[colDomain].TextOrNull()
-	if !ok || !sqlwatch.Printable(dom) {
-		return badRow("domain is not a printable string")
-	}
-	l.aorBuf = sqlwatch.AppendAOR(l.aorBuf[:0], user, dom, l.domain)
-	c.AOR = sqlwatch.Intern(l.aorBuf, "")
-	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
-		return badRow("contact is not a sip:, sips: or tel: URI")
-	}
-	c.URI = row[colContact].String("")
 	if row[colExpires].Kind == sqlwatch.Null {
 		return badRow("expires is NULL")
 	}
+	var ok bool
 	if c.Expires, ok = decodeTime(&row[colExpires], l.expires, l.loc); !ok {
 		return badRow("expires is not a valid time")
 	}
 	if c.Modified, ok = decodeTime(&row[colLastModified], l.modified, l.loc); !ok {
 		return badRow("last_modified is not a valid time")
 	}
-	if c.Q, ok = row[colQ].QValue(); !ok {
-		return badRow("q is not -1 or between 0 and 1")
-	}
-	if c.CSeq, ok = row[colCSeq].Uint32(); !ok {
-		return badRow("cseq is not an integer between 0 and 2^32-1")
-	}
 	if c.RegID, ok = row[colRegID].Uint32(); !ok {
 		return badRow("reg_id is not an integer between 0 and 2^32-1")
-	}
-	if err := sqlwatch.DecodeTexts(row,
-		sqlwatch.TextField{Col: colCallID, Name: "callid", Dst: &c.CallID},
-		sqlwatch.TextField{Col: colUserAgent, Name: "user_agent", Dst: &c.UserAgent},
-		sqlwatch.TextField{Col: colInstance, Name: "instance", Dst: &c.Instance},
-		sqlwatch.TextField{Col: colReceived, Name: "received", Dst: &c.Received},
-		sqlwatch.TextField{Col: colPath, Name: "path", Dst: &c.Path},
-	); err != nil {
-		return badRow("%v", err)
 	}
 	c.Administrative = strings.HasPrefix(c.Key, administrativePrefix)
 	return nil
 }
+
+// shared are the columns Kamailio's table shares with OpenSIPS's.
+var shared = sqlwatch.Usrloc{Username: colUsername, Domain: colDomain, Contact: colContact, Q: colQ, CSeq: colCSeq,
+	CallID: colCallID, UserAgent: colUserAgent, Instance: colInstance, InstanceName: "instance", Received: colReceived, Path: colPath}
 
 func modifiedColumn(server bool) string {
 	if server {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
 	"github.com/regbridge/regbridge/source/sqlwatch"
@@ -22,7 +23,7 @@ import (
 // change the suite sees came through the replication stream.
 func TestConformanceLogical(t *testing.T) {
 	srv := servers[1]
-	sourcetest.Run(t, &cdcHarness{dbHarness: dbHarness{srv: srv, db: srv.open(t)}, mode: sqlwatch.CDCLogical})
+	conformance.Run(t, &cdcHarness{dbHarness: dbHarness{srv: srv, db: srv.open(t)}, mode: sqlwatch.CDCLogical})
 }
 
 // keyedRec is the sink of the logical tests: a real bridge (a KeyedSink,
@@ -103,7 +104,7 @@ func newLogicalFixture(t *testing.T, proxied bool) *logicalFixture {
 		f.proxy = sourcetest.NewProxy(t, db.Endpoint.Addr)
 		ep = db.Via(f.proxy.Addr())
 	}
-	w, err := NewPostgres(DBConfig{Endpoint: ep, Domain: sourcetest.Domain, TZ: registrarTZ, PollInterval: slow, ReconcileInterval: slow,
+	w, err := NewPostgres(DBConfig{Endpoint: ep, Domain: conformance.Domain, TZ: registrarTZ, PollInterval: slow, ReconcileInterval: slow,
 		MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCLogical, Slot: f.slot}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +418,7 @@ func TestLogicalSharedSlot(t *testing.T) {
 	f := newLogicalFixture(t, false)
 	a := bindingN(1)
 	f.begin(t, a)
-	w2, err := NewPostgres(DBConfig{Endpoint: f.db.Endpoint, Domain: sourcetest.Domain, TZ: registrarTZ, PollInterval: slow, ReconcileInterval: slow,
+	w2, err := NewPostgres(DBConfig{Endpoint: f.db.Endpoint, Domain: conformance.Domain, TZ: registrarTZ, PollInterval: slow, ReconcileInterval: slow,
 		MaxBackoff: 200 * time.Millisecond, CDC: sqlwatch.CDCLogical, Slot: f.slot}, nil)
 	if err != nil {
 		t.Fatal(err)

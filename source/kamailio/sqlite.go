@@ -56,7 +56,7 @@ func (c *SQLiteConfig) Validate() error {
 	if c.Path == "" || strings.IndexByte(c.Path, 0) >= 0 {
 		return errors.New("kamailio sqlite: Path must name the database file")
 	}
-	if err := validTableDomain(c.Table, c.Domain); err != nil {
+	if err := sqlwatch.CheckTableDomain("Kamailio", c.Table, c.Domain); err != nil {
 		return fmt.Errorf("kamailio sqlite: %w", err)
 	}
 	wc := c.watchConfig()
@@ -70,19 +70,6 @@ func (c *SQLiteConfig) watchConfig() sqlwatch.Config {
 	// data_version is exact: no forced reconcile, which would only add
 	// read locks that can make Kamailio's commits fail (docs/stores.md#kamailio).
 	return sqlwatch.Config{PollInterval: c.PollInterval, ReconcileInterval: sqlwatch.Never, MaxBackoff: c.MaxBackoff}
-}
-
-// validTableDomain checks the settings every Kamailio watcher shares.
-func validTableDomain(table, domain string) error {
-	switch {
-	case !sqlwatch.ValidIdent(table):
-		return fmt.Errorf("Table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", table)
-	case strings.EqualFold(table, "version"):
-		return errors.New(`Table must not be "version" (Kamailio's table of table versions)`)
-	case domain != "" && (!sqlwatch.Printable([]byte(domain)) || strings.IndexByte(domain, '@') >= 0):
-		return fmt.Errorf("Domain %q is not a host name", domain)
-	}
-	return nil
 }
 
 // SQLite watches a Kamailio location table in an SQLite file and reports it

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regbridge/regbridge/source/sourcetest"
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 	"github.com/regbridge/regbridge/source/sqlwatch/sqltest"
 )
@@ -54,7 +54,7 @@ func TestConformanceCDC(t *testing.T) {
 				}
 				return w
 			}
-			sourcetest.Run(t, &harness{store: st})
+			conformance.Run(t, &harness{store: st})
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
 )
@@ -23,7 +24,7 @@ type harness struct {
 func TestConformance(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			sourcetest.Run(t, &harness{store: b.open(t)})
+			conformance.Run(t, &harness{store: b.open(t)})
 		})
 	}
 }
@@ -45,7 +46,7 @@ func (h *harness) NewSource(t *testing.T) source.Source {
 	return h.newSource(t, table, addr)
 }
 
-func binding(r sourcetest.Row) osBinding {
+func binding(r conformance.Row) osBinding {
 	var dom any // use_domain=0 for even IDs: Domain completes the AOR
 	if r.ID%2 == 1 {
 		dom = r.Domain
@@ -54,11 +55,11 @@ func binding(r sourcetest.Row) osBinding {
 		expires: r.Expires, cseq: r.CSeq}
 }
 
-func (h *harness) Insert(t *testing.T, r sourcetest.Row) { h.w.insert(t, binding(r)) }
-func (h *harness) Update(t *testing.T, r sourcetest.Row) { h.w.update(t, binding(r)) }
-func (h *harness) Delete(t *testing.T, r sourcetest.Row) { h.w.delete(t, contactID(r.ID)) }
+func (h *harness) Insert(t *testing.T, r conformance.Row) { h.w.insert(t, binding(r)) }
+func (h *harness) Update(t *testing.T, r conformance.Row) { h.w.update(t, binding(r)) }
+func (h *harness) Delete(t *testing.T, r conformance.Row) { h.w.delete(t, contactID(r.ID)) }
 
-func (h *harness) InsertBad(t *testing.T, r sourcetest.Row) {
+func (h *harness) InsertBad(t *testing.T, r conformance.Row) {
 	b := binding(r)
 	b.contact = "<not a SIP URI>"
 	h.w.insert(t, b)

@@ -112,40 +112,14 @@ func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 	}
 	l.buf = strconv.AppendInt(l.buf[:0], id, 10) // canonical on every backend
 	c.Key = sqlwatch.Intern(l.buf, "")
-	user, ok := row[colUsername].TextOrNull()
-	if !ok || len(user) == 0 || !sqlwatch.Printable(user) {
-		return badRow("username is not a non-empty printable string")
+	if err := shared.Decode(row, c, &l.buf, l.domain); err != nil {
+		return badRow(err.Error())
 	}
-	dom, ok := row[colDomain].TextOrNull()
-	if !ok || !sqlwatch.Printable(dom) {
-		return badRow("domain is not a printable string")
-	}
-	l.buf = sqlwatch.AppendAOR(l.buf[:0], user, dom, l.domain)
-	c.AOR = sqlwatch.Intern(l.buf, "")
-	if uri, ok := row[colContact].TextOrNull(); !ok || !sqlwatch.ValidContact(uri) {
-		return badRow("contact is not a sip:, sips: or tel: URI")
-	}
-	c.URI = row[colContact].String("")
 	if c.Expires, ok = row[colExpires].Epoch(); !ok {
 		return badRow("expires is not an epoch")
 	}
 	if c.Modified, ok = l.modified(&row[colLastModified]); !ok {
 		return badRow("last_modified is not a valid time")
-	}
-	if c.Q, ok = row[colQ].QValue(); !ok {
-		return badRow("q is not -1 or between 0 and 1")
-	}
-	if c.CSeq, ok = row[colCSeq].Uint32(); !ok {
-		return badRow("cseq is not an integer between 0 and 2^32-1")
-	}
-	if err := sqlwatch.DecodeTexts(row,
-		sqlwatch.TextField{Col: colCallID, Name: "callid", Dst: &c.CallID},
-		sqlwatch.TextField{Col: colUserAgent, Name: "user_agent", Dst: &c.UserAgent},
-		sqlwatch.TextField{Col: colInstance, Name: "sip_instance", Dst: &c.Instance},
-		sqlwatch.TextField{Col: colReceived, Name: "received", Dst: &c.Received},
-		sqlwatch.TextField{Col: colPath, Name: "path", Dst: &c.Path},
-	); err != nil {
-		return badRow(err.Error())
 	}
 	c.RegID, c.Administrative = 0, false // OpenSIPS stores neither
 	return nil
@@ -164,6 +138,10 @@ func (l *layout) modified(v *sqlwatch.Value) (time.Time, bool) {
 	}
 	return t, ok
 }
+
+// shared are the columns OpenSIPS's table shares with Kamailio's.
+var shared = sqlwatch.Usrloc{Username: colUsername, Domain: colDomain, Contact: colContact, Q: colQ, CSeq: colCSeq,
+	CallID: colCallID, UserAgent: colUserAgent, Instance: colInstance, InstanceName: "sip_instance", Received: colReceived, Path: colPath}
 
 func modifiedColumn(server bool) string {
 	if server {

@@ -48,48 +48,13 @@ const (
 	DefaultTable = "location"
 	// DefaultTZ is the registrar zone assumed for last_modified when none
 	// is configured (only last_modified depends on it).
-	DefaultTZ = "UTC"
+	DefaultTZ = sqlwatch.DefaultTZ
 )
 
 // DBConfig configures the watcher of an OpenSIPS location table on a
-// database server.
-type DBConfig struct {
-	// Endpoint is the server and database (sqlwatch.ParseURL).
-	Endpoint sqlwatch.Endpoint
-	// Table is the usrloc table; default DefaultTable.
-	Table string
-	// Domain completes the AOR when the domain column is NULL or empty
-	// (usrloc use_domain=0). If it is empty too, the AOR is "sip:"+username.
-	Domain string
-	// TZ is the IANA zone of the OpenSIPS process, in which it writes
-	// last_modified (expires is an epoch); default DefaultTZ.
-	TZ string
-	// PollInterval is how often the change check runs; default
-	// sqlwatch.DefaultPollInterval.
-	PollInterval time.Duration
-	// ReconcileInterval forces a full read this often even when the
-	// change check saw nothing; default sqlwatch.DefaultReconcileInterval.
-	ReconcileInterval time.Duration
-	// ReconcileRate paces that reconcile beside a change feed, in rows
-	// per second (sqlwatch.Config.ReconcileRate); default one query.
-	ReconcileRate int
-	// MaxBackoff caps the retry delay during an outage; default
-	// sqlwatch.DefaultMaxBackoff.
-	MaxBackoff time.Duration
-	// CDC is sqlwatch.CDCTrigger to read changes from the triggers
-	// `regbridge cdc install` adds, or sqlwatch.CDCLogical (PostgreSQL
-	// logical replication) (sqlwatch.Config.CDC); default polling.
-	CDC string
-	// ChangelogPoll is how often the MySQL changelog is read under CDC;
-	// default sqlwatch.DefaultChangelogPoll.
-	ChangelogPoll time.Duration
-	// FullReads turns incremental reads off (sqlwatch.Config.FullReads).
-	FullReads bool
-	// Slot and SlotLagWarn tune cdc=logical (sqlwatch.Config.Slot,
-	// SlotLagWarn).
-	Slot        string
-	SlotLagWarn int64
-}
+// database server. TZ is the zone of the OpenSIPS process, in which it
+// writes last_modified (expires is an epoch).
+type DBConfig = sqlwatch.ServerConfig
 
 // SQLiteConfig configures the watcher of an OpenSIPS location table in a
 // db_sqlite file.
@@ -103,70 +68,19 @@ type SQLiteConfig struct {
 	MaxBackoff        time.Duration
 }
 
-// common validates the settings every watcher shares, fills defaults and
-// returns the registrar's location.
-func common(table, domain, tz *string, wc *sqlwatch.Config) (*time.Location, error) {
-	if *table == "" {
-		*table = DefaultTable
-	}
-	if *tz == "" {
-		*tz = DefaultTZ
-	}
-	switch {
-	case !sqlwatch.ValidIdent(*table):
-		return nil, fmt.Errorf("Table %q is not an identifier ([A-Za-z_][A-Za-z0-9_]*)", *table)
-	case strings.EqualFold(*table, "version"):
-		return nil, errors.New(`Table must not be "version" (OpenSIPS's table of table versions)`)
-	case *domain != "" && (!sqlwatch.Printable([]byte(*domain)) || strings.IndexByte(*domain, '@') >= 0):
-		return nil, fmt.Errorf("Domain %q is not a host name", *domain)
-	}
-	loc, err := time.LoadLocation(*tz)
-	if err != nil {
-		return nil, fmt.Errorf("TZ %q is not an IANA time zone: %w", *tz, err)
-	}
-	if err := wc.Validate(); err != nil {
-		return nil, err
-	}
-	return loc, nil
-}
+// NewMySQL and NewPostgres return a watcher of a location table in
+// MySQL or MariaDB, or in PostgreSQL; they do no I/O.
+var (
+	NewMySQL    = sqlwatch.OnDriver(sqlwatch.DriverMySQL, NewServer)
+	NewPostgres = sqlwatch.OnDriver(sqlwatch.DriverPostgres, NewServer)
+)
 
-// NewMySQL returns a watcher of a location table in MySQL or MariaDB; it
-// does no I/O.
-func NewMySQL(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	d, err := sqlwatch.NewMySQL(cfg.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("opensips mysql: %w", err)
-	}
-	return newDBWatcher(cfg, d, "opensips_mysql", log)
-}
-
-// NewPostgres returns a watcher of a location table in PostgreSQL; it does
-// no I/O.
-func NewPostgres(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	d, err := sqlwatch.NewPostgres(cfg.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("opensips postgres: %w", err)
-	}
-	return newDBWatcher(cfg, d, "opensips_postgres", log)
-}
-
-func newDBWatcher(cfg DBConfig, d sqlwatch.Dialect, component string, log *slog.Logger) (*sqlwatch.Watcher, error) {
-	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: cfg.ReconcileInterval, MaxBackoff: cfg.MaxBackoff,
-		CDC: cfg.CDC, ChangelogPoll: cfg.ChangelogPoll, FullReads: cfg.FullReads,
-		Slot: cfg.Slot, SlotLagWarn: cfg.SlotLagWarn, ReconcileRate: cfg.ReconcileRate}
-	loc, err := common(&cfg.Table, &cfg.Domain, &cfg.TZ, &wc)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", component, err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", component, "db", cfg.Endpoint, "table", cfg.Table, "tz", cfg.TZ)
-	w, err := sqlwatch.New(wc, d, &layout{table: cfg.Table, domain: cfg.Domain, loc: loc, server: true}, log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", component, err)
-	}
-	return w, nil
+// NewServer returns a watcher of a location table on the server
+// cfg.Driver names; it does no I/O.
+func NewServer(cfg DBConfig, log *slog.Logger) (*sqlwatch.Watcher, error) {
+	return cfg.NewWatcher("OpenSIPS", DefaultTable, func(c *DBConfig, loc *time.Location) sqlwatch.Layout {
+		return &layout{table: c.Table, domain: c.Domain, loc: loc, server: true}
+	}, log)
 }
 
 // SQLite watches an OpenSIPS location table in a db_sqlite file.
@@ -186,8 +100,22 @@ func NewSQLite(cfg SQLiteConfig, log *slog.Logger) (*SQLite, error) {
 	if cfg.Path == "" || strings.IndexByte(cfg.Path, 0) >= 0 {
 		return nil, errors.New("opensips sqlite: Path must name the database file")
 	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.TZ == "" {
+		cfg.TZ = DefaultTZ
+	}
 	wc := sqlwatch.Config{PollInterval: cfg.PollInterval, ReconcileInterval: sqlwatch.Never, MaxBackoff: cfg.MaxBackoff}
-	loc, err := common(&cfg.Table, &cfg.Domain, &cfg.TZ, &wc)
+	loc, err := time.LoadLocation(cfg.TZ)
+	if err != nil {
+		err = fmt.Errorf("TZ %q is not an IANA time zone: %w", cfg.TZ, err)
+	} else {
+		err = sqlwatch.CheckTableDomain("OpenSIPS", cfg.Table, cfg.Domain)
+	}
+	if err == nil {
+		err = wc.Validate()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opensips sqlite: %w", err)
 	}

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -27,6 +28,20 @@ type LayoutError struct {
 
 func (e *LayoutError) Error() string {
 	return fmt.Sprintf("the keys in Redis follow the %s layout (such as %q), not the %s layout configured", e.Found, logKey(e.Key), e.Configured)
+}
+
+// Advice is the source URL to use instead of u, without its password:
+// the scheme and, for db_redis keys <table>:entry::<ruid>, a table that is
+// not the default.
+func (e *LayoutError) Advice(u *url.URL) string {
+	if e.Found == LayoutGeneric {
+		return SchemeRedis + "://" + u.Host + u.Path + "?layout=generic (with the password, if any)"
+	}
+	fix := SchemeKamailio + "://" + u.Host + u.Path
+	if table, _, ok := strings.Cut(e.Key, ":entry::"); ok && table != DefaultTable {
+		fix += "?table=" + strings.ReplaceAll(url.QueryEscape(table), "%3A", ":")
+	}
+	return fix + " (with the password, if any)"
 }
 
 // Check looks at the store once and returns a LayoutError when a key

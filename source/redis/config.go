@@ -178,11 +178,33 @@ var urlParams = map[Layout][]string{
 // repeat the URL (it may hold a password). Domain and PollInterval are
 // not part of the URL; the caller sets them.
 func ParseURL(raw string) (Config, error) {
-	var c Config
 	u, err := url.Parse(raw)
 	if err != nil {
-		return c, errors.New("not a URL")
+		return Config{}, errors.New("not a URL")
 	}
+	return parseURL(u)
+}
+
+// Schemes are the source URL schemes this package reads (source/stores
+// registers them); ParseURL says what their URLs hold.
+func Schemes() []source.Scheme {
+	open := func(u *url.URL, o source.Options) (source.Source, error) {
+		c, err := parseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		c.Domain, c.PollInterval = o.Domain, o.PollInterval
+		return source.Built(New(c, o.Log))
+	}
+	return []source.Scheme{
+		{Name: SchemeKamailio, Params: urlParams[LayoutKamailio], Open: open},
+		{Name: SchemeRedis, Params: urlParams[LayoutGeneric], Open: open},
+	}
+}
+
+func parseURL(u *url.URL) (Config, error) {
+	var c Config
+	var err error
 	q := u.Query()
 	switch strings.ToLower(u.Scheme) {
 	case SchemeKamailio:

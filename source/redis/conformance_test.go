@@ -8,6 +8,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/regbridge/regbridge/internal/conformance"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
 )
@@ -36,7 +37,7 @@ func TestConformance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sourcetest.Run(t, tt.h)
+			conformance.Run(t, tt.h)
 		})
 	}
 }
@@ -57,7 +58,7 @@ func (h *harness) NewSource(t *testing.T) source.Source {
 	case LayoutKamailio:
 		cfg.Table = uniqueName(t, "v1:location")
 		cfg.Location = h.loc
-		cfg.Domain = sourcetest.Domain // use_domain=0: username only
+		cfg.Domain = conformance.Domain // use_domain=0: username only
 		h.prefix = kamailioPrefix(cfg.Table)
 	case LayoutGeneric:
 		cfg.Prefix = uniqueName(t, "reg:contact") + ":"
@@ -93,7 +94,7 @@ func (h *harness) key(id int) string {
 }
 
 // fields renders r as the registrar writes it.
-func (h *harness) fields(r sourcetest.Row, contact string) map[string]any {
+func (h *harness) fields(r conformance.Row, contact string) map[string]any {
 	if h.layout == LayoutGeneric {
 		exp := int64(0)
 		if !r.Expires.IsZero() {
@@ -110,16 +111,16 @@ func (h *harness) fields(r sourcetest.Row, contact string) map[string]any {
 	return f
 }
 
-func (h *harness) Insert(t *testing.T, r sourcetest.Row) {
+func (h *harness) Insert(t *testing.T, r conformance.Row) {
 	hset(t, h.rdb, h.key(r.ID), h.fields(r, r.URI))
 }
 
-func (h *harness) InsertBad(t *testing.T, r sourcetest.Row) {
+func (h *harness) InsertBad(t *testing.T, r conformance.Row) {
 	hset(t, h.rdb, h.key(r.ID), h.fields(r, "<not a SIP URI>"))
 }
 
 // Update rewrites what a refresh rewrites, in one HSET on the same key.
-func (h *harness) Update(t *testing.T, r sourcetest.Row) {
+func (h *harness) Update(t *testing.T, r conformance.Row) {
 	f := h.fields(r, r.URI)
 	if h.layout == LayoutKamailio {
 		f = map[string]any{"expires": f["expires"], "callid": f["callid"], "cseq": f["cseq"], "user_agent": f["user_agent"], "last_modified": f["last_modified"]}
@@ -127,7 +128,7 @@ func (h *harness) Update(t *testing.T, r sourcetest.Row) {
 	hset(t, h.rdb, h.key(r.ID), f)
 }
 
-func (h *harness) Delete(t *testing.T, r sourcetest.Row) { del(t, h.rdb, h.key(r.ID)) }
+func (h *harness) Delete(t *testing.T, r conformance.Row) { del(t, h.rdb, h.key(r.ID)) }
 
 func (h *harness) Break(t *testing.T)   { h.proxy.Break() }
 func (h *harness) Restore(t *testing.T) { h.proxy.Restore() }

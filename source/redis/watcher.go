@@ -173,37 +173,11 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.up.Store(false)
 		w.errs.Add(1)
 		p, permanent := problem(err)
-		switch {
-		case permanent:
-			// Once per cause, at error level: the operator must act.
-			down = true
-			if w.trouble.Set(p) {
-				w.log.Error("redis misconfigured: "+p+"; retrying", "err", err)
-			}
-		case !down:
-			down = true
-			w.trouble.Clear()
-			w.log.Warn("redis unreachable, retrying", "err", err)
-		default:
-			w.trouble.Clear() // an outage now, whatever it was before
-			w.log.Debug("redis still unreachable", "err", err)
-		}
-		if !sleep(ctx, backoff) {
+		w.trouble.Failed(w.log, err, p, permanent, &down, "redis misconfigured", "redis unreachable")
+		if !source.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, w.backoffCap)
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -1,7 +1,6 @@
 package sourcetest
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -36,9 +35,6 @@ func Unavailable(t testing.TB, service string, err error, hint string) {
 	}
 	t.Skip(msg)
 }
-
-// errNotReporter is the failure for an adapter without Stats.
-var errNotReporter = errors.New("adapter does not implement source.Reporter (Stats)")
 
 // Pick turns a fuzzed selector into one of the value kinds a database
 // driver can return for a column: NULL, text, a float, an integer or

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // PostgreSQL change capture: an AFTER INSERT OR UPDATE OR DELETE FOR EACH
@@ -301,7 +303,7 @@ func (d *Postgres) ExecLogical(ctx context.Context, stmts []string) error {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == sqlObjectInUse && time.Now().Before(deadline) {
 				// The stream just told to stop still holds the slot.
-				if !sleep(ctx, 100*time.Millisecond) {
+				if !source.Sleep(ctx, 100*time.Millisecond) {
 					return ctx.Err()
 				}
 				continue

@@ -1,11 +1,9 @@
 package sqlwatch
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"time"
-	"unicode/utf8"
 )
 
 // Helpers for Layout.Decode: the column rules SIP registrars' location
@@ -115,53 +113,6 @@ func (v *Value) WallInstant(loc *time.Location) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	return t.UTC(), true
-}
-
-// Printable reports whether b is valid UTF-8 without whitespace or control
-// characters: keys, user names and domains end up in URIs and XML.
-func Printable(b []byte) bool {
-	for _, c := range b {
-		if c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.Valid(b)
-}
-
-// ValidContact accepts what a registrar stores as a contact: a sip:, sips:
-// or tel: URI (scheme case-insensitive) with something after the scheme
-// and no whitespace or control characters.
-func ValidContact(b []byte) bool {
-	i := bytes.IndexByte(b, ':')
-	if i < 0 || i == len(b)-1 {
-		return false
-	}
-	switch scheme := b[:i]; {
-	case bytes.EqualFold(scheme, []byte("sip")), bytes.EqualFold(scheme, []byte("sips")), bytes.EqualFold(scheme, []byte("tel")):
-	default:
-		return false
-	}
-	return Printable(b)
-}
-
-// AppendAOR builds the address-of-record from usrloc's username and domain
-// columns. With use_domain=1 the registrar splits the AOR at the first '@'
-// into username and domain; with use_domain=0 (the default in Kamailio and
-// OpenSIPS) username holds the whole AOR, normally only the user part, and
-// domain is NULL, so the configured fallback domain completes it. A
-// username that already holds user@host is used as it is.
-func AppendAOR(b, user, dom []byte, fallback string) []byte {
-	b = append(b, "sip:"...)
-	b = append(b, user...)
-	switch {
-	case len(dom) > 0:
-		b = append(b, '@')
-		b = append(b, dom...)
-	case fallback != "" && bytes.IndexByte(user, '@') < 0:
-		b = append(b, '@')
-		b = append(b, fallback...)
-	}
-	return b
 }
 
 // Intern returns b as a string, reusing old when it holds the same text.

@@ -67,9 +67,13 @@ func ParseURL(u *url.URL, driver string, own ...string) (Endpoint, url.Values, e
 	if e.Database == "" || strings.Contains(e.Database, "/") {
 		return Endpoint{}, nil, fmt.Errorf("no database name: want %s://user:password@%s/database", u.Scheme, e.Addr)
 	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return Endpoint{}, nil, fmt.Errorf("bad query parameters: %w", err)
+	}
 	rest := url.Values{}
 	allowed := append(slices.Clone(own), DriverParams[driver]...)
-	for k, vs := range u.Query() {
+	for k, vs := range query {
 		switch {
 		case slices.Contains(own, k):
 			rest[k] = vs

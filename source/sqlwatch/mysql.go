@@ -29,6 +29,16 @@ type MySQL struct {
 
 // NewMySQL checks e and returns a dialect; it does no I/O.
 func NewMySQL(e Endpoint) (*MySQL, error) {
+	cfg, err := e.MySQLConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &MySQL{cfg: cfg}, nil
+}
+
+// MySQLConfig is the go-sql-driver configuration of e: TCP, a connect
+// timeout, and the driver parameters (DriverParams) checked.
+func (e Endpoint) MySQLConfig() (*mysql.Config, error) {
 	cfg := mysql.NewConfig()
 	cfg.Net = "tcp"
 	cfg.Addr = e.Addr
@@ -49,7 +59,7 @@ func NewMySQL(e Endpoint) (*MySQL, error) {
 			return nil, fmt.Errorf("mysql: unknown parameter %q", k)
 		}
 	}
-	return &MySQL{cfg: cfg}, nil
+	return cfg, nil
 }
 
 // QuoteMySQL quotes an identifier with backticks, which MySQL accepts

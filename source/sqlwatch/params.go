@@ -93,29 +93,6 @@ func (p ReadParams) ForDriver(driver string) error {
 	return nil
 }
 
-// Apply sets the parameters given on c.
-func (p ReadParams) Apply(c *Config) {
-	if p.CDC != "" {
-		c.CDC = p.CDC
-	}
-	if p.ChangelogPoll != 0 {
-		c.ChangelogPoll = p.ChangelogPoll
-	}
-	if p.ReconcileInterval != 0 {
-		c.ReconcileInterval = p.ReconcileInterval
-	}
-	c.FullReads = c.FullReads || p.FullReads
-	if p.Slot != "" {
-		c.Slot = p.Slot
-	}
-	if p.SlotLagWarn != 0 {
-		c.SlotLagWarn = p.SlotLagWarn
-	}
-	if p.ReconcileRate != 0 {
-		c.ReconcileRate = p.ReconcileRate
-	}
-}
-
 // ValidSlot reports whether s can name a replication slot (PostgreSQL
 // allows lower-case letters, digits and underscores, at most 63 bytes).
 func ValidSlot(s string) bool {

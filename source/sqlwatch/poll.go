@@ -49,22 +49,8 @@ func (w *Watcher) Run(ctx context.Context, sink source.Sink) error {
 		w.up.Store(false)
 		w.errors.Add(1)
 		p, permanent := problem(err, w.table.Name, w.createHint())
-		switch {
-		case permanent:
-			// Once per cause, at error level: the operator must act.
-			down = true
-			if w.trouble.Set(p) {
-				w.log.Error("contact store misconfigured: "+p+"; retrying", "err", err)
-			}
-		case !down:
-			down = true
-			w.trouble.Clear()
-			w.log.Warn("table unreadable, retrying", "err", err)
-		default:
-			w.trouble.Clear() // an outage now, whatever it was before
-			w.log.Debug("table still unreadable", "err", err)
-		}
-		if !sleep(ctx, backoff) {
+		w.trouble.Failed(w.log, err, p, permanent, &down, "contact store misconfigured", "table unreadable")
+		if !source.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, w.cfg.MaxBackoff)
@@ -266,16 +252,4 @@ func (w *Watcher) Snapshot(ctx context.Context) ([]source.Contact, error) {
 		return nil, err
 	}
 	return w.snap.full, nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

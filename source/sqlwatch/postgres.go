@@ -30,6 +30,18 @@ type Postgres struct {
 
 // NewPostgres checks e and returns a dialect; it does no I/O.
 func NewPostgres(e Endpoint) (*Postgres, error) {
+	cfg, err := pgx.ParseConfig(e.PostgresURL())
+	if err != nil {
+		// pgx's error may quote the connection string: keep the password out.
+		return nil, fmt.Errorf("postgres: bad connection settings for %s/%s", e.Addr, e.Database)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	return &Postgres{cfg: cfg}, nil
+}
+
+// PostgresURL is the connection string of e, with a connect_timeout
+// unless the parameters set one. It holds the password: never log it.
+func (e Endpoint) PostgresURL() string {
 	u := url.URL{Scheme: "postgres", Host: e.Addr, Path: "/" + e.Database}
 	if e.User != "" {
 		u.User = url.UserPassword(e.User, e.Password)
@@ -45,13 +57,7 @@ func NewPostgres(e Endpoint) (*Postgres, error) {
 		q.Set("connect_timeout", strconv.Itoa(pgConnectTimeout))
 	}
 	u.RawQuery = q.Encode()
-	cfg, err := pgx.ParseConfig(u.String())
-	if err != nil {
-		// pgx's error may quote the connection string: keep the password out.
-		return nil, fmt.Errorf("postgres: bad connection settings for %s/%s", e.Addr, e.Database)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	return &Postgres{cfg: cfg}, nil
+	return u.String()
 }
 
 // QuotePostgres quotes an identifier with double quotes.

@@ -154,3 +154,16 @@ func TestParseReconcileRate(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileRateReachesWatcher: the parameter of a server URL ends up
+// in the watcher's configuration.
+func TestReconcileRateReachesWatcher(t *testing.T) {
+	u, _ := url.Parse("kamailio+mysql://u@127.0.0.1/kam?cdc=trigger&reconcile_rate=20000")
+	c, err := sqlwatch.ParseServerURL(u, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Watch(); w.ReconcileRate != 20000 {
+		t.Errorf("ReconcileRate %d, want 20000", w.ReconcileRate)
+	}
+}

@@ -1,0 +1,72 @@
+package substore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/regbridge/regbridge/source"
+)
+
+func (r *Redis) contactsKey() string { return r.p + "contacts" }
+
+// WriteContacts records the bridge's contacts: upserts by store key,
+// deletes by key (bridge.StateWriter). Idempotent, so several instances
+// watching one store may all write.
+func (r *Redis) WriteContacts(ctx context.Context, upserts []source.Contact, deletes []string) error {
+	if len(upserts) == 0 && len(deletes) == 0 {
+		return nil
+	}
+	r.trips.Add(1)
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		const chunk = 500
+		for i := 0; i < len(upserts); i += chunk {
+			args := make([]any, 0, 2*chunk)
+			for j := range upserts[i:min(i+chunk, len(upserts))] {
+				c := &upserts[i+j]
+				js, err := json.Marshal(contactRecordOf(c))
+				if err != nil {
+					return err
+				}
+				args = append(args, c.Key, js)
+			}
+			p.HSet(ctx, r.contactsKey(), args...)
+		}
+		for i := 0; i < len(deletes); i += chunk {
+			p.HDel(ctx, r.contactsKey(), deletes[i:min(i+chunk, len(deletes))]...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writing contact state: %w", err)
+	}
+	return nil
+}
+
+// LoadContacts reads the recorded contacts (the bridge's baseline at
+// start-up), in the current format or the one before it.
+func (r *Redis) LoadContacts(ctx context.Context) ([]source.Contact, error) {
+	var out []source.Contact
+	var cursor uint64
+	for {
+		r.trips.Add(1)
+		kv, next, err := r.rdb.HScan(ctx, r.contactsKey(), cursor, "*", 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("reading contact state: %w", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			c, err := decodeContact([]byte(kv[i+1]))
+			if err != nil || c.Key != kv[i] {
+				r.log.Warn("skipping unreadable contact state", "key", kv[i], "err", err)
+				continue
+			}
+			out = append(out, c)
+		}
+		if next == 0 {
+			return out, nil
+		}
+		cursor = next
+	}
+}
