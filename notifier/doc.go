@@ -5,7 +5,9 @@
 // 7118). It also serves the watcher information template packages
 // reg.winfo and presence.winfo (RFC 3857, documents of RFC 3858) over
 // the same machinery: who subscribes to an AOR, on every instance when
-// they share Redis (watchers.go, winfo.go).
+// they share Redis (watchers.go). The documents themselves are written by
+// notifier/render; this package decides what each one holds and when it
+// leaves.
 //
 // It accepts, refreshes and ends subscriptions, keeps each subscription's
 // dialog itself (sipgo has no SUBSCRIBE dialogs; route sets, CSeq and

@@ -121,10 +121,3 @@ const (
 type Reporter interface {
 	Stats() Stats
 }
-
-// Remover is implemented by adapters that can remove a binding at the
-// registrar (for operator actions such as deactivate); others are
-// notify-only.
-type Remover interface {
-	Remove(ctx context.Context, key string) error
-}

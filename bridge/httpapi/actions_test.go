@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -16,14 +15,12 @@ import (
 )
 
 func TestActions(t *testing.T) {
-	removeErr := errors.New("registrar said no")
 	tests := []struct {
 		name        string
 		action      string
 		body        string
 		contentType string
 		contact     string // "" = the first of alice's contacts
-		remover     func(ctx context.Context, key string) error
 		want        int
 		wantEvent   string
 		wantReg     string
@@ -43,20 +40,10 @@ func TestActions(t *testing.T) {
 		{name: "wrong content type", action: "deactivate", body: `{}`, contentType: "text/plain", want: 415},
 		{name: "too large", action: "probation", body: `{"retry_after": 1` + strings.Repeat(" ", maxBody) + `}`, want: 413},
 		{name: "unknown contact", action: "deactivate", contact: "nope", want: 404},
-		{name: "removed at the registrar", action: "deactivate", remover: func(context.Context, string) error { return nil }, want: 200, wantEvent: "deactivated", wantReg: "removed"},
-		{name: "removal failed", action: "reject", remover: func(context.Context, string) error { return removeErr }, want: 200, wantEvent: "rejected", wantReg: "remove-failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var removed []string
-			ta := newTestAPI(t, testToken, func(d *Deps) {
-				if tt.remover != nil {
-					d.Remover = fakeRemover{func(ctx context.Context, key string) error {
-						removed = append(removed, key)
-						return tt.remover(ctx, key)
-					}}
-				}
-			})
+			ta := newTestAPI(t, testToken, nil)
 			id := tt.contact
 			if id == "" {
 				id = contactIDs(t, ta, "sip:alice@example.com")[0]
@@ -94,12 +81,6 @@ func TestActions(t *testing.T) {
 			}
 			if ar.Event != tt.wantEvent || ar.Registrar != tt.wantReg || ar.Contact.ID != id || ar.Contact.State != "terminated" || ar.Contact.Event != tt.wantEvent {
 				t.Errorf("response %s", raw)
-			}
-			if tt.wantReg == "remove-failed" && ar.RemoveError != removeErr.Error() {
-				t.Errorf("remove_error %q", ar.RemoveError)
-			}
-			if tt.remover != nil && (len(removed) != 1 || removed[0] != "k-a1" && removed[0] != "k-a2") {
-				t.Errorf("Remove called with %v", removed)
 			}
 			if tt.wantEvent == "probation" && ar.Contact.RetryAfter != 120 {
 				t.Errorf("retry_after %d", ar.Contact.RetryAfter)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/bridge/vocab"
-	"github.com/regbridge/regbridge/source"
 )
 
 // maxBody bounds request bodies: every request body of this API is a
@@ -46,9 +45,6 @@ type Deps struct {
 	Subscriptions func() []Subscription
 	// Watchers lists the watchers of an AOR, on every instance. Nil: 404.
 	Watchers func(ctx context.Context, aor string) ([]Watcher, error)
-	// Remover removes a binding at the registrar after an operator action.
-	// Nil: the store is notify-only.
-	Remover source.Remover
 	// Events serves GET /v1/events (a feed.Hub). Nil: 404.
 	Events http.Handler
 	// Level is the process log level that /v1/log-level reads and sets.

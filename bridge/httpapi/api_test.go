@@ -21,13 +21,6 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// fakeRemover is a source.Remover with a function field.
-type fakeRemover struct {
-	remove func(ctx context.Context, key string) error
-}
-
-func (f fakeRemover) Remove(ctx context.Context, key string) error { return f.remove(ctx, key) }
-
 // testAPI is an API over a real bridge loaded with contacts.
 type testAPI struct {
 	br    *bridge.Bridge

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -18,9 +17,6 @@ const (
 	defaultLimit = 100
 	// maxLimit bounds one response (and the bridge's read lock time).
 	maxLimit = 1000
-	// removeTimeout bounds the registrar-side removal of an operator
-	// action; the subscribers are notified before it starts.
-	removeTimeout = 5 * time.Second
 )
 
 // Registration and Contact are the vocabulary's: the same fields and
@@ -120,22 +116,19 @@ type actRequest struct {
 	RetryAfter uint32 `json:"retry_after"`
 }
 
-// Registrar outcomes of an operator action.
-const (
-	registrarRemoved    = "removed"     // the binding was deleted at the registrar
-	registrarNotifyOnly = "notify-only" // the store cannot delete: subscribers were told
-	registrarFailed     = "remove-failed"
-)
+// registrarNotifyOnly is what an operator action does at the registrar:
+// nothing. regbridge never writes to the registrar's store; subscribers
+// are told, and the binding stays until the device registers anew or it
+// expires.
+const registrarNotifyOnly = "notify-only"
 
 // actResponse is the answer of an operator action.
 type actResponse struct {
 	AOR     string  `json:"aor"`
 	Event   string  `json:"event"`
 	Contact Contact `json:"contact"`
-	// Registrar says what happened at the registrar: removed,
-	// notify-only or remove-failed (then RemoveError says why).
-	Registrar   string `json:"registrar"`
-	RemoveError string `json:"remove_error,omitempty"`
+	// Registrar says what happened at the registrar: always notify-only.
+	Registrar string `json:"registrar"`
 }
 
 // act ends one contact with ev (RFC 3680 4.7.1 operator events) and, where
@@ -173,17 +166,6 @@ func (a *API) act(ev bridge.Event) http.HandlerFunc {
 		}
 		res := actResponse{AOR: aor, Event: string(ev), Contact: vocab.ContactOf(&view, time.Now()), Registrar: registrarNotifyOnly}
 		log := a.log.With("aor", aor, "event", string(ev), "contact", id)
-		if a.deps.Remover != nil {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), removeTimeout)
-			err := a.deps.Remover.Remove(ctx, view.Key)
-			cancel()
-			if err != nil {
-				res.Registrar, res.RemoveError = registrarFailed, err.Error()
-				log.Warn("operator action notified; removing the binding at the registrar failed", "err", err)
-			} else {
-				res.Registrar = registrarRemoved
-			}
-		}
 		log.Info("operator action", "registrar", res.Registrar)
 		writeJSON(w, http.StatusOK, res)
 	}

@@ -193,7 +193,7 @@ func TestAdminActionsNotify(t *testing.T) {
 				t.Fatalf("action: %d %+v", code, res)
 			}
 			if res.Event != tt.event || res.Contact.ID != target || res.Contact.State != "terminated" ||
-				(res.Registrar != "removed" && res.Registrar != "notify-only") {
+				res.Registrar != "notify-only" {
 				t.Errorf("action response %+v", res)
 			}
 			n := p.Next()

@@ -143,7 +143,6 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	// reader runs the source: directly, or under REGBRIDGE_PARTITIONS
 	// only while this instance holds the reader lease, every instance
 	// following the partitions' streams (partitions.go).
-	remover, _ := src.(source.Remover)
 	var reader runner = sourceRunner{src, br}
 	if cfg.Partitions > 0 {
 		pt, err := newPartitioned(cfg.State, cfg.Partitions, br, func() (source.Source, error) { return newSource(cfg, log) }, log)
@@ -182,7 +181,6 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		Ready:         br.Ready,
 		Subscriptions: nt.Subscriptions,
 		Watchers:      watchersOf(nt),
-		Remover:       remover,
 		Events:        hub,
 		Level:         level,
 	}, log)

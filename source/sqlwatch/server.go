@@ -33,7 +33,8 @@ type ServerConfig struct {
 	// Columns holding epochs do not depend on it.
 	TZ string
 	// PollInterval, ReconcileInterval, MaxBackoff, CDC, ChangelogPoll,
-	// ChangelogRetention, FullReads, Slot and SlotLagWarn are Config's.
+	// ChangelogRetention, FullReads, Slot, SlotLagWarn and ReconcileRate
+	// are Config's.
 	PollInterval       time.Duration
 	ReconcileInterval  time.Duration
 	MaxBackoff         time.Duration
@@ -43,6 +44,7 @@ type ServerConfig struct {
 	FullReads          bool
 	Slot               string
 	SlotLagWarn        int64
+	ReconcileRate      int
 }
 
 // DefaultTZ is the registrar time zone assumed when none is configured.
@@ -52,7 +54,7 @@ const DefaultTZ = "UTC"
 func (c *ServerConfig) Watch() Config {
 	return Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
 		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
-		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn}
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate}
 }
 
 // Settle fills the defaults (table defTable, zone DefaultTZ) and rejects
@@ -108,9 +110,9 @@ func CheckTableDomain(registrar, table, domain string) error {
 	return nil
 }
 
-// SchemeDriver is the driver a source scheme names by its suffix
+// schemeDriver is the driver a source scheme names by its suffix
 // (+mysql, +postgres), or "".
-func SchemeDriver(scheme string) string {
+func schemeDriver(scheme string) string {
 	switch {
 	case strings.HasSuffix(strings.ToLower(scheme), "+mysql"):
 		return DriverMySQL
@@ -120,9 +122,9 @@ func SchemeDriver(scheme string) string {
 	return ""
 }
 
-// ServerParams are the query parameters ParseServerURL reads besides the
+// serverParams are the query parameters ParseServerURL reads besides the
 // driver's: table, tz and ReadParamNames.
-var ServerParams = append([]string{"table", "tz"}, ReadParamNames...)
+var serverParams = append([]string{"table", "tz"}, ReadParamNames...)
 
 // ParseServerURL reads a SQL server source URL,
 // <registrar>+mysql|postgres://user:password@host[:port]/database, with
@@ -131,8 +133,8 @@ var ServerParams = append([]string{"table", "tz"}, ReadParamNames...)
 // not a parameter. Its errors never repeat the URL (it may hold a
 // password).
 func ParseServerURL(u *url.URL, withTZ bool) (ServerConfig, error) {
-	c := ServerConfig{Driver: SchemeDriver(u.Scheme)}
-	own := ServerParams
+	c := ServerConfig{Driver: schemeDriver(u.Scheme)}
+	own := serverParams
 	if !withTZ {
 		own = append([]string{"table"}, ReadParamNames...)
 	}
@@ -140,7 +142,7 @@ func ParseServerURL(u *url.URL, withTZ bool) (ServerConfig, error) {
 	if err != nil {
 		return c, err
 	}
-	if err := CheckTZ(q); err != nil {
+	if err := checkTZ(q); err != nil {
 		return c, err
 	}
 	p, err := ParseReadParams(q)
@@ -152,11 +154,12 @@ func ParseServerURL(u *url.URL, withTZ bool) (ServerConfig, error) {
 	}
 	c.Endpoint, c.Table, c.TZ = ep, q.Get("table"), q.Get("tz")
 	c.CDC, c.ChangelogPoll, c.ReconcileInterval, c.FullReads, c.Slot, c.SlotLagWarn = p.CDC, p.ChangelogPoll, p.ReconcileInterval, p.FullReads, p.Slot, p.SlotLagWarn
+	c.ReconcileRate = p.ReconcileRate
 	return c, nil
 }
 
-// CheckTZ rejects a tz parameter that names no IANA time zone.
-func CheckTZ(q url.Values) error {
+// checkTZ rejects a tz parameter that names no IANA time zone.
+func checkTZ(q url.Values) error {
 	if tz := q.Get("tz"); tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil {
 			return fmt.Errorf("tz=%q is not an IANA time zone name (such as Europe/Berlin)", tz)
@@ -195,7 +198,7 @@ func ParseFileURL(u *url.URL, known ...string) (string, url.Values, error) {
 			return "", nil, fmt.Errorf("unknown parameter %q for %s (%s)", k, scheme, strings.Join(known, ", "))
 		}
 	}
-	return path, q, CheckTZ(q)
+	return path, q, checkTZ(q)
 }
 
 // ServerSchemes are a registrar's two server schemes, <prefix>+mysql and
@@ -212,7 +215,7 @@ func ServerSchemes(prefix string, table func(driver string) *source.Table, build
 	}
 	var out []source.Scheme
 	for _, driver := range []string{DriverMySQL, DriverPostgres} {
-		out = append(out, source.Scheme{Name: prefix + "+" + driver, Params: slices.Concat(ServerParams, DriverParams[driver]),
+		out = append(out, source.Scheme{Name: prefix + "+" + driver, Params: slices.Concat(serverParams, DriverParams[driver]),
 			Open: open, Table: table(driver)})
 	}
 	return out
