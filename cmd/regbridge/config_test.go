@@ -51,6 +51,21 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
+// TestBadPartitions: a partition count out of range stops start-up even
+// over a redis:// state (checked before Redis is dialled).
+func TestBadPartitions(t *testing.T) {
+	for _, v := range []string{"-1", "4097"} {
+		var out, errOut bytes.Buffer
+		env := envconfig.MapLookuper(map[string]string{"REGBRIDGE_PARTITIONS": v, "REGBRIDGE_STATE": "redis://127.0.0.1:1/0"})
+		if code := run(t.Context(), nil, env, &out, &errOut); code != 2 {
+			t.Fatalf("%s: exit code %d, want 2 (stderr %q)", v, code, errOut.String())
+		}
+		if want := "REGBRIDGE_PARTITIONS: " + v + " is not 1 to 4096"; !strings.Contains(errOut.String(), want) {
+			t.Fatalf("%s: stderr %q lacks %q", v, errOut.String(), want)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	cfg, err := loadConfig(t.Context(), envconfig.MapLookuper(nil))
 	if err != nil {
