@@ -363,25 +363,32 @@ func churn(t *testing.T, db *sql.DB, aors int, kill func()) map[string]map[strin
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	want := map[string]map[string]int{} // aor -> contact URI -> cseq
-	for _, u := range live {
-		want["sip:"+u+"@example.com"] = map[string]int{}
-	}
+	return storeState(t, db)
+}
+
+// storeState reads the location table: AOR -> contact URI -> CSeq (an
+// AOR without contacts is absent, which compares equal to an empty
+// view).
+func storeState(t *testing.T, db *sql.DB) map[string]map[string]int {
+	t.Helper()
+	want := map[string]map[string]int{}
 	rows, err := db.Query(`SELECT username, contact, cseq FROM location`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var u, c string
 		var cseq int
-		rows.Scan(&u, &c, &cseq)
+		if err := rows.Scan(&u, &c, &cseq); err != nil {
+			t.Fatal(err)
+		}
 		aor := "sip:" + u + "@example.com"
 		if want[aor] == nil {
 			want[aor] = map[string]int{}
 		}
 		want[aor][c] = cseq
 	}
-	rows.Close()
 	return want
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +69,29 @@ func heaps(t *testing.T, procs []*proc) []string {
 		out = append(out, fmt.Sprintf("%.1f MiB", h/(1<<20)))
 	}
 	return out
+}
+
+// once checks that every change was announced once: each contact URI
+// of the test is new, so partial NOTIFYs name it active at most once and
+// terminated at most once.
+func (w *watchers) once(subs int, callOf func(int) string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range subs {
+		seen := map[string]bool{}
+		for _, n := range w.log[callOf(i)] {
+			if n.retrans || n.doc.State == "full" || len(n.doc.Registrations) == 0 {
+				continue
+			}
+			for _, c := range n.doc.Registrations[0].Contacts {
+				k := c.URI + " " + c.State
+				if seen[k] {
+					w.t.Errorf("%s: %s announced %s twice", callOf(i), c.URI, c.State)
+				}
+				seen[k] = true
+			}
+		}
+	}
 }
 
 // readerStarts returns when each "reading the store" line of a process's
@@ -152,25 +176,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	w.converge(subs, callOf, aorOf, want)
 	notifies, moved, gaps, maxTakeover := w.check(subs, callOf, owner, reader, killAt)
 
-	// Every change once: each contact URI is new, so a partial NOTIFY
-	// names it active at most once and terminated at most once.
-	w.mu.Lock()
-	for i := range subs {
-		seen := map[string]bool{}
-		for _, n := range w.log[callOf(i)] {
-			if n.retrans || n.doc.State == "full" || len(n.doc.Registrations) == 0 {
-				continue
-			}
-			for _, c := range n.doc.Registrations[0].Contacts {
-				k := c.URI + " " + c.State
-				if seen[k] {
-					t.Errorf("%s: %s announced %s twice", callOf(i), c.URI, c.State)
-				}
-				seen[k] = true
-			}
-		}
-	}
-	w.mu.Unlock()
+	w.once(subs, callOf)
 
 	// The new reader: one survivor, and when it started reading.
 	var survivors []*proc
@@ -193,7 +199,34 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	if took == 0 || took > 2*time.Second+time.Second/2 {
 		t.Errorf("a survivor started reading %v after the reader's death, want within about 1.5 x the lease (1s) plus a renewal round", took)
 	}
+	heapAfter := heaps(t, survivors)
+
+	// The new reader pauses past its lease (SIGSTOP) while the store
+	// changes: the other survivor takes the lease over and announces the
+	// changes; the paused one, resumed, finds its lease gone and stops
+	// reading, announcing nothing twice.
+	paused, other := survivors[0], survivors[1]
+	if after[1] > 0 {
+		paused, other = other, paused
+	}
+	paused.cmd.Process.Signal(syscall.SIGSTOP)
+	for i := range 5 {
+		if _, err := db.Exec(`INSERT INTO location (ruid, username, contact, expires, q, callid, cseq, last_modified, user_agent)
+			VALUES (?, ?, ?, ?, -1, ?, 1, ?, 'paused')`, fmt.Sprintf("p%d", i), fmt.Sprintf("u%d", i), fmt.Sprintf("sip:u%d@203.0.113.%d", i, i+1),
+			kamailio.TimeToJulian(time.Now().Add(time.Hour)), fmt.Sprintf("paused-%d", i), kamailio.TimeToJulian(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	paused.cmd.Process.Signal(syscall.SIGCONT)
+	siptest.Eventually(t, func() bool { return strings.Contains(paused.log.String(), "reader lease lost") }, "the resumed reader stopping")
+	w.converge(subs, callOf, aorOf, storeState(t, db))
+	w.once(subs, callOf)
+	if rates := pollRate(t, []*proc{paused, other}, time.Second); rates[0] != 0 || rates[1] == 0 {
+		t.Errorf("store reads/s after the pause: %v by the resumed one, %v by the other; want none and some", rates[0], rates[1])
+	}
+
 	t.Logf("store reads/s: 1 instance %.1f; 3 instances %v (total %.1f); after the reader's SIGKILL %v; new reader after %v (lease 1s); "+
 		"%d subscriptions, %d NOTIFYs checked, %d taken over (%d skipping a version), slowest takeover %v; heap: 1 instance %v, 3 instances %v, survivors %v",
-		one[0], three, total, after, took.Round(time.Millisecond), subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heaps(t, survivors))
+		one[0], three, total, after, took.Round(time.Millisecond), subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heapAfter)
 }
