@@ -22,8 +22,9 @@ const cdcUsage = `usage: regbridge cdc install|uninstall [--dry-run]
 
 Installs (or removes) change capture on the location table named by
 REGBRIDGE_SOURCE. With ?cdc=trigger (or no cdc): the triggers that report
-changes (MySQL/MariaDB: triggers writing regbridge_changelog; PostgreSQL:
-a trigger calling pg_notify). With ?cdc=logical (PostgreSQL): a
+changes by writing regbridge_changelog (uninstall drops it on PostgreSQL
+with the last regbridge trigger; an older pg_notify trigger is replaced
+by install). With ?cdc=logical (PostgreSQL): a
 publication of the table and a logical replication slot; uninstall drops
 both. Prints what the server needs and the SQL first, then runs it;
 --dry-run only prints it. Idempotent.

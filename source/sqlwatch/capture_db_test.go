@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/source/sourcetest"
@@ -307,4 +310,90 @@ func TestSQLiteHasNoCapture(t *testing.T) {
 	if !errors.Is(err, sqlwatch.ErrNoCapture) {
 		t.Errorf("CaptureSQL on SQLite = %v, want ErrNoCapture", err)
 	}
+}
+
+// The PostgreSQL trigger must not make the registrar's transactions
+// commit one at a time, as pg_notify did: its COMMIT takes a lock on the
+// whole cluster's notification queue (an object lock on database 0, class
+// pg_database) until the commit is flushed. 8 connections commit 200
+// upserts each with synchronous_commit on while another samples pg_locks
+// (of this database's sessions: other tests share the server); that lock
+// never shows, and each upsert is one changelog row.
+func TestTriggerCaptureConcurrentCommits(t *testing.T) {
+	srv := captureServers[1]
+	f := newCaptureFixture(t, srv.open, srv.ddl, sqlwatch.ServerConfig{PollInterval: time.Hour, ReconcileInterval: time.Hour,
+		CDC: sqlwatch.CDCTrigger, ChangelogPoll: 20 * time.Millisecond})
+	f.install(t)
+	f.run(t)
+	var fn string
+	if err := f.db.QueryRow("SELECT p.prosrc FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid WHERE g.tgrelid = 'reg'::regclass AND g.tgname = 'regbridge_cdc'", &fn); err != nil {
+		t.Fatal(err)
+	}
+	if up := strings.ToUpper(fn); strings.Contains(up, "NOTIFY") {
+		t.Errorf("the trigger function notifies:\n%s", fn)
+	}
+	url := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", sqltest.PostgresAddr, f.db.Name())
+	const conns, upserts = 8, 200
+	ctx := t.Context()
+	stop := make(chan struct{})
+	type samples struct{ n, seen int }
+	sampled := make(chan samples, 1)
+	go func() { // the sampler
+		var s samples
+		defer func() { sampled <- s }()
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close(context.Background())
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var k int
+			if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+  WHERE a.datname = current_database() AND l.locktype = 'object' AND l.database = 0 AND l.classid = 'pg_database'::regclass`).Scan(&k); err != nil {
+				t.Error(err)
+				return
+			}
+			s.n, s.seen = s.n+1, s.seen+k
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close(context.Background())
+			if _, err := c.Exec(ctx, "SET synchronous_commit = on"); err != nil {
+				t.Error(err)
+				return
+			}
+			for j := range upserts {
+				if _, err := c.Exec(ctx, "INSERT INTO reg (k, uri, exp, m) VALUES ($1, $2, 2000000000, now()) ON CONFLICT (k) DO UPDATE SET uri = EXCLUDED.uri, m = EXCLUDED.m",
+					fmt.Sprintf("c%d-%d", i, j%50), fmt.Sprintf("sip:c%d@192.0.2.%d", i, j%250+1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if s := <-sampled; s.seen != 0 || s.n == 0 {
+		t.Errorf("notification queue lock seen %d times in %d samples of pg_locks, want 0 in at least 1", s.seen, s.n)
+	}
+	var rows int
+	if err := f.db.QueryRow("SELECT count(*) FROM "+sqlwatch.Changelog+" WHERE tbl = 'reg'", &rows); err != nil || rows != conns*upserts {
+		t.Errorf("changelog rows: %d (%v), want %d", rows, err, conns*upserts)
+	}
+	f.rec.waitFor(t, 0, "the last upsert through the feed", has(fmt.Sprintf("c%d-%d", conns-1, 49)))
 }

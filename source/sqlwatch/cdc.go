@@ -13,9 +13,8 @@ import (
 // Change data capture (Config.CDC = CDCTrigger,
 // docs/stores.md#change-capture-cdctrigger): triggers
 // that `regbridge cdc install` puts on the registrar's table report the key
-// of every inserted, updated or deleted row (PostgreSQL: pg_notify,
-// received with LISTEN; MySQL/MariaDB: a changelog table read by sequence
-// number). The watcher re-reads just those keys and sends non-Full
+// of every inserted, updated or deleted row in a changelog table, read by
+// sequence number (changelog.go). The watcher re-reads just those keys and sends non-Full
 // batches. The feed is opened before the first snapshot of every session,
 // so nothing committed after the snapshot is missed, and the periodic
 // reconcile stays as a safety net; it verifies the table beside the feed
@@ -28,7 +27,7 @@ const (
 	feedLinger = 5 * time.Millisecond
 	// maxFeedKeys bounds one re-read (and the IN list of its query).
 	maxFeedKeys = 500
-	// feedKeepalive is how long a LISTEN connection may stay silent
+	// feedKeepalive is how long a replication connection may stay silent
 	// before it is pinged: a black-holed connection would otherwise wait
 	// forever, and Stats().Polls shows the store answering.
 	feedKeepalive = 500 * time.Millisecond
@@ -133,8 +132,11 @@ func (w *Watcher) openFeed(ctx context.Context) (Feed, error) {
 	case errors.Is(err, ErrNotCaptured):
 		if !w.cdcWarned {
 			w.cdcWarned = true
-			w.log.Warn("cdc=trigger configured but the triggers are missing; run `regbridge cdc install` with the same REGBRIDGE_SOURCE; polling until then",
-				"err", err, "poll_interval", w.cfg.PollInterval)
+			msg := "cdc=trigger configured but the triggers are missing; run `regbridge cdc install` with the same REGBRIDGE_SOURCE; polling until then"
+			if errors.Is(err, ErrOldCapture) {
+				msg = "cdc=trigger configured but the table has an older regbridge's pg_notify trigger, which serialises the registrar's commits; run `regbridge cdc install` with the same REGBRIDGE_SOURCE to replace it; polling until then"
+			}
+			w.log.Warn(msg, "err", err, "poll_interval", w.cfg.PollInterval)
 		}
 		w.cdcRunning = false
 		w.feedMode.Store(nil)

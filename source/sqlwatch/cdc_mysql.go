@@ -6,34 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
 
 // MySQL/MariaDB change capture: AFTER INSERT/UPDATE/DELETE triggers append
-// (seq, tbl, op, key, ts) to regbridge_changelog; the feed reads it by
-// sequence number every ChangelogPoll (a range read on the primary key)
-// and prunes rows it has read once they are ChangelogRetention old. There
-// is no binlog client available to this project
-// (docs/stores.md#change-capture-cdctrigger).
-
-// Changelog is the table the MySQL triggers write.
-const Changelog = "regbridge_changelog"
-
-const (
-	// prunePeriod is how often read changelog rows are pruned.
-	prunePeriod = 10 * time.Second
-	// pruneChunk bounds one DELETE (short locks on a table the
-	// registrar's transactions insert into), pruneChunks one pruning.
-	pruneChunk  = 1000
-	pruneChunks = 20
-	// holeWait is how long a missing sequence number holds the read
-	// position back: AUTO_INCREMENT hands out numbers at INSERT, not at
-	// COMMIT, so a row may appear behind rows already read (a transaction
-	// committing late). After holeWait the number is taken as rolled back.
-	holeWait = time.Second
-)
+// to the changelog (changelog.go). There is no binlog client available to
+// this project (docs/stores.md#change-capture-cdctrigger).
 
 var _ Capturer = (*MySQL)(nil)
 
@@ -128,7 +107,6 @@ func (d *MySQL) OpenFeed(ctx context.Context, t *Table, cfg *Config) (Feed, erro
 	if err != nil {
 		return nil, err
 	}
-	f := &mysqlFeed{db: db, table: t.Name, poll: cfg.ChangelogPoll, keep: cfg.ChangelogRetention, pruned: time.Now()}
 	n := mysqlTriggers(t)
 	var count int
 	err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN (?, ?, ?)",
@@ -136,136 +114,14 @@ func (d *MySQL) OpenFeed(ctx context.Context, t *Table, cfg *Config) (Feed, erro
 	if err == nil && count != 3 {
 		err = fmt.Errorf("%w: %d of 3 triggers on %s", ErrNotCaptured, count, t.Name)
 	}
-	if err == nil {
-		f.last, err = f.max(ctx)
-		f.low = f.last
-	}
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	f.next = "SELECT seq, tbl, k FROM " + Changelog + " WHERE seq > ? ORDER BY seq LIMIT " + strconv.Itoa(maxFeedKeys)
-	f.seen = make(map[uint64]struct{})
-	return f, nil
+	return openChangelogFeed(ctx, db, changelogSQL{
+		next: "SELECT seq, tbl, k FROM " + Changelog + " WHERE seq > ? ORDER BY seq LIMIT " + strconv.Itoa(maxFeedKeys),
+		max:  "SELECT COALESCE(MAX(seq), 0) FROM " + Changelog,
+		prune: fmt.Sprintf("DELETE FROM %s WHERE seq <= ? AND ts < NOW(3) - INTERVAL %d MICROSECOND ORDER BY seq LIMIT %d",
+			Changelog, cfg.ChangelogRetention.Microseconds(), pruneChunk),
+	}, t, cfg)
 }
-
-// mysqlFeed reads the changelog rows of one table. Every row up to low
-// has been read (or its number was skipped for longer than holeWait);
-// seen holds the numbers read above low, last is the highest.
-type mysqlFeed struct {
-	db         *sql.DB
-	table      string
-	next       string
-	poll, keep time.Duration
-	low, last  uint64
-	seen       map[uint64]struct{}
-	holeSince  time.Time
-	pruned     time.Time
-}
-
-func (f *mysqlFeed) max(ctx context.Context) (uint64, error) {
-	var n uint64
-	err := f.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM "+Changelog).Scan(&n)
-	return n, err
-}
-
-// Next waits one ChangelogPoll and reads the changelog rows after the
-// last one read (no keys: nothing new).
-func (f *mysqlFeed) Next(ctx context.Context) ([]string, bool, error) {
-	t := time.NewTimer(f.poll)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
-	case <-t.C:
-	}
-	keys, err := f.read(ctx)
-	if err != nil || len(keys) > 0 {
-		return keys, false, err
-	}
-	// Nothing new. A changelog emptied by hand, or an AUTO_INCREMENT
-	// restarted below our position, may hide changes: report a gap.
-	max, err := f.max(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	if max < f.last {
-		f.low, f.last = max, max
-		clear(f.seen)
-		return nil, true, nil
-	}
-	if time.Since(f.pruned) >= min(prunePeriod, f.keep) {
-		if err := f.prune(ctx); err != nil {
-			return nil, false, err
-		}
-	}
-	return nil, false, nil
-}
-
-func (f *mysqlFeed) read(ctx context.Context) ([]string, error) {
-	rows, err := f.db.QueryContext(ctx, f.next, f.low)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var keys []string
-	low, hole := f.low, false
-	for rows.Next() {
-		var seq uint64
-		var tbl, k string
-		if err := rows.Scan(&seq, &tbl, &k); err != nil {
-			return nil, err
-		}
-		switch {
-		case !hole && seq == low+1:
-			low = seq
-		default:
-			hole = true
-		}
-		f.last = max(f.last, seq)
-		if _, ok := f.seen[seq]; ok {
-			continue
-		}
-		f.seen[seq] = struct{}{}
-		if tbl == f.table {
-			keys = append(keys, k)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	switch {
-	case !hole:
-		f.holeSince = time.Time{}
-	case f.holeSince.IsZero():
-		f.holeSince = time.Now()
-	case time.Since(f.holeSince) >= holeWait:
-		low, f.holeSince = f.last, time.Time{}
-	}
-	f.low = low
-	for seq := range f.seen {
-		if seq <= low {
-			delete(f.seen, seq)
-		}
-	}
-	return keys, nil
-}
-
-// prune deletes read rows older than the retention, in small chunks.
-func (f *mysqlFeed) prune(ctx context.Context) error {
-	f.pruned = time.Now()
-	q := fmt.Sprintf("DELETE FROM %s WHERE seq <= ? AND ts < NOW(3) - INTERVAL %d MICROSECOND ORDER BY seq LIMIT %d",
-		Changelog, f.keep.Microseconds(), pruneChunk)
-	for range pruneChunks {
-		res, err := f.db.ExecContext(ctx, q, f.low)
-		if err != nil {
-			return fmt.Errorf("pruning %s: %w", Changelog, err)
-		}
-		if n, _ := res.RowsAffected(); n < pruneChunk {
-			break
-		}
-	}
-	return nil
-}
-
-func (f *mysqlFeed) Close() error { return f.db.Close() }

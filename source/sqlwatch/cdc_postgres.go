@@ -2,71 +2,98 @@ package sqlwatch
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/regbridge/regbridge/source"
 )
 
 // PostgreSQL change capture: an AFTER INSERT OR UPDATE OR DELETE FOR EACH
-// ROW trigger calls pg_notify(channel, op || ':' || key). Notifications
-// are delivered at COMMIT to the sessions listening then, so the feed's
-// connection LISTENs before the watcher's snapshot; the payload is only
-// the key, far below the 8000-byte limit.
+// ROW trigger appends to the changelog (changelog.go), as on MySQL. An
+// earlier version called pg_notify instead; at COMMIT, PostgreSQL queues
+// notifications under one lock for the whole cluster, held until the
+// commit is flushed, so every registrar transaction that fired the trigger
+// committed one after another (docs/performance.md). OpenFeed refuses
+// such an install; `regbridge cdc install` replaces it.
 
 const (
 	// pgTrigger is the trigger's name on the registrar's table.
 	pgTrigger = "regbridge_cdc"
-	// pgPingTimeout bounds the liveness check of a silent LISTEN
+	// pgPingTimeout bounds the liveness check of a silent replication
 	// connection.
 	pgPingTimeout = 5 * time.Second
 )
 
 var _ Capturer = (*Postgres)(nil)
 
-// pgNames are the function and channel of t (plain identifiers, at most
-// 63 bytes as PostgreSQL keeps them).
-func pgNames(t *Table) (fn, channel string) {
-	fn = "regbridge_cdc_" + t.Name
+// ErrOldCapture says the table carries the pg_notify trigger of an older
+// regbridge.
+var ErrOldCapture = fmt.Errorf("%w: the trigger is an older regbridge's, which calls pg_notify and serialises the registrar's commits; run `regbridge cdc install` again to replace it", ErrNotCaptured)
+
+// pgFunction is the trigger function of t (a plain identifier, at most 63
+// bytes as PostgreSQL keeps it).
+func pgFunction(t *Table) string {
+	fn := "regbridge_cdc_" + t.Name
 	if len(fn) > 63 {
 		fn = fn[:63]
 	}
-	return fn, fn
+	return fn
 }
 
-// CaptureSQL is the trigger function and trigger (install), or their
-// removal. Nothing else of the table changes.
+// CaptureSQL is the changelog, the trigger function and the trigger
+// (install; CREATE OR REPLACE turns the pg_notify function of an older
+// install into the new one), or their removal: the changelog goes with
+// the last regbridge trigger of the database.
 func (d *Postgres) CaptureSQL(t *Table, install bool) []string {
-	fn, ch := pgNames(t)
+	fn := QuotePostgres(pgFunction(t))
 	tbl, key := QuotePostgres(t.Name), QuotePostgres(t.Columns[t.Key])
+	dropTrigger := fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgTrigger, tbl)
 	if !install {
 		return []string{
-			fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgTrigger, tbl),
-			fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", QuotePostgres(fn)),
+			dropTrigger,
+			fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", fn),
+			fmt.Sprintf(`DO $regbridge$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '%s') THEN
+    DROP TABLE IF EXISTS %s;
+  END IF;
+END
+$regbridge$`, pgTrigger, Changelog),
 		}
 	}
+	ins := fmt.Sprintf("INSERT INTO %s (tbl, op, k) VALUES ('%s', ", Changelog, strings.ReplaceAll(t.Name, "'", "''"))
 	return []string{
+		"CREATE TABLE IF NOT EXISTS " + Changelog + ` (
+  seq bigserial PRIMARY KEY,
+  tbl text NOT NULL,
+  op char(1) NOT NULL,
+  k text NOT NULL,
+  ts timestamptz NOT NULL DEFAULT now()
+)`,
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $regbridge$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    PERFORM pg_notify('%s', 'D:' || OLD.%s::text);
+    %s'D', OLD.%s::text);
   ELSE
-    PERFORM pg_notify('%s', left(TG_OP, 1) || ':' || NEW.%s::text);
+    %sleft(TG_OP, 1), NEW.%s::text);
     IF TG_OP = 'UPDATE' AND OLD.%s IS DISTINCT FROM NEW.%s THEN
-      PERFORM pg_notify('%s', 'D:' || OLD.%s::text);
+      %s'D', OLD.%s::text);
     END IF;
   END IF;
   RETURN NULL;
 END
-$regbridge$`, QuotePostgres(fn), ch, key, ch, key, key, key, ch, key),
-		fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgTrigger, tbl),
+$regbridge$`, fn, ins, key, ins, key, key, key, ins, key),
+		dropTrigger,
 		fmt.Sprintf("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()",
-			pgTrigger, tbl, QuotePostgres(fn)),
+			pgTrigger, tbl, fn),
 	}
 }
 
@@ -98,77 +125,35 @@ func firstLine(s string) string {
 	return s
 }
 
-// OpenFeed connects, checks the trigger and LISTENs.
-func (d *Postgres) OpenFeed(ctx context.Context, t *Table, _ *Config) (Feed, error) {
-	conn, err := pgx.ConnectConfig(ctx, d.cfg)
+// OpenFeed checks the trigger and its function, and starts at the
+// changelog's newest row.
+func (d *Postgres) OpenFeed(ctx context.Context, t *Table, cfg *Config) (Feed, error) {
+	db := stdlib.OpenDB(*d.cfg)
+	db.SetMaxOpenConns(1)
+	// The function's source tells the current install from an older one
+	// (pg_notify); no function, no changelog or no trigger: not installed.
+	var src sql.NullString
+	var changelog bool
+	err := db.QueryRowContext(ctx, `SELECT (SELECT p.prosrc FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+  WHERE g.tgrelid = to_regclass($1) AND g.tgname = $2), to_regclass($3) IS NOT NULL`,
+		QuotePostgres(t.Name), pgTrigger, Changelog).Scan(&src, &changelog)
+	switch {
+	case err != nil:
+	case src.Valid && strings.Contains(src.String, "pg_notify"):
+		err = fmt.Errorf("%w (table %s)", ErrOldCapture, t.Name)
+	case !src.Valid || !changelog:
+		err = fmt.Errorf("%w: no %s trigger on %s, or no %s", ErrNotCaptured, pgTrigger, t.Name, Changelog)
+	}
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
-	f := &pgFeed{conn: conn}
-	_, ch := pgNames(t)
-	var ok bool
-	err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)",
-		QuotePostgres(t.Name), pgTrigger).Scan(&ok)
-	if err == nil && !ok {
-		err = ErrNotCaptured
-	}
-	if err == nil {
-		_, err = conn.Exec(ctx, "LISTEN "+QuotePostgres(ch))
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-type pgFeed struct {
-	conn *pgx.Conn
-}
-
-func (f *pgFeed) Next(ctx context.Context) ([]string, bool, error) {
-	kctx, cancel := context.WithTimeout(ctx, feedKeepalive)
-	n, err := f.conn.WaitForNotification(kctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil || kctx.Err() == nil || f.conn.IsClosed() {
-			return nil, false, err
-		}
-		pctx, cancel := context.WithTimeout(ctx, pgPingTimeout)
-		defer cancel()
-		return nil, false, f.conn.Ping(pctx) // silent: is it alive?
-	}
-	keys := []string{payloadKey(n.Payload)}
-	deadline := time.Now().Add(feedLinger)
-	for len(keys) < maxFeedKeys {
-		lctx, cancel := context.WithDeadline(ctx, deadline)
-		n, err := f.conn.WaitForNotification(lctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil && lctx.Err() != nil && !f.conn.IsClosed() {
-				break // linger over; the connection stays usable
-			}
-			return nil, false, err
-		}
-		keys = append(keys, payloadKey(n.Payload))
-	}
-	return keys, false, nil
-}
-
-// payloadKey takes the key from "op:key" ("" when malformed: the caller
-// then reads the whole table).
-func payloadKey(p string) string {
-	_, k, ok := strings.Cut(p, ":")
-	if !ok {
-		return ""
-	}
-	return k
-}
-
-func (f *pgFeed) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgCloseTimeout)
-	defer cancel()
-	return f.conn.Close(ctx)
+	return openChangelogFeed(ctx, db, changelogSQL{
+		next: "SELECT seq, tbl, k FROM " + Changelog + " WHERE seq > $1 ORDER BY seq LIMIT " + strconv.Itoa(maxFeedKeys),
+		max:  "SELECT COALESCE(MAX(seq), 0) FROM " + Changelog,
+		prune: fmt.Sprintf("DELETE FROM %s WHERE seq IN (SELECT seq FROM %s WHERE seq <= $1 AND ts < now() - interval '%d microseconds' ORDER BY seq LIMIT %d)",
+			Changelog, Changelog, cfg.ChangelogRetention.Microseconds(), pruneChunk),
+	}, t, cfg)
 }
 
 // What `regbridge cdc install|uninstall` does for cdc=logical: a

@@ -5,8 +5,8 @@
 // source batches to the sink. On the servers a changed table is read
 // incrementally (incremental.go: rows by last_modified, deletes by a key
 // scan, checked against the server's count and hash sum, else a full read),
-// or, with Config.CDC, from change-capture triggers (cdc.go: PostgreSQL
-// LISTEN/NOTIFY, a MySQL changelog table;
+// or, with Config.CDC, from change-capture triggers (cdc.go: a changelog
+// table read by sequence number, changelog.go;
 // docs/stores.md#change-capture-cdctrigger) that Capturer installs for
 // `regbridge cdc`, or with CDCLogical from a PostgreSQL logical replication
 // slot (logical.go: rows decoded from the pgoutput stream, applied per

@@ -12,7 +12,7 @@ import (
 // how it is read, for every registrar's table: cdc=trigger (change capture
 // by the triggers `regbridge cdc install` adds) or cdc=logical
 // (PostgreSQL logical replication: a publication and a replication slot),
-// changelog_poll (how often the MySQL changelog is read; default 20ms),
+// changelog_poll (how often the changelog is read; default 20ms),
 // reconcile (the safety-net reconcile interval; default 30s),
 // incremental=false (a full read for every change the change check shows,
 // instead of the changed rows), slot (the replication slot of

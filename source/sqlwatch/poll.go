@@ -72,7 +72,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 			return err
 		}
 	}
-	// Under CDC the feed opens (LISTEN) before the snapshot, so every
+	// Under CDC the feed opens (its position) before the snapshot, so every
 	// change committed after the snapshot reaches us.
 	f, err := w.openFeed(ctx)
 	if err != nil {

@@ -22,8 +22,8 @@ const (
 // Postgres reads PostgreSQL with pgx's simple query protocol, so every
 // column arrives as the server's text (a TIMESTAMP WITHOUT TIME ZONE is the
 // registrar's wall clock, unconverted) and rows are decoded straight from
-// pgx's buffers. Native pgx rather than database/sql leaves room for
-// LISTEN/NOTIFY on the same kind of connection later.
+// pgx's buffers. The changelog feed (changelog.go), shared with MySQL,
+// goes through database/sql on pgx's stdlib adapter.
 type Postgres struct {
 	cfg *pgx.ConnConfig
 }

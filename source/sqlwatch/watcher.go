@@ -38,10 +38,10 @@ const (
 	// Never disables the forced reconcile (ReconcileInterval), for stores
 	// whose change check is exact (SQLite's data_version).
 	Never time.Duration = -1
-	// DefaultChangelogPoll is how often the MySQL changelog is asked for
+	// DefaultChangelogPoll is how often the changelog is asked for
 	// new rows under CDCTrigger: an index range read on its primary key,
-	// cheap enough to run 50 times a second, and well inside the 50 ms
-	// commit-to-NOTIFY latencies of docs/performance.md#figures.
+	// cheap enough to run 50 times a second, and well inside the
+	// latencies of docs/performance.md#figures.
 	DefaultChangelogPoll = 20 * time.Millisecond
 	// DefaultChangelogRetention is how long changelog rows already read
 	// are kept before regbridge prunes them: long enough for a second
@@ -56,8 +56,7 @@ const (
 	// CDCOff polls the fingerprint (the default).
 	CDCOff = ""
 	// CDCTrigger reads changes captured by triggers that `regbridge cdc
-	// install` put on the table: LISTEN/NOTIFY on PostgreSQL, a changelog
-	// table on MySQL/MariaDB.
+	// install` put on the table, which fill a changelog table.
 	CDCTrigger = "trigger"
 	// CDCLogical reads changes from a PostgreSQL logical replication slot
 	// through the pgoutput plugin (logical.go): no trigger, no write on
@@ -93,7 +92,7 @@ type Config struct {
 	FullReads bool
 	// CDC is CDCOff, CDCTrigger or CDCLogical.
 	CDC string
-	// ChangelogPoll and ChangelogRetention tune the MySQL changelog under
+	// ChangelogPoll and ChangelogRetention tune the changelog under
 	// CDCTrigger; defaults DefaultChangelogPoll and
 	// DefaultChangelogRetention.
 	ChangelogPoll      time.Duration
