@@ -49,9 +49,21 @@ func TestRules(t *testing.T) {
 			if err := b.Apply(t.Context(), after); err != nil {
 				t.Fatal(err)
 			}
+			// A deleted binding was alice's only one: her registration
+			// ends with it; any other change leaves both active.
+			reg, contact := bridge.RegActive, bridge.ContactActive
+			if r.Change.Delete {
+				reg, contact = bridge.RegTerminated, bridge.ContactTerminated
+			}
 			var events []bridge.Event
 			for _, ch := range rec.got {
+				if ch.AOR != c.AOR || ch.State != reg {
+					t.Errorf("change of %s to %s, want %s to %s", ch.AOR, ch.State, c.AOR, reg)
+				}
 				for _, cv := range ch.Contacts {
+					if cv.Key != c.Key || cv.State != contact {
+						t.Errorf("contact %s %s, want %s %s", cv.Key, cv.State, c.Key, contact)
+					}
 					events = append(events, cv.Event)
 				}
 			}
