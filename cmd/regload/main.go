@@ -47,6 +47,9 @@ func main() {
 // run is main without the process; it returns the exit code: 0 when the run
 // was correct, 1 when it found a problem or failed, 2 on bad usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "regcost" {
+		return runRegcost(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -198,19 +198,7 @@ func TestCDCReconcileVerifies(t *testing.T) {
 
 			// Behind the feed's back: the triggers dropped, three writes,
 			// the triggers back.
-			stmts, err := f.w.CaptureSQL(true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var drops []string
-			for _, q := range stmts {
-				if strings.HasPrefix(q, "DROP TRIGGER") {
-					drops = append(drops, q)
-				}
-			}
-			if err := f.w.ExecCapture(t.Context(), drops); err != nil {
-				t.Fatal(err)
-			}
+			dropTriggers(t, f.w)
 			added := bindingN(4)
 			changed.cseq = 7
 			n := f.rec.count()

@@ -16,9 +16,11 @@ import (
 // reconcile (the safety-net reconcile interval; default 30s),
 // incremental=false (a full read for every change the change check shows,
 // instead of the changed rows), slot (the replication slot of
-// cdc=logical; default regbridge_<database>_<table>) and slot_lag_warn
-// (the slot lag that is logged as a warning; default 1GiB).
-var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental", "slot", "slot_lag_warn"}
+// cdc=logical; default regbridge_<database>_<table>), slot_lag_warn
+// (the slot lag that is logged as a warning; default 1GiB) and
+// reconcile_rate (rows per second of a paced reconcile beside a change
+// feed, reconcile_rate.go; default one query).
+var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental", "slot", "slot_lag_warn", ReconcileRateParam}
 
 // ReadParams are those parameters, parsed; zero values keep the defaults.
 type ReadParams struct {
@@ -28,6 +30,7 @@ type ReadParams struct {
 	FullReads         bool
 	Slot              string
 	SlotLagWarn       int64
+	ReconcileRate     int
 }
 
 // ParseReadParams reads ReadParamNames from a source URL's parameters.
@@ -70,6 +73,10 @@ func ParseReadParams(own url.Values) (ReadParams, error) {
 			return p, fmt.Errorf("slot_lag_warn=%q is not a positive size (such as 512MiB or 1GiB)", v)
 		}
 		p.SlotLagWarn = n
+	}
+	var err error
+	if p.ReconcileRate, err = parseReconcileRate(own); err != nil {
+		return p, err
 	}
 	if (p.Slot != "" || p.SlotLagWarn != 0) && p.CDC != CDCLogical {
 		return p, fmt.Errorf("slot and slot_lag_warn need cdc=%s", CDCLogical)

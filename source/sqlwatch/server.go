@@ -33,7 +33,8 @@ type ServerConfig struct {
 	// Columns holding epochs do not depend on it.
 	TZ string
 	// PollInterval, ReconcileInterval, MaxBackoff, CDC, ChangelogPoll,
-	// ChangelogRetention, FullReads, Slot and SlotLagWarn are Config's.
+	// ChangelogRetention, FullReads, Slot, SlotLagWarn and ReconcileRate
+	// are Config's.
 	PollInterval       time.Duration
 	ReconcileInterval  time.Duration
 	MaxBackoff         time.Duration
@@ -43,6 +44,7 @@ type ServerConfig struct {
 	FullReads          bool
 	Slot               string
 	SlotLagWarn        int64
+	ReconcileRate      int
 }
 
 // DefaultTZ is the registrar time zone assumed when none is configured.
@@ -52,7 +54,7 @@ const DefaultTZ = "UTC"
 func (c *ServerConfig) Watch() Config {
 	return Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
 		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
-		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn}
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate}
 }
 
 // Settle fills the defaults (table defTable, zone DefaultTZ) and rejects
@@ -152,6 +154,7 @@ func ParseServerURL(u *url.URL, withTZ bool) (ServerConfig, error) {
 	}
 	c.Endpoint, c.Table, c.TZ = ep, q.Get("table"), q.Get("tz")
 	c.CDC, c.ChangelogPoll, c.ReconcileInterval, c.FullReads, c.Slot, c.SlotLagWarn = p.CDC, p.ChangelogPoll, p.ReconcileInterval, p.FullReads, p.Slot, p.SlotLagWarn
+	c.ReconcileRate = p.ReconcileRate
 	return c, nil
 }
 

@@ -94,7 +94,7 @@ func (w *Watcher) startVerify(ctx context.Context) *verification {
 // scan reads the table on a session of its own and sends its rows' keys
 // and hashes to v.chunks.
 func (w *Watcher) scan(ctx context.Context, seed maphash.Seed, types []string, v *verification) error {
-	qctx, cancel := w.queryContext(ctx)
+	qctx, cancel := w.scanContext(ctx)
 	defer cancel()
 	s, err := w.dialect.Open(qctx, &w.table)
 	if err != nil {
@@ -117,7 +117,7 @@ func (w *Watcher) scan(ctx context.Context, seed maphash.Seed, types []string, v
 			return false
 		}
 	}
-	err = s.Snapshot(qctx, func(all []Value) {
+	err = w.scanRows(qctx, s, func(all []Value) {
 		if qctx.Err() != nil {
 			return
 		}

@@ -104,6 +104,10 @@ type Config struct {
 	// DefaultSlotLagWarn.
 	Slot        string
 	SlotLagWarn int64
+	// ReconcileRate paces the verifying reconcile beside a change feed
+	// to this many rows per second, read in keyset pages
+	// (reconcile_rate.go); 0 reads the table in one query.
+	ReconcileRate int
 }
 
 // Validate fills defaults and rejects settings that can never work.
