@@ -1,6 +1,9 @@
 package source
 
-import "unicode/utf8"
+import (
+	"math"
+	"unicode/utf8"
+)
 
 // Text is the form store values arrive in: strings (Redis, JSON) or byte
 // slices (SQL rows, read without copying).
@@ -109,4 +112,25 @@ func ValidHost(s string) bool {
 		}
 	}
 	return true
+}
+
+// ParseUint reads an unsigned decimal of at most 20 digits without
+// allocating, rejecting signs, other bytes and anything above 2^64-1.
+func ParseUint[T Text](s T) (uint64, bool) {
+	if len(s) == 0 || len(s) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }

@@ -67,6 +67,35 @@ func TestAppendAOR(t *testing.T) {
 	}
 }
 
+func TestParseUint(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"4294967295", 1<<32 - 1, true},
+		{"18446744073709551615", 1<<64 - 1, true},
+		{"00000000000000000007", 7, true},
+		{"18446744073709551616", 0, false},
+		{"99999999999999999999", 0, false},
+		{"000000000000000000007", 0, false}, // 21 digits
+		{"", 0, false},
+		{"+1", 0, false},
+		{"-1", 0, false},
+		{"1 ", 0, false},
+		{"0x1", 0, false},
+	} {
+		got, ok := ParseUint(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseUint(%q) = %d, %v, want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if got, ok := ParseUint([]byte(tt.in)); got != tt.want || ok != tt.ok {
+			t.Errorf("ParseUint([]byte(%q)) = %d, %v, want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
 func TestPrintableAllocs(t *testing.T) {
 	b := []byte("sip:jörg@例え.jp;transport=tcp")
 	if n := testing.AllocsPerRun(100, func() { Printable(b); ValidURI(b) }); n != 0 {

@@ -58,8 +58,9 @@ func (t *Trouble) Failed(log *slog.Logger, err error, problem string, permanent 
 	}
 }
 
-// Sleep waits d, an adapter's retry backoff, or until ctx ends; it
-// reports whether ctx is still live.
+// Sleep waits d (an adapter's retry backoff, a webhook's retry delay,
+// regload's pacing) or until ctx ends; it reports whether d passed with
+// ctx still live.
 func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/source"
 )
 
 // Webhook headers. The signature lets a receiver check that the body came
@@ -196,7 +197,7 @@ func (w *Webhooks) deliver(ctx context.Context, t *target, d delivery) {
 		if hint > delay {
 			delay = min(hint, w.backoffMax)
 		}
-		if !sleep(ctx, delay) {
+		if !source.Sleep(ctx, delay) {
 			t.failed.Add(1)
 			return
 		}
@@ -285,16 +286,4 @@ func (w *Webhooks) Stats() []WebhookStats {
 		}
 	}
 	return out
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

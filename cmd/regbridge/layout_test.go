@@ -33,6 +33,7 @@ var testHelpers = map[string]bool{
 	// rules, so it imports both source and bridge.
 	"internal/conformance":     true,
 	"source/sourcetest":        true,
+	"bridge/bridgetest":        true,
 	"source/sqlwatch/sqltest":  true,
 	"notifier/siptest":         true,
 	"notifier/render/xmlcheck": true,

@@ -11,6 +11,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // writerQueue is how many changes wait for one writer; the pacer blocks
@@ -103,7 +105,7 @@ func (r *runner) driveChanges(ctx context.Context, st store) *changeLog {
 	for n := 1; n <= k; n++ {
 		due := start.Add(time.Duration(float64(n-1) / r.cfg.rate * float64(time.Second)))
 		// Sleep only when at least a millisecond ahead; timers are not finer.
-		if d := time.Until(due); d >= time.Millisecond && !sleepCtx(paceCtx, d) {
+		if d := time.Until(due); d >= time.Millisecond && !source.Sleep(paceCtx, d) {
 			break
 		}
 		select {

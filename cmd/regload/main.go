@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 func main() {
@@ -318,7 +320,7 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		self1, store1, host1 := selfCPU(), storeCPU(), readHostCPU()
 		log = r.driveChanges(ctx, st)
 		deadline := time.Now().Add(cfg.drain)
-		for !r.caughtUp(log) && time.Now().Before(deadline) && sleepCtx(ctx, 20*time.Millisecond) {
+		for !r.caughtUp(log) && time.Now().Before(deadline) && source.Sleep(ctx, 20*time.Millisecond) {
 		}
 		p2, host2 := proc(), readHostCPU()
 		secs := time.Since(start).Seconds()

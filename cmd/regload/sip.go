@@ -13,6 +13,8 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // maxVias bounds the Via lines kept for the 200 OK; a NOTIFY from regbridge
@@ -164,18 +166,9 @@ func (m *message) startLine(line []byte) error {
 
 // atoi reads a decimal number of at most max, without allocating.
 func atoi(b []byte, max uint64) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
+	n, ok := source.ParseUint(b)
+	if !ok || n > max {
 		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-		if n > max {
-			return 0, false
-		}
 	}
 	return n, true
 }

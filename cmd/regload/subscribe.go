@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // sipTimers are the RFC 3261 timers of the SUBSCRIBE transactions.
@@ -73,7 +75,7 @@ func (r *runner) subscribeAll(ctx context.Context) error {
 	// The retransmitter settles every SUBSCRIBE within Timer F; the
 	// deadline only makes the bound explicit.
 	deadline := time.Now().Add(r.timers.f() + time.Second)
-	for r.pending.Load() > 0 && time.Now().Before(deadline) && sleepCtx(ctx, 10*time.Millisecond) {
+	for r.pending.Load() > 0 && time.Now().Before(deadline) && source.Sleep(ctx, 10*time.Millisecond) {
 	}
 	return r.subscribeError(parent, ctx, sent, begin)
 }
@@ -134,7 +136,7 @@ func (r *runner) unsubscribeAll(ctx context.Context, deadline time.Time) {
 			return
 		}
 	}
-	for r.leaving.Load() > 0 && time.Now().Before(deadline) && sleepCtx(ctx, 10*time.Millisecond) {
+	for r.leaving.Load() > 0 && time.Now().Before(deadline) && source.Sleep(ctx, 10*time.Millisecond) {
 	}
 }
 
@@ -224,17 +226,5 @@ func waitUntil(ctx context.Context, t time.Time) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	return sleepCtx(ctx, d)
-}
-
-// sleepCtx sleeps for d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return source.Sleep(ctx, d)
 }

@@ -40,7 +40,9 @@
 // bridge.Bridge (whose clock runs too) plus a recorder, so it checks both
 // the batches (first one Full, SeenAt set, no duplicate keys, fields
 // decoded exactly, the expiry instant to the second) and the RFC 3680
-// events they cause: create, refresh, shorten, delete, expiry passing while
+// events they cause: create, refresh, shorten, delete, every event rule
+// of bridge/bridgetest (the table the bridge's own tests apply to it
+// directly), expiry passing while
 // the row stays, a permanent binding, a bad row skipped and counted
 // (Stats().Skipped) while the others survive, and outages: Stats().Up goes
 // false during one and true after it, a fresh Full batch follows recovery

@@ -58,6 +58,10 @@ type Row struct {
 type Limits struct {
 	// NoCSeq: the store keeps no CSeq (Asterisk); Contact.CSeq is ignored.
 	NoCSeq bool
+	// FixedCallID: the store keeps the Call-ID of the REGISTER that
+	// created the binding (Asterisk); the event rules that change only
+	// the Call-ID are not written to it.
+	FixedCallID bool
 }
 
 // Limiter is implemented by a Harness whose store has Limits.

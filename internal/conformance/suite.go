@@ -1,10 +1,12 @@
 package conformance
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/bridgetest"
 	"github.com/regbridge/regbridge/source/sourcetest"
 )
 
@@ -34,6 +36,7 @@ var cases = []struct {
 	{"refresh", testRefresh},
 	{"shorten", testShorten},
 	{"delete", testDelete},
+	{"event rules", testRules},
 	{"expiry passes while the row stays", testExpiry},
 	{"bad row skipped and counted", testBadRow},
 	{"outage with the store unchanged", testOutageUnchanged},
@@ -118,6 +121,41 @@ func testDelete(e *env) {
 	e.h.Delete(e.t, a)
 	e.waitState("one binding deleted", b)
 	e.checkEvents(0, map[string][]bridge.Event{a.URI: {bridge.EventUnregistered}})
+}
+
+// Every one of bridgetest.Rules the store can hold at once, one binding
+// each, written by the harness into the store: the events are the ones
+// the bridge's own tests get by applying the same changes to it directly.
+func testRules(e *env) {
+	var rules []bridgetest.Rule
+	for _, r := range bridgetest.Rules {
+		if r.Change.CallID == "" || !e.limits.FixedCallID {
+			rules = append(rules, r)
+		}
+	}
+	was := make([]Row, len(rules))
+	for i := range was {
+		was[i] = e.row(fmt.Sprintf("rule%d", i), e.now.Add(time.Hour))
+		e.h.Insert(e.t, was[i])
+	}
+	e.start()
+	e.waitState("baseline", was...)
+	var now []Row
+	want := map[string][]bridge.Event{}
+	for i, r := range rules {
+		want[was[i].URI] = r.Want
+		if r.Change.Delete {
+			e.h.Delete(e.t, was[i])
+			continue
+		}
+		b := r.Change.Apply(bridgetest.Binding{Expires: was[i].Expires, CallID: was[i].CallID, CSeq: was[i].CSeq, UserAgent: was[i].UserAgent})
+		row := was[i]
+		row.Expires, row.CallID, row.CSeq, row.UserAgent = b.Expires, b.CallID, b.CSeq, b.UserAgent
+		e.h.Update(e.t, row)
+		now = append(now, row)
+	}
+	e.waitState("every rule's change", now...)
+	e.checkEvents(0, want)
 }
 
 // Registrars delete expired rows late; the adapter keeps reporting such a

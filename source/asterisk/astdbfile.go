@@ -63,19 +63,8 @@ func newAstDBFile(path, prefix string, log *slog.Logger) *astdbFile {
 
 // Open opens the file read-only on one connection and checks the table.
 func (d *astdbFile) Open(ctx context.Context, _ *sqlwatch.Table) (sqlwatch.Session, error) {
-	opened, err := os.Stat(d.path)
+	opened, db, conn, err := sqlwatch.OpenFile(ctx, d.path, d.dsn)
 	if err != nil {
-		return nil, err
-	}
-	db, err := sql.Open(sqlwatch.SQLiteDriver, d.dsn)
-	if err != nil {
-		return nil, err
-	}
-	// data_version means something only on one and the same connection.
-	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	// SQLite follows a symbolic link and names its journal after the

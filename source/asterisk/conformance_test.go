@@ -93,7 +93,9 @@ func (h *astdbHarness) Restore(t *testing.T) {
 }
 
 // Asterisk stores no CSeq.
-func (h *astdbHarness) Limits() conformance.Limits { return conformance.Limits{NoCSeq: true} }
+func (h *astdbHarness) Limits() conformance.Limits {
+	return conformance.Limits{NoCSeq: true, FixedCallID: true}
+}
 
 // realtimeHarness writes ps_contacts as Asterisk's realtime drivers do
 // (every field sent as text) straight to the server; the watcher reads
@@ -203,4 +205,6 @@ func (h *realtimeHarness) Delete(t *testing.T, r conformance.Row) {
 func (h *realtimeHarness) Break(t *testing.T)   { h.proxy.Break() }
 func (h *realtimeHarness) Restore(t *testing.T) { h.proxy.Restore() }
 
-func (h *realtimeHarness) Limits() conformance.Limits { return conformance.Limits{NoCSeq: true} }
+func (h *realtimeHarness) Limits() conformance.Limits {
+	return conformance.Limits{NoCSeq: true, FixedCallID: true}
+}

@@ -7,57 +7,51 @@ import (
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
-// realtimeDDL is ps_contacts after all of Asterisk's alembic migrations,
-// per server, with {table} for the table's name.
+// psContacts is ps_contacts after all of Asterisk's alembic migrations,
+// with {table} for the table's name. The servers differ only in how id is
+// declared unique ({id}, {unique}) and how the yes/no enum is spelt
+// ({bool}).
+const psContacts = `CREATE TABLE {table} (
+    id {id},
+    uri VARCHAR(511),
+    expiration_time BIGINT,
+    qualify_frequency INTEGER,
+    outbound_proxy VARCHAR(255),
+    path TEXT,
+    user_agent VARCHAR(255),
+    qualify_timeout FLOAT,
+    reg_server VARCHAR(255),
+    authenticate_qualify {bool},
+    via_addr VARCHAR(40),
+    via_port INTEGER,
+    call_id VARCHAR(255),
+    endpoint VARCHAR(255),
+    prune_on_boot {bool},
+    qualify_2xx_only {bool},{unique}
+    CONSTRAINT {table}_uq UNIQUE (id, reg_server)
+)`
+
+// psContactsIndexes are the indexes the migrations add, on every server.
+var psContactsIndexes = []string{
+	`CREATE INDEX {table}_id ON {table} (id)`,
+	`CREATE INDEX {table}_qualifyfreq_exp ON {table} (qualify_frequency, expiration_time)`,
+}
+
+// astBool is the migrations' yes/no enum.
+const astBool = `ENUM('0','1','off','on','false','true','no','yes')`
+
+// realtimeDDL is the contacts table per server, with {table} for the
+// table's name.
 var realtimeDDL = map[string][]string{
-	sqlwatch.DriverMySQL: {
-		`CREATE TABLE {table} (
-    id VARCHAR(255) NOT NULL,
-    uri VARCHAR(511),
-    expiration_time BIGINT,
-    qualify_frequency INTEGER,
-    outbound_proxy VARCHAR(255),
-    path TEXT,
-    user_agent VARCHAR(255),
-    qualify_timeout FLOAT,
-    reg_server VARCHAR(255),
-    authenticate_qualify ENUM('0','1','off','on','false','true','no','yes'),
-    via_addr VARCHAR(40),
-    via_port INTEGER,
-    call_id VARCHAR(255),
-    endpoint VARCHAR(255),
-    prune_on_boot ENUM('0','1','off','on','false','true','no','yes'),
-    qualify_2xx_only ENUM('0','1','off','on','false','true','no','yes'),
-    UNIQUE (id),
-    CONSTRAINT {table}_uq UNIQUE (id, reg_server)
-)`,
-		`CREATE INDEX {table}_id ON {table} (id)`,
-		`CREATE INDEX {table}_qualifyfreq_exp ON {table} (qualify_frequency, expiration_time)`,
-	},
-	sqlwatch.DriverPostgres: {
+	sqlwatch.DriverMySQL: append([]string{
+		strings.NewReplacer("{id}", "VARCHAR(255) NOT NULL", "{bool}", astBool,
+			"{unique}", "\n    UNIQUE (id),").Replace(psContacts),
+	}, psContactsIndexes...),
+	sqlwatch.DriverPostgres: append([]string{
 		`CREATE TYPE ast_bool_values AS ENUM ('0','1','off','on','false','true','no','yes')`,
-		`CREATE TABLE {table} (
-    id VARCHAR(255) NOT NULL UNIQUE,
-    uri VARCHAR(511),
-    expiration_time BIGINT,
-    qualify_frequency INTEGER,
-    outbound_proxy VARCHAR(255),
-    path TEXT,
-    user_agent VARCHAR(255),
-    qualify_timeout FLOAT,
-    reg_server VARCHAR(255),
-    authenticate_qualify ast_bool_values,
-    via_addr VARCHAR(40),
-    via_port INTEGER,
-    call_id VARCHAR(255),
-    endpoint VARCHAR(255),
-    prune_on_boot ast_bool_values,
-    qualify_2xx_only ast_bool_values,
-    CONSTRAINT {table}_uq UNIQUE (id, reg_server)
-)`,
-		`CREATE INDEX {table}_id ON {table} (id)`,
-		`CREATE INDEX {table}_qualifyfreq_exp ON {table} (qualify_frequency, expiration_time)`,
-	},
+		strings.NewReplacer("{id}", "VARCHAR(255) NOT NULL UNIQUE", "{bool}", "ast_bool_values",
+			"{unique}", "").Replace(psContacts),
+	}, psContactsIndexes...),
 }
 
 // RealtimeSchema returns the statements that create the contacts table

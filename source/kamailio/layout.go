@@ -30,16 +30,19 @@ func newLayout(table, domain string, loc *time.Location, server bool) *layout {
 }
 
 func (l *layout) Table() sqlwatch.Table {
-	return sqlwatch.Table{
+	t := sqlwatch.Table{
 		Name:    l.table,
 		Columns: columns[:],
 		Key:     colRUID,
 		Watch:   watchColumns,
 		LogKey:  []int{colRUID, colID},
-		// usrloc writes last_modified on create and refresh
-		// (docs/stores.md#sql-servers); incremental reads use it on the servers.
-		Modified: modifiedColumn(l.server),
 	}
+	// usrloc writes last_modified on create and refresh
+	// (docs/stores.md#sql-servers); incremental reads use it on the servers.
+	if l.server {
+		t.Modified = columns[colLastModified]
+	}
+	return t
 }
 
 // Bind picks each time column's codec from its type: DATETIME / TIMESTAMP
@@ -104,10 +107,3 @@ func (l *layout) Decode(row []sqlwatch.Value, c *source.Contact) error {
 // shared are the columns Kamailio's table shares with OpenSIPS's.
 var shared = sqlwatch.Usrloc{Username: colUsername, Domain: colDomain, Contact: colContact, Q: colQ, CSeq: colCSeq,
 	CallID: colCallID, UserAgent: colUserAgent, Instance: colInstance, InstanceName: "instance", Received: colReceived, Path: colPath}
-
-func modifiedColumn(server bool) string {
-	if server {
-		return columns[colLastModified]
-	}
-	return ""
-}

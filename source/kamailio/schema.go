@@ -53,28 +53,37 @@ const locationColumns = `    ruid VARCHAR(64) DEFAULT '' NOT NULL,
 // created only where missing, so the statements also add a location table
 // to an existing Kamailio database (regload does).
 func SQLiteSchema(table string) []string {
-	q := sqlwatch.QuoteSQLite
-	return []string{
-		`CREATE TABLE IF NOT EXISTS version (
-    id INTEGER PRIMARY KEY NOT NULL,
+	return locationSchema(sqlwatch.QuoteSQLite, "INTEGER", table, true)
+}
+
+// locationSchema is the DDL SQLite and PostgreSQL share, differing in how
+// names are quoted (q) and in the id column's type (SERIAL on
+// PostgreSQL). seedVersion also records the version table's own version,
+// as db_sqlite's standard-create.sql does.
+func locationSchema(q func(string) string, idType, table string, seedVersion bool) []string {
+	ddl := []string{`CREATE TABLE IF NOT EXISTS version (
+    id ` + idType + ` PRIMARY KEY NOT NULL,
     table_name VARCHAR(32) NOT NULL,
     table_version INTEGER DEFAULT 0 NOT NULL,
     CONSTRAINT version_table_name_idx UNIQUE (table_name)
-)`,
-		`INSERT INTO version (table_name, table_version) SELECT 'version', '1' WHERE NOT EXISTS (SELECT 1 FROM version WHERE table_name = 'version')`,
-		`CREATE TABLE ` + q(table) + ` (
-    id INTEGER PRIMARY KEY NOT NULL,
-` + locationColumns + `
-    CONSTRAINT ` + q(table+"_ruid_idx") + ` UNIQUE (ruid)
-)`,
-		`CREATE INDEX ` + q(table+"_account_contact_idx") + ` ON ` + q(table) + ` (username, domain, contact)`,
-		`CREATE INDEX ` + q(table+"_expires_idx") + ` ON ` + q(table) + ` (expires)`,
-		`CREATE INDEX ` + q(table+"_tcpcon_idx") + ` ON ` + q(table) + ` (connection_id)`,
-		`CREATE INDEX ` + q(table+"_connection_idx") + ` ON ` + q(table) + ` (server_id, connection_id)`,
-		// Kamailio writes the version as a string literal into an INTEGER
-		// column (stored as integer by affinity); so do we.
-		fmt.Sprintf(`INSERT INTO version (table_name, table_version) VALUES ('%s', '%d')`, table, locationTableVersion),
+)`}
+	if seedVersion {
+		ddl = append(ddl, `INSERT INTO version (table_name, table_version) SELECT 'version', '1' WHERE NOT EXISTS (SELECT 1 FROM version WHERE table_name = 'version')`)
 	}
+	return append(ddl,
+		`CREATE TABLE `+q(table)+` (
+    id `+idType+` PRIMARY KEY NOT NULL,
+`+locationColumns+`
+    CONSTRAINT `+q(table+"_ruid_idx")+` UNIQUE (ruid)
+)`,
+		`CREATE INDEX `+q(table+"_account_contact_idx")+` ON `+q(table)+` (username, domain, contact)`,
+		`CREATE INDEX `+q(table+"_expires_idx")+` ON `+q(table)+` (expires)`,
+		`CREATE INDEX `+q(table+"_tcpcon_idx")+` ON `+q(table)+` (connection_id)`,
+		`CREATE INDEX `+q(table+"_connection_idx")+` ON `+q(table)+` (server_id, connection_id)`,
+		// Kamailio writes the version as a string literal into an INTEGER
+		// column (stored as integer by affinity on SQLite); so do we.
+		fmt.Sprintf(`INSERT INTO version (table_name, table_version) VALUES ('%s', '%d')`, table, locationTableVersion),
+	)
 }
 
 // createDatabase makes a new database file at path holding the Kamailio

@@ -66,25 +66,7 @@ var mysqlColumns = strings.Join([]string{
 // PostgreSQL, the version table only where missing, with t as the
 // location table's name (a validated identifier).
 func PostgresSchema(t string) []string {
-	q := sqlwatch.QuotePostgres
-	return []string{
-		`CREATE TABLE IF NOT EXISTS version (
-    id SERIAL PRIMARY KEY NOT NULL,
-    table_name VARCHAR(32) NOT NULL,
-    table_version INTEGER DEFAULT 0 NOT NULL,
-    CONSTRAINT version_table_name_idx UNIQUE (table_name)
-)`,
-		`CREATE TABLE ` + q(t) + ` (
-    id SERIAL PRIMARY KEY NOT NULL,
-` + locationColumns + `
-    CONSTRAINT ` + q(t+"_ruid_idx") + ` UNIQUE (ruid)
-)`,
-		`CREATE INDEX ` + q(t+"_account_contact_idx") + ` ON ` + q(t) + ` (username, domain, contact)`,
-		`CREATE INDEX ` + q(t+"_expires_idx") + ` ON ` + q(t) + ` (expires)`,
-		`CREATE INDEX ` + q(t+"_tcpcon_idx") + ` ON ` + q(t) + ` (connection_id)`,
-		`CREATE INDEX ` + q(t+"_connection_idx") + ` ON ` + q(t) + ` (server_id, connection_id)`,
-		`INSERT INTO version (table_name, table_version) VALUES ('` + t + `', '9')`,
-	}
+	return locationSchema(sqlwatch.QuotePostgres, "SERIAL", t, false)
 }
 
 // Columns are the columns regbridge reads from Kamailio's location table.

@@ -72,16 +72,19 @@ type layout struct {
 var _ sqlwatch.Layout = (*layout)(nil)
 
 func (l *layout) Table() sqlwatch.Table {
-	return sqlwatch.Table{
+	t := sqlwatch.Table{
 		Name:    l.table,
 		Columns: columns[:],
 		Key:     colContactID,
 		Watch:   watchColumns,
 		LogKey:  []int{colContactID},
-		// usrloc writes last_modified on insert and refresh; only for the
-		// servers (incremental reads need a Partial session anyway).
-		Modified: modifiedColumn(l.server),
 	}
+	// usrloc writes last_modified on insert and refresh; only for the
+	// servers (incremental reads need a Partial session anyway).
+	if l.server {
+		t.Modified = columns[colLastModified]
+	}
+	return t
 }
 
 // Bind checks the time columns: expires an integer epoch, last_modified a
@@ -142,10 +145,3 @@ func (l *layout) modified(v *sqlwatch.Value) (time.Time, bool) {
 // shared are the columns OpenSIPS's table shares with Kamailio's.
 var shared = sqlwatch.Usrloc{Username: colUsername, Domain: colDomain, Contact: colContact, Q: colQ, CSeq: colCSeq,
 	CallID: colCallID, UserAgent: colUserAgent, Instance: colInstance, InstanceName: "sip_instance", Received: colReceived, Path: colPath}
-
-func modifiedColumn(server bool) string {
-	if server {
-		return columns[colLastModified]
-	}
-	return ""
-}

@@ -105,23 +105,8 @@ func QuoteSQLite(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`
 
 // Open opens the file read-only on one connection and probes the table.
 func (d *SQLite) Open(ctx context.Context, t *Table) (Session, error) {
-	// Stat before opening: if the file is swapped in between, the next
-	// identity check sees the difference and we reopen.
-	opened, err := os.Stat(d.path)
+	opened, db, conn, err := OpenFile(ctx, d.path, d.dsn)
 	if err != nil {
-		return nil, err
-	}
-	db, err := sql.Open(SQLiteDriver, d.dsn)
-	if err != nil {
-		return nil, err
-	}
-	// One connection does everything: data_version is only meaningful
-	// when asked on the same connection, and each extra connection would
-	// hold its own page cache and file handles.
-	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	s := &sqliteSession{
@@ -142,6 +127,31 @@ func (d *SQLite) Open(ctx context.Context, t *Table) (Session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// OpenFile opens the SQLite file at path (dsn, from FileDSN) on one
+// connection and returns that connection with the file's identity as it
+// was before opening: if the file is swapped in between, the next
+// identity check (os.SameFile) sees the difference and the caller
+// reopens. One connection does everything: data_version is only
+// meaningful when asked on the same connection, and each extra connection
+// would hold its own page cache and file handles.
+func OpenFile(ctx context.Context, path, dsn string) (os.FileInfo, *sql.DB, *sql.Conn, error) {
+	opened, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	db, err := sql.Open(SQLiteDriver, dsn)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	db.SetMaxOpenConns(1)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return opened, db, conn, nil
 }
 
 // checkJournalMode warns, once per dialect, when the file is not in WAL

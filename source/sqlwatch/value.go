@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"github.com/regbridge/regbridge/source"
 )
 
 // Kind says which field of a Value holds the column.
@@ -157,21 +159,10 @@ func parseInt(b []byte) (int64, bool) {
 		neg = b[0] == '-'
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
+	n, ok := source.ParseUint(b)
 	switch {
+	case !ok:
+		return 0, false
 	case neg && n <= 1<<63:
 		return -int64(n-1) - 1, true // -2^63 has no positive counterpart
 	case !neg && n <= math.MaxInt64:
