@@ -76,15 +76,22 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// newFlagSet is a flag set named name whose usage, written to out on -h,
+// is head followed by the flags' defaults.
+func newFlagSet(name, head string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, head)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 // parseFlags reads the command line; it writes usage to out on -h.
 func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
-	fs := flag.NewFlagSet("regload", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("regload", usageHead, out)
 	fs.StringVar(&c.server, "server", defaultServer, "regbridge's SIP address, udp://, tcp:// or tls://host:port (with --spawn only the transport counts)")
 	fs.IntVar(&c.sockets, "sockets", defaultSockets, "UDP sockets (or TCP or TLS connections) the subscriptions are spread over")
 	fs.IntVar(&c.subscriptions, "subscriptions", defaultSubscriptions, "subscriptions to hold (default 1000, or aors x watchers-per-aor)")

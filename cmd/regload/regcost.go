@@ -61,12 +61,7 @@ var costModes = []string{"none", "poll", "trigger", "trigger+reconcile", "trigge
 
 func parseCostFlags(args []string, out io.Writer) (*costConfig, error) {
 	c := &costConfig{}
-	fs := flag.NewFlagSet("regload regcost", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, costUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("regload regcost", costUsage, out)
 	var stores, modes, rates string
 	fs.StringVar(&c.regbridge, "regbridge", "", "the regbridge binary to measure (required)")
 	fs.StringVar(&c.kamailio, "kamailio", "/usr/sbin/kamailio", "the Kamailio binary")
