@@ -86,6 +86,15 @@ func TestJSONVocabulary(t *testing.T) {
 		}
 	}
 
+	// watch --winfo has unsubscribed: its subscription ends once the
+	// final NOTIFY's transaction does (RFC 6665 4.4.1), a moment after the
+	// watch has exited; until then it is rightly still listed.
+	waitFor(t, "the watcherinfo subscription ended", func() bool {
+		var page struct {
+			Subscriptions []any `json:"subscriptions"`
+		}
+		return s.call(t, "GET", "/v1/subscriptions", e2eToken, "", &page) == 200 && len(page.Subscriptions) == 1
+	})
 	env := map[string]string{"REGBRIDGE_HTTP_LISTEN": s.http, "REGBRIDGE_ADMIN_TOKEN": e2eToken, "REGBRIDGE_DOMAIN": "example.com"}
 	for _, cmd := range []struct{ name, schema string }{{"registrations", "Registration"}, {"subscriptions", "Subscription"}} {
 		code, out, stderr := runCmd(t, env, cmd.name, "--json")
