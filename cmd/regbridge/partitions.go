@@ -35,6 +35,7 @@ const followCount = 1000
 type partitioned struct {
 	m      *partition.Map
 	st     *partition.Streams
+	legacy *substore.Redis // the single-tag layout, for its contacts record
 	rdb    redis.UniversalClient
 	id     string
 	lease  time.Duration
@@ -59,7 +60,8 @@ func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, open func() (
 	rdb := redis.NewUniversalClient(opt)
 	log = log.With("component", "partitions")
 	return &partitioned{m: m, st: partition.NewStreams(rdb, m, 0), rdb: rdb, id: cfg.ID(),
-		lease: cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
+		legacy: substore.NewRedis(rdb, prefix, cfg.ID(), cfg.Lease, log),
+		lease:  cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
 		closer: func() { rdb.Close() }}, nil
 }
 
@@ -115,6 +117,14 @@ func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	r, base, err := pt.st.OpenReader(ctx, h.Epoch)
 	if err != nil {
 		return giveUp("opening the partitions as reader", err)
+	}
+	if n, err := pt.upgrade(ctx, h.Epoch); err != nil {
+		return giveUp("seeding the partitions from the single-tag layout", err)
+	} else if n > 0 {
+		// Reopened: the baselines now hold the seeded contacts.
+		if r, base, err = pt.st.OpenReader(ctx, h.Epoch); err != nil {
+			return giveUp("opening the partitions as reader", err)
+		}
 	}
 	rb := bridge.New(log)
 	w, restore, err := partition.NewStreamWriter(pt.m, r, base, partition.BridgeView(rb, pt.m))
@@ -178,6 +188,7 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 // announced on joining), then the entries in order; a gap (a trimmed or
 // rewound stream) is replaced by the difference to the reloaded state.
 func (pt *partitioned) follow(ctx context.Context) error {
+	pt.awaitUpgrade(ctx)
 	f := pt.st.NewFollower()
 	var base []source.Contact
 	for p := range pt.m.Count() {
