@@ -118,9 +118,11 @@ func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	if err != nil {
 		return giveUp("opening the partitions as reader", err)
 	}
-	if n, err := pt.upgrade(ctx, h.Epoch); err != nil {
+	seeded, legacy, err := pt.upgrade(ctx, h.Epoch)
+	if err != nil {
 		return giveUp("seeding the partitions from the single-tag layout", err)
-	} else if n > 0 {
+	}
+	if seeded > 0 {
 		// Reopened: the baselines now hold the seeded contacts.
 		if r, base, err = pt.st.OpenReader(ctx, h.Epoch); err != nil {
 			return giveUp("opening the partitions as reader", err)
@@ -148,6 +150,9 @@ func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	g.Go(func() error { return rb.Run(gctx) })
 	g.Go(func() error { return pers.Run(gctx) })
 	g.Go(func() error { return pt.hold(gctx, h) })
+	if legacy {
+		g.Go(func() error { return pt.dropLegacy(gctx) })
+	}
 	err = g.Wait()
 	if errors.Is(err, errLeaseLost) {
 		log.Warn("reader lease lost: stopped reading the store")
@@ -188,10 +193,15 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 // announced on joining), then the entries in order; a gap (a trimmed or
 // rewound stream) is replaced by the difference to the reloaded state.
 func (pt *partitioned) follow(ctx context.Context) error {
-	pt.awaitUpgrade(ctx)
 	f := pt.st.NewFollower()
 	var base []source.Contact
+	legacy := pt.legacyBaseline(ctx)
 	for p := range pt.m.Count() {
+		if legacy != nil {
+			f.StartAt(p, streamStart)
+			base = append(base, legacy[p]...)
+			continue
+		}
 		for {
 			b, err := f.Start(ctx, p)
 			if err == nil {
