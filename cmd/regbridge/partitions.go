@@ -192,6 +192,9 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 // recorded state first, as the bridge's silent baseline (nothing is
 // announced on joining), then the entries in order; a gap (a trimmed or
 // rewound stream) is replaced by the difference to the reloaded state.
+// During an upgrade from the single-tag layout the baseline is that
+// layout's contacts record instead, followed from the streams' beginning
+// (legacyBaseline).
 func (pt *partitioned) follow(ctx context.Context) error {
 	f := pt.st.NewFollower()
 	var base []source.Contact
