@@ -35,6 +35,16 @@ func (f *Follower) Start(ctx context.Context, p int) (Baseline, error) {
 	return b[p], nil
 }
 
+// StartAt follows partition p from position at, the caller holding the
+// contacts that position corresponds to. The upgrade from the single-tag
+// layout starts at the stream's beginning (Pos{ID: "0-0"}) with that
+// layout's contacts record, which is what the partition is seeded with.
+func (f *Follower) StartAt(p int, at Pos) {
+	f.posMu.Lock()
+	f.pos[p] = at
+	f.posMu.Unlock()
+}
+
 // Stop stops following p (the owner lost it).
 func (f *Follower) Stop(p int) {
 	f.posMu.Lock()

@@ -70,3 +70,25 @@ func (r *Redis) LoadContacts(ctx context.Context) ([]source.Contact, error) {
 		cursor = next
 	}
 }
+
+// HasContacts reports whether the contacts record exists: a deployment
+// that ran the single-tag layout, to be seeded into the partitions
+// (docs/cluster.md).
+func (r *Redis) HasContacts(ctx context.Context) (bool, error) {
+	r.trips.Add(1)
+	n, err := r.rdb.Exists(ctx, r.contactsKey()).Result()
+	if err != nil {
+		return false, fmt.Errorf("reading contact state: %w", err)
+	}
+	return n > 0, nil
+}
+
+// DropContacts deletes the contacts record (without blocking Redis on a
+// large one), once the partitions hold it.
+func (r *Redis) DropContacts(ctx context.Context) error {
+	r.trips.Add(1)
+	if err := r.rdb.Unlink(ctx, r.contactsKey()).Err(); err != nil {
+		return fmt.Errorf("deleting contact state: %w", err)
+	}
+	return nil
+}

@@ -35,6 +35,7 @@ const followCount = 1000
 type partitioned struct {
 	m      *partition.Map
 	st     *partition.Streams
+	legacy *substore.Redis // the single-tag layout, for its contacts record
 	rdb    redis.UniversalClient
 	id     string
 	lease  time.Duration
@@ -59,7 +60,8 @@ func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, open func() (
 	rdb := redis.NewUniversalClient(opt)
 	log = log.With("component", "partitions")
 	return &partitioned{m: m, st: partition.NewStreams(rdb, m, 0), rdb: rdb, id: cfg.ID(),
-		lease: cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
+		legacy: substore.NewRedis(rdb, prefix, cfg.ID(), cfg.Lease, log),
+		lease:  cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
 		closer: func() { rdb.Close() }}, nil
 }
 
@@ -116,6 +118,16 @@ func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	if err != nil {
 		return giveUp("opening the partitions as reader", err)
 	}
+	seeded, legacy, err := pt.upgrade(ctx, h.Epoch)
+	if err != nil {
+		return giveUp("seeding the partitions from the single-tag layout", err)
+	}
+	if seeded > 0 {
+		// Reopened: the baselines now hold the seeded contacts.
+		if r, base, err = pt.st.OpenReader(ctx, h.Epoch); err != nil {
+			return giveUp("opening the partitions as reader", err)
+		}
+	}
 	rb := bridge.New(log)
 	w, restore, err := partition.NewStreamWriter(pt.m, r, base, partition.BridgeView(rb, pt.m))
 	if err != nil {
@@ -138,6 +150,9 @@ func (pt *partitioned) read(ctx context.Context, h partition.Holder) error {
 	g.Go(func() error { return rb.Run(gctx) })
 	g.Go(func() error { return pers.Run(gctx) })
 	g.Go(func() error { return pt.hold(gctx, h) })
+	if legacy {
+		g.Go(func() error { return pt.dropLegacy(gctx) })
+	}
 	err = g.Wait()
 	if errors.Is(err, errLeaseLost) {
 		log.Warn("reader lease lost: stopped reading the store")
@@ -177,10 +192,19 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 // recorded state first, as the bridge's silent baseline (nothing is
 // announced on joining), then the entries in order; a gap (a trimmed or
 // rewound stream) is replaced by the difference to the reloaded state.
+// During an upgrade from the single-tag layout the baseline is that
+// layout's contacts record instead, followed from the streams' beginning
+// (legacyBaseline).
 func (pt *partitioned) follow(ctx context.Context) error {
 	f := pt.st.NewFollower()
 	var base []source.Contact
+	legacy := pt.legacyBaseline(ctx)
 	for p := range pt.m.Count() {
+		if legacy != nil {
+			f.StartAt(p, streamStart)
+			base = append(base, legacy[p]...)
+			continue
+		}
 		for {
 			b, err := f.Start(ctx, p)
 			if err == nil {

@@ -64,12 +64,23 @@ func TestRestartContinues(t *testing.T) {
 	startServer(t, path, env)
 	want := map[string]string{"sip:alice@192.0.2.1": "unregistered", "sip:alice@192.0.2.2": "expired",
 		"sip:alice@192.0.2.5": "registered", "sip:alice@192.0.2.3": "refreshed"}
+	announcedOnce(t, p, &version, want)
+	p.None(700 * time.Millisecond) // nothing more: no storm, no full resend
+}
+
+// announcedOnce reads partial NOTIFYs from version on until each URI of
+// want was announced with its event, once; a contact not in want fails.
+func announcedOnce(t *testing.T, p *siptest.Peer, version *uint32, want map[string]string) {
+	t.Helper()
 	got := map[string]string{}
 	for len(got) < len(want) {
 		n := p.NextWithin(5 * time.Second)
-		p.Check(n, version, "partial", "active")
-		version++
+		p.Check(n, *version, "partial", "active")
+		*version++
 		for _, c := range n.Doc.Registrations[0].Contacts {
+			if _, ok := want[c.URI]; !ok {
+				t.Fatalf("%s announced (%s), not expected:\n%s", c.URI, c.Event, n.Req.Body())
+			}
 			if _, dup := got[c.URI]; dup {
 				t.Fatalf("%s announced twice:\n%s", c.URI, n.Req.Body())
 			}
@@ -81,5 +92,4 @@ func TestRestartContinues(t *testing.T) {
 			t.Errorf("%s: %q, want %q (all: %v)", uri, got[uri], ev, got)
 		}
 	}
-	p.None(700 * time.Millisecond) // nothing more: no storm, no full resend
 }
