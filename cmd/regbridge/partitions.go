@@ -44,6 +44,11 @@ type partitioned struct {
 	src    *termSource
 	log    *slog.Logger
 	closer func()
+	// based is closed once the follower has taken its baseline: only
+	// then may this instance read the store, so that what its own first
+	// term appends (what changed while it was down) reaches its bridge
+	// as changes, not inside the baseline.
+	based chan struct{}
 }
 
 // newPartitioned connects to the state's Redis for n partitions. open
@@ -62,7 +67,7 @@ func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, open func() (
 	return &partitioned{m: m, st: partition.NewStreams(rdb, m, 0), rdb: rdb, id: cfg.ID(),
 		legacy: substore.NewRedis(rdb, prefix, cfg.ID(), cfg.Lease, log),
 		lease:  cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
-		closer: func() { rdb.Close() }}, nil
+		closer: func() { rdb.Close() }, based: make(chan struct{})}, nil
 }
 
 // Run reads the store while this instance holds the reader lease and
@@ -78,6 +83,11 @@ func (pt *partitioned) Run(ctx context.Context) error {
 // readLoop tries for the reader lease every lease/3 and reads the store
 // while it holds it.
 func (pt *partitioned) readLoop(ctx context.Context) error {
+	select {
+	case <-pt.based:
+	case <-ctx.Done():
+		return nil
+	}
 	t := time.NewTicker(pt.lease / 3)
 	defer t.Stop()
 	for {
@@ -220,6 +230,7 @@ func (pt *partitioned) follow(ctx context.Context) error {
 		}
 	}
 	_ = pt.br.Apply(ctx, source.Batch{Full: true, Contacts: base, SeenAt: time.Now()})
+	close(pt.based)
 	view := partition.BridgeView(pt.br, pt.m)
 	t := time.NewTicker(followInterval)
 	defer t.Stop()

@@ -71,4 +71,18 @@ func TestUpgradeToPartitions(t *testing.T) {
 	third.insert(t, "late", "alice", "sip:alice@192.0.2.100", time.Now().Add(time.Hour), "cl", 1)
 	announcedOnce(t, p, &version, map[string]string{"sip:alice@192.0.2.100": "registered"})
 	p.None(time.Second)
+	if code := third.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+
+	// A lone instance restarted in partitioned mode announces what changed
+	// while it was down, as the single-tag layout does: its follower takes
+	// the recorded state before its reader appends the difference.
+	third.exec(t, `DELETE FROM location WHERE ruid = 'late'`)
+	fourth := startServer(t, path, parts)
+	announcedOnce(t, p, &version, map[string]string{"sip:alice@192.0.2.100": "unregistered"})
+	p.None(time.Second)
+	if code := fourth.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
 }
