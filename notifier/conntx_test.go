@@ -114,19 +114,7 @@ func TestStreamConnFraming(t *testing.T) {
 	}
 	want := strings.TrimPrefix(stream[k:], "\r\n")
 	want = strings.Replace(want, ours, "", 1)
-	got := make([]byte, 0, len(want))
-	buf := make([]byte, 16)
-	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for len(got) < len(want) {
-		k, err := sc.Read(buf)
-		got = append(got, buf[:k]...)
-		if err != nil {
-			t.Fatalf("read: %v after %q", err, got)
-		}
-	}
-	if string(got) != want {
-		t.Errorf("sipgo read %q, want %q", got, want)
-	}
+	expectRead(t, sc, want, 16)
 	select {
 	case res := <-tx.res:
 		if res.StatusCode != 200 {
@@ -150,9 +138,15 @@ func TestStreamConnUnframed(t *testing.T) {
 	if _, err := peer.Write([]byte(bare + ours)); err != nil {
 		t.Fatal(err)
 	}
-	want := bare + ours
+	expectRead(t, sc, bare+ours, 64)
+}
+
+// expectRead reads from sc, chunk bytes at a time, what sipgo would read,
+// and checks it is want.
+func expectRead(t *testing.T, sc net.Conn, want string, chunk int) {
+	t.Helper()
 	got := make([]byte, 0, len(want))
-	buf := make([]byte, 64)
+	buf := make([]byte, chunk)
 	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for len(got) < len(want) {
 		k, err := sc.Read(buf)
