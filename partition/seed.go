@@ -2,7 +2,6 @@ package partition
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // Seeding is the upgrade from the single-tag layout (docs/cluster.md):
@@ -78,7 +78,7 @@ func (s *Streams) Seed(ctx context.Context, epoch int64, ps []int, contacts []so
 		if _, ok := want[p]; !ok {
 			continue
 		}
-		js, err := json.Marshal(c)
+		js, err := substore.EncodeContact(c)
 		if err != nil {
 			return 0, fmt.Errorf("encoding contact %q: %w", c.Key, err)
 		}

@@ -2,13 +2,13 @@ package partition
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"sync"
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/substore"
 )
 
 // StreamWriter records the reading instance's contacts into the
@@ -47,12 +47,16 @@ func NewStreamWriter(m *Map, r *Reader, base map[int]Baseline, view func(p int) 
 	var restore []source.Contact
 	for p, b := range base {
 		for k, js := range b.State {
-			var c source.Contact
-			if err := json.Unmarshal([]byte(js), &c); err != nil {
+			c, err := substore.DecodeContact([]byte(js))
+			if err != nil {
 				return nil, nil, fmt.Errorf("partition %d, contact %q: %w", p, k, err)
 			}
 			restore = append(restore, c)
-			w.rec[k] = recorded{p: p, sum: checksum(js)}
+			// The checksum of the current encoding, which WriteContacts
+			// compares with, whatever format the state was written in.
+			if js, err := substore.EncodeContact(&c); err == nil {
+				w.rec[k] = recorded{p: p, sum: checksum(string(js))}
+			}
 		}
 	}
 	return w, restore, nil
@@ -73,7 +77,7 @@ func (w *StreamWriter) WriteContacts(ctx context.Context, upserts []source.Conta
 	w.recMu.Lock()
 	for i := range upserts {
 		c := &upserts[i]
-		js, err := json.Marshal(c)
+		js, err := substore.EncodeContact(c)
 		if err != nil {
 			w.recMu.Unlock()
 			return fmt.Errorf("encoding contact: %w", err)
@@ -141,7 +145,7 @@ func BridgeView(b *bridge.Bridge, m *Map) func(p int) map[string]string {
 			if m.Of(bridge.CanonicalAOR(c.AOR)) != p {
 				return
 			}
-			if js, err := json.Marshal(c); err == nil {
+			if js, err := substore.EncodeContact(c); err == nil {
 				out[c.Key] = string(js)
 			}
 		})

@@ -2,7 +2,6 @@ package substore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -26,7 +25,7 @@ func (r *Redis) WriteContacts(ctx context.Context, upserts []source.Contact, del
 			args := make([]any, 0, 2*chunk)
 			for j := range upserts[i:min(i+chunk, len(upserts))] {
 				c := &upserts[i+j]
-				js, err := json.Marshal(contactRecordOf(c))
+				js, err := EncodeContact(c)
 				if err != nil {
 					return err
 				}
@@ -57,7 +56,7 @@ func (r *Redis) LoadContacts(ctx context.Context) ([]source.Contact, error) {
 			return nil, fmt.Errorf("reading contact state: %w", err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
-			c, err := decodeContact([]byte(kv[i+1]))
+			c, err := DecodeContact([]byte(kv[i+1]))
 			if err != nil || c.Key != kv[i] {
 				r.log.Warn("skipping unreadable contact state", "key", kv[i], "err", err)
 				continue

@@ -93,8 +93,15 @@ func formatOf(js []byte) (int, error) {
 	return probe.V, nil
 }
 
-// decodeContact reads one value of the contacts record, format 0 or 1.
-func decodeContact(js []byte) (source.Contact, error) {
+// EncodeContact is c as a value of the contacts record, in the current
+// format; the partitions' state and streams (package partition) store
+// contacts the same way.
+func EncodeContact(c *source.Contact) ([]byte, error) {
+	return json.Marshal(contactRecordOf(c))
+}
+
+// DecodeContact reads one value of the contacts record, format 0 or 1.
+func DecodeContact(js []byte) (source.Contact, error) {
 	v, err := formatOf(js)
 	if err != nil {
 		return source.Contact{}, err

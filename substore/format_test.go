@@ -39,7 +39,7 @@ func sameContact(a, b source.Contact) bool {
 func TestDecodeContactFormats(t *testing.T) {
 	for key, js := range legacyContacts {
 		want := legacyWant[key]
-		got, err := decodeContact([]byte(js))
+		got, err := DecodeContact([]byte(js))
 		if err != nil || !sameContact(got, want) {
 			t.Errorf("format 0 %s: %+v %v, want %+v", key, got, err, want)
 		}
@@ -51,11 +51,11 @@ func TestDecodeContactFormats(t *testing.T) {
 		if !strings.HasPrefix(string(v1), `{"v":1,"key":`) {
 			t.Errorf("format 1 value %s", v1)
 		}
-		if got, err := decodeContact(v1); err != nil || !sameContact(got, want) {
+		if got, err := DecodeContact(v1); err != nil || !sameContact(got, want) {
 			t.Errorf("format 1 %s: %+v %v, want %+v", key, got, err, want)
 		}
 	}
-	if _, err := decodeContact([]byte(`{"v":2,"key":"k"}`)); err == nil {
+	if _, err := DecodeContact([]byte(`{"v":2,"key":"k"}`)); err == nil {
 		t.Error("format 2 read")
 	}
 }

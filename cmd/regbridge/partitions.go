@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -283,8 +282,8 @@ func (pt *partitioned) applyEntries(ctx context.Context, es []partition.Entry, n
 			b.Deleted = append(b.Deleted, e.Key)
 			continue
 		}
-		var c source.Contact
-		if err := json.Unmarshal([]byte(e.Data), &c); err != nil {
+		c, err := substore.DecodeContact([]byte(e.Data))
+		if err != nil {
 			pt.log.Warn("undecodable contact in partition stream", "key", e.Key, "err", err)
 			continue
 		}
@@ -295,8 +294,8 @@ func (pt *partitioned) applyEntries(ctx context.Context, es []partition.Entry, n
 
 func appendState(out []source.Contact, state map[string]string, log *slog.Logger) []source.Contact {
 	for k, js := range state {
-		var c source.Contact
-		if err := json.Unmarshal([]byte(js), &c); err != nil {
+		c, err := substore.DecodeContact([]byte(js))
+		if err != nil {
 			log.Warn("undecodable contact in partition state", "key", k, "err", err)
 			continue
 		}
