@@ -122,7 +122,7 @@ func newCDCFixtureVia(t *testing.T, srv server, cfg DBConfig, installed, proxied
 			t.Errorf("Run: %v", err)
 		}
 	})
-	f.rec.waitFor(t, 0, "first Full batch", func(b source.Batch) bool { return b.Full })
+	f.rec.WaitFor(t, 0, "first Full batch", func(b source.Batch) bool { return b.Full })
 	return f
 }
 
@@ -151,28 +151,28 @@ func TestCDCChangesWithoutPolling(t *testing.T) {
 		t.Run(srv.name, func(t *testing.T) {
 			f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger}, true)
 			b := bindingN(1)
-			n := f.rec.count()
+			n := f.rec.Count()
 			start := time.Now()
 			f.kw.insert(t, b)
-			f.rec.waitFor(t, n, "insert as a non-Full batch", hasKey(b.ruid, false))
+			f.rec.WaitFor(t, n, "insert as a non-Full batch", hasKey(b.ruid, false))
 			t.Logf("insert seen after %v", time.Since(start))
 			if d := time.Since(start); d > 2*time.Second {
 				t.Errorf("insert took %v with polling at %v: not carried by CDC", d, slow)
 			}
 			b.cseq = 2
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.kw.update(t, b)
-			got := f.rec.waitFor(t, n, "update", hasKey(b.ruid, false))
+			got := f.rec.WaitFor(t, n, "update", hasKey(b.ruid, false))
 			if c := byKey(got)[b.ruid]; c.CSeq != 2 {
 				t.Errorf("CSeq after update = %d, want 2", c.CSeq)
 			}
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.kw.delete(t, b.ruid)
-			f.rec.waitFor(t, n, "delete", hasKey(b.ruid, true))
+			f.rec.WaitFor(t, n, "delete", hasKey(b.ruid, true))
 			if m := f.w.Stats().Mode; m != source.ModeTrigger {
 				t.Errorf("Stats().Mode = %q, want %q", m, source.ModeTrigger)
 			}
-			for _, b := range f.rec.all()[1:] {
+			for _, b := range f.rec.All()[1:] {
 				if b.Full {
 					t.Errorf("unexpected Full batch after the first: %d contacts", len(b.Contacts))
 				}
@@ -191,9 +191,9 @@ func TestCDCReconcileVerifies(t *testing.T) {
 			f := newCDCFixture(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, ReconcileInterval: 300 * time.Millisecond}, true)
 			kept, changed, gone := bindingN(1), bindingN(2), bindingN(3)
 			for _, b := range []kamBinding{kept, changed, gone} {
-				n := f.rec.count()
+				n := f.rec.Count()
 				f.kw.insert(t, b)
-				f.rec.waitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
+				f.rec.WaitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
 			}
 
 			// Behind the feed's back: the triggers dropped, three writes,
@@ -201,27 +201,27 @@ func TestCDCReconcileVerifies(t *testing.T) {
 			dropTriggers(t, f.w)
 			added := bindingN(4)
 			changed.cseq = 7
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.kw.insert(t, added)
 			f.kw.update(t, changed)
 			f.kw.delete(t, gone.ruid)
 			install(t, f.w, true)
 
-			f.rec.waitFor(t, n, "unreported insert", hasKey(added.ruid, false))
-			f.rec.waitFor(t, n, "unreported delete", hasKey(gone.ruid, true))
-			got := f.rec.waitFor(t, n, "unreported update", hasKey(changed.ruid, false))
+			f.rec.WaitFor(t, n, "unreported insert", hasKey(added.ruid, false))
+			f.rec.WaitFor(t, n, "unreported delete", hasKey(gone.ruid, true))
+			got := f.rec.WaitFor(t, n, "unreported update", hasKey(changed.ruid, false))
 			if c := byKey(got)[changed.ruid]; c.CSeq != 7 {
 				t.Errorf("CSeq after the unreported update = %d, want 7", c.CSeq)
 			}
 
 			// The feed still carries changes, and reconciles go on
 			// without finding anything more.
-			n = f.rec.count()
+			n = f.rec.Count()
 			kept.cseq = 2
 			f.kw.update(t, kept)
-			f.rec.waitFor(t, n, "update through the feed", hasKey(kept.ruid, false))
+			f.rec.WaitFor(t, n, "update through the feed", hasKey(kept.ruid, false))
 			time.Sleep(time.Second) // three more reconciles
-			for i, b := range f.rec.all() {
+			for i, b := range f.rec.All() {
 				if i > 0 && b.Full {
 					t.Errorf("batch %d is Full: the reconcile read the table in full", i)
 				}
@@ -242,13 +242,13 @@ func TestCDCReconcileFallsBack(t *testing.T) {
 		t.Run(srv.name, func(t *testing.T) {
 			f := newCDCFixtureVia(t, srv, DBConfig{CDC: sqlwatch.CDCTrigger, ReconcileInterval: 300 * time.Millisecond}, true, true)
 			b := bindingN(1)
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.kw.insert(t, b)
-			f.rec.waitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
+			f.rec.WaitFor(t, n, "insert through the feed", hasKey(b.ruid, false))
 
 			f.proxy.RefuseNew(true)
-			n = f.rec.count()
-			got := f.rec.waitFor(t, n, "a Full batch from the fallback", func(b source.Batch) bool { return b.Full })
+			n = f.rec.Count()
+			got := f.rec.WaitFor(t, n, "a Full batch from the fallback", func(b source.Batch) bool { return b.Full })
 			if _, ok := byKey(got)[b.ruid]; !ok {
 				t.Errorf("fallback Full batch lacks %s", b.ruid)
 			}
@@ -262,9 +262,9 @@ func TestCDCReconcileFallsBack(t *testing.T) {
 			if f.proxy.Accepted() == accepted {
 				t.Fatal("no reconcile connection after connections were accepted again")
 			}
-			n = f.rec.count()
+			n = f.rec.Count()
 			time.Sleep(time.Second)
-			for i, b := range f.rec.all()[n:] {
+			for i, b := range f.rec.All()[n:] {
 				if b.Full {
 					t.Errorf("batch %d after the refusal is Full: the reconcile did not verify", n+i)
 				}
@@ -284,9 +284,9 @@ func TestCDCReconnectPostgres(t *testing.T) {
 	}
 	for i := 7; i < 9; i++ {
 		b := bindingN(i)
-		n := f.rec.count()
+		n := f.rec.Count()
 		f.kw.insert(t, b)
-		f.rec.waitFor(t, n, "insert after the feed's connection was killed", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
+		f.rec.WaitFor(t, n, "insert after the feed's connection was killed", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
 	}
 }
 
@@ -297,7 +297,7 @@ func TestCDCChangelogPruned(t *testing.T) {
 			for i := range 5 {
 				f.kw.insert(t, bindingN(i))
 			}
-			f.rec.waitFor(t, 1, "last insert", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(4).ruid]; return ok })
+			f.rec.WaitFor(t, 1, "last insert", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(4).ruid]; return ok })
 			eventually(t, "changelog pruned", func() bool {
 				return f.count(t, "SELECT COUNT(*) FROM "+sqlwatch.Changelog) == 0
 			})
@@ -313,10 +313,10 @@ func TestCDCChangelogGap(t *testing.T) {
 			for i := range 3 {
 				f.kw.insert(t, bindingN(i))
 			}
-			f.rec.waitFor(t, 1, "inserts", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(2).ruid]; return ok })
-			n := f.rec.count()
+			f.rec.WaitFor(t, 1, "inserts", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(2).ruid]; return ok })
+			n := f.rec.Count()
 			f.db.Exec(t, "TRUNCATE TABLE "+sqlwatch.Changelog)
-			f.rec.waitFor(t, n, "Full batch after the gap", func(b source.Batch) bool { return b.Full && len(b.Contacts) == 3 })
+			f.rec.WaitFor(t, n, "Full batch after the gap", func(b source.Batch) bool { return b.Full && len(b.Contacts) == 3 })
 		})
 	}
 }
@@ -339,9 +339,9 @@ func TestCDCNotInstalledFallsBack(t *testing.T) {
 				t.Errorf("no warning naming `regbridge cdc install`:\n%s", f.log.String())
 			}
 			b := bindingN(1)
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.kw.insert(t, b)
-			f.rec.waitFor(t, n, "insert by polling", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
+			f.rec.WaitFor(t, n, "insert by polling", func(x source.Batch) bool { _, ok := byKey(x)[b.ruid]; return ok })
 			if m := f.w.Stats().Mode; m != source.ModePoll {
 				t.Errorf("Stats().Mode = %q, want %q", m, source.ModePoll)
 			}

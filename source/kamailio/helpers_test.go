@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/source"
+	"github.com/regbridge/regbridge/source/sourcetest"
 	"github.com/regbridge/regbridge/source/sqlwatch"
 )
 
@@ -28,62 +29,11 @@ type fakeSink struct {
 
 func (f fakeSink) Apply(ctx context.Context, b source.Batch) error { return f.apply(ctx, b) }
 
-// recorder keeps a copy of every batch (the adapter reuses the array).
-type recorder struct {
-	mu      sync.Mutex
-	batches []source.Batch
-}
+// recorder keeps the batches the watcher sends (sourcetest.Recorder);
+// sink is it as the watcher's Sink.
+type recorder struct{ sourcetest.Recorder }
 
-func (r *recorder) sink() fakeSink {
-	return fakeSink{apply: func(_ context.Context, b source.Batch) error {
-		b.Contacts = slices.Clone(b.Contacts)
-		r.mu.Lock()
-		r.batches = append(r.batches, b)
-		r.mu.Unlock()
-		return nil
-	}}
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.batches)
-}
-
-func (r *recorder) all() []source.Batch {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.batches)
-}
-
-// last returns the newest batch and how many batches there are.
-func (r *recorder) last() (source.Batch, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.batches) == 0 {
-		return source.Batch{}, 0
-	}
-	return r.batches[len(r.batches)-1], len(r.batches)
-}
-
-// waitFor waits until a batch after the first `after` batches satisfies ok
-// and returns it.
-func (r *recorder) waitFor(t *testing.T, after int, what string, ok func(source.Batch) bool) source.Batch {
-	t.Helper()
-	var got source.Batch
-	eventually(t, what, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, b := range r.batches[min(after, len(r.batches)):] {
-			if ok(b) {
-				got = b
-				return true
-			}
-		}
-		return false
-	})
-	return got
-}
+func (r *recorder) sink() source.Sink { return &r.Recorder }
 
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -20,32 +20,32 @@ func TestIncrementalReads(t *testing.T) {
 			for i := range 3 {
 				f.kw.insert(t, bindingN(i))
 			}
-			f.rec.waitFor(t, 1, "inserts", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(2).ruid]; return ok })
+			f.rec.WaitFor(t, 1, "inserts", func(b source.Batch) bool { _, ok := byKey(b)[bindingN(2).ruid]; return ok })
 			b := bindingN(1)
 			b.cseq = 5
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.kw.update(t, b)
-			got := f.rec.waitFor(t, n, "refresh", hasKey(b.ruid, false))
+			got := f.rec.WaitFor(t, n, "refresh", hasKey(b.ruid, false))
 			if len(got.Contacts) != 1 || got.Contacts[0].CSeq != 5 {
 				t.Errorf("refresh batch = %+v, want just %s with CSeq 5", got.Contacts, b.ruid)
 			}
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.kw.delete(t, bindingN(0).ruid)
-			f.rec.waitFor(t, n, "delete", hasKey(bindingN(0).ruid, true))
+			f.rec.WaitFor(t, n, "delete", hasKey(bindingN(0).ruid, true))
 
 			// A row dated back beyond the incremental window: only the
 			// state's fingerprint shows it.
 			target := bindingN(2).ruid
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.db.Exec(t, "UPDATE location SET last_modified = ?, cseq = 77 WHERE ruid = ?", f.kw.timeValue(time.Now().Add(-time.Hour)), target)
-			full := f.rec.waitFor(t, n, "full read after an old-dated write", func(b source.Batch) bool { return b.Full })
+			full := f.rec.WaitFor(t, n, "full read after an old-dated write", func(b source.Batch) bool { return b.Full })
 			if c := byKey(full)[target]; c.CSeq != 77 {
 				t.Errorf("after old-dated write: %+v", c)
 			}
 			// An admin edit that leaves that old last_modified alone.
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.db.Exec(t, "UPDATE location SET contact = 'sip:moved@192.0.2.9' WHERE ruid = ?", target)
-			full = f.rec.waitFor(t, n, "full read after an edit last_modified does not show", func(b source.Batch) bool { return b.Full })
+			full = f.rec.WaitFor(t, n, "full read after an edit last_modified does not show", func(b source.Batch) bool { return b.Full })
 			if c := byKey(full)[target]; c.URI != "sip:moved@192.0.2.9" {
 				t.Errorf("after admin edit: %+v", c)
 			}

@@ -117,13 +117,13 @@ func TestOutage(t *testing.T) {
 			w := newWatcher(t, SQLiteConfig{Path: e.path}, log)
 			var rec recorder
 			stop := startRun(t, w, rec.sink())
-			rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
+			rec.WaitFor(t, 0, "first batch", func(source.Batch) bool { return true })
 
 			tt.breakIt(t, e)
 			eventually(t, "outage noticed", func() bool { return logs.count("table unreadable") == 1 })
-			_, n := rec.last()
+			_, n := rec.Last()
 			tt.restore(t, e)
-			b := rec.waitFor(t, n, "Full batch after recovery", func(b source.Batch) bool {
+			b := rec.WaitFor(t, n, "Full batch after recovery", func(b source.Batch) bool {
 				return b.Full && slices.Equal(keys(b), tt.wantKeys)
 			})
 			if b.SeenAt.IsZero() {
@@ -153,14 +153,14 @@ func TestReplacedFileIsReopened(t *testing.T) {
 	w := newWatcher(t, SQLiteConfig{Path: path}, log)
 	var rec recorder
 	startRun(t, w, rec.sink())
-	rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
-	_, n := rec.last()
+	rec.WaitFor(t, 0, "first batch", func(source.Batch) bool { return true })
+	_, n := rec.Last()
 	// As an operator restoring a backup should: side files go too.
 	for _, s := range []string{"-wal", "-shm"} {
 		os.Remove(path + s)
 	}
 	mustRename(t, backup, path)
-	rec.waitFor(t, n, "batch from the new file", func(b source.Batch) bool {
+	rec.WaitFor(t, n, "batch from the new file", func(b source.Batch) bool {
 		return slices.Equal(keys(b), []string{"uloc-z"})
 	})
 	if logs.count("replaced") != 1 || logs.count("unreadable") != 0 {
@@ -224,13 +224,13 @@ func TestReadOnlyWAL(t *testing.T) {
 			var rec recorder
 			w := newWatcher(t, SQLiteConfig{Path: path}, nil)
 			startRun(t, w, rec.sink())
-			rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
+			rec.WaitFor(t, 0, "first batch", func(source.Batch) bool { return true })
 			const n = 40
 			runWriterProcess(t, path, "insert", n)
-			rec.waitFor(t, 0, "all rows of the other process", func(b source.Batch) bool { return len(b.Contacts) == n })
-			_, m := rec.last()
+			rec.WaitFor(t, 0, "all rows of the other process", func(b source.Batch) bool { return len(b.Contacts) == n })
+			_, m := rec.Last()
 			runWriterProcess(t, path, "delete", n)
-			rec.waitFor(t, m, "rows deleted by the other process", func(b source.Batch) bool { return len(b.Contacts) == 0 })
+			rec.WaitFor(t, m, "rows deleted by the other process", func(b source.Batch) bool { return len(b.Contacts) == 0 })
 		})
 	}
 }

@@ -19,24 +19,24 @@ func TestCDCPacedReconcile(t *testing.T) {
 				f.kw.insert(t, bindingN(i))
 			}
 			last := bindingN(249)
-			f.rec.waitFor(t, 0, "inserts through the feed", hasKey(last.ruid, false))
+			f.rec.WaitFor(t, 0, "inserts through the feed", hasKey(last.ruid, false))
 
 			// Behind the feed's back: the triggers dropped, two writes
 			// (in the first and the last page), the triggers back.
 			dropTriggers(t, f.w)
 			first := bindingN(0)
 			first.cseq = 9
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.kw.update(t, first)
 			f.kw.delete(t, bindingN(98).ruid) // keys sort as text: uloc-cdc-98 is in the last page
 			install(t, f.w, true)
 
-			got := f.rec.waitFor(t, n, "unreported update", hasKey(first.ruid, false))
+			got := f.rec.WaitFor(t, n, "unreported update", hasKey(first.ruid, false))
 			if c := byKey(got)[first.ruid]; c.CSeq != 9 {
 				t.Errorf("CSeq after the unreported update = %d, want 9", c.CSeq)
 			}
-			f.rec.waitFor(t, n, "unreported delete", hasKey(bindingN(98).ruid, true))
-			for i, b := range f.rec.all() {
+			f.rec.WaitFor(t, n, "unreported delete", hasKey(bindingN(98).ruid, true))
+			for i, b := range f.rec.All() {
 				if i > 0 && b.Full {
 					t.Errorf("batch %d is Full: the paced reconcile fell back to a full read", i)
 				}

@@ -81,7 +81,7 @@ func TestRunCreatesMissingFile(t *testing.T) {
 	w := newWatcher(t, SQLiteConfig{Path: path, Table: "location_pbx", Create: true}, log)
 	var rec recorder
 	stop := startRun(t, w, rec.sink())
-	first := rec.waitFor(t, 0, "first batch", func(b source.Batch) bool { return true })
+	first := rec.WaitFor(t, 0, "first batch", func(b source.Batch) bool { return true })
 	stop()
 	if !first.Full || len(first.Contacts) != 0 || first.SeenAt.IsZero() {
 		t.Errorf("first batch = %+v, want an empty Full batch with SeenAt", first)
@@ -307,7 +307,7 @@ func TestExistingFileUnchanged(t *testing.T) {
 					t.Errorf("Stats = %+v, want down with the fix in Problem", st)
 				}
 			} else {
-				b := rec.waitFor(t, 0, "first batch", func(source.Batch) bool { return true })
+				b := rec.WaitFor(t, 0, "first batch", func(source.Batch) bool { return true })
 				if got := keys(b); !slices.Equal(got, []string{"uloc-a"}) {
 					t.Errorf("first batch keys = %v", got)
 				}
@@ -341,7 +341,7 @@ func TestWatch(t *testing.T) {
 			var rec recorder
 			startRun(t, w, rec.sink())
 
-			b := rec.waitFor(t, 0, "batch at start", func(source.Batch) bool { return true })
+			b := rec.WaitFor(t, 0, "batch at start", func(source.Batch) bool { return true })
 			if !b.Full || !slices.Equal(keys(b), []string{"uloc-a"}) || b.SeenAt.IsZero() {
 				t.Fatalf("first batch = %+v", b)
 			}
@@ -349,24 +349,24 @@ func TestWatch(t *testing.T) {
 				t.Errorf("first contact = %s", describe(c))
 			}
 
-			_, n := rec.last()
+			_, n := rec.Last()
 			insertRow(t, db, kamRow{ruid: "uloc-b", user: "bob", contact: "sip:bob@192.0.2.2:5060", domain: "example.org"})
-			b = rec.waitFor(t, n, "insert", func(b source.Batch) bool { return len(b.Contacts) == 2 })
+			b = rec.WaitFor(t, n, "insert", func(b source.Batch) bool { return len(b.Contacts) == 2 })
 			if c := byKey(b)["uloc-b"]; c.AOR != "sip:bob@example.org" {
 				t.Errorf("inserted contact = %s", describe(c))
 			}
 
-			_, n = rec.last()
+			_, n = rec.Last()
 			newExp := t0.Add(2 * time.Hour)
 			refreshRow(t, db, "uloc-a", newExp, 2)
-			b = rec.waitFor(t, n, "refresh", func(b source.Batch) bool { return byKey(b)["uloc-a"].CSeq == 2 })
+			b = rec.WaitFor(t, n, "refresh", func(b source.Batch) bool { return byKey(b)["uloc-a"].CSeq == 2 })
 			if c := byKey(b)["uloc-a"]; !c.Expires.Equal(newExp) || len(b.Contacts) != 2 {
 				t.Errorf("refreshed contact = %s (batch of %d)", describe(c), len(b.Contacts))
 			}
 
-			_, n = rec.last()
+			_, n = rec.Last()
 			deleteRow(t, db, "uloc-b")
-			b = rec.waitFor(t, n, "delete", func(b source.Batch) bool { return len(b.Contacts) == 1 })
+			b = rec.WaitFor(t, n, "delete", func(b source.Batch) bool { return len(b.Contacts) == 1 })
 			if !slices.Equal(keys(b), []string{"uloc-a"}) {
 				t.Errorf("after delete keys = %v", keys(b))
 			}
@@ -374,12 +374,12 @@ func TestWatch(t *testing.T) {
 			// No change, no batch: our own reads must not move
 			// data_version. One poll may still be finishing the delete.
 			p := w.Stats().Polls + 2
-			_, n = rec.last()
+			_, n = rec.Last()
 			eventually(t, "ten more polls", func() bool { return w.Stats().Polls >= p+10 })
-			if _, m := rec.last(); m > n {
+			if _, m := rec.Last(); m > n {
 				t.Errorf("%d batches without a change", m-n)
 			}
-			for _, b := range rec.all() {
+			for _, b := range rec.All() {
 				if !b.Full {
 					t.Errorf("batch not Full: %+v", b)
 				}

@@ -57,45 +57,6 @@ var captureServers = []struct {
 	{sqlwatch.DriverPostgres, sqltest.Postgres, "CREATE TABLE reg (id SERIAL PRIMARY KEY, k VARCHAR(64) NOT NULL UNIQUE, uri VARCHAR(255) NOT NULL, exp BIGINT NOT NULL, m TIMESTAMP WITHOUT TIME ZONE NOT NULL)"},
 }
 
-// recorder keeps copies of the batches the watcher sends.
-type recorder struct {
-	mu      sync.Mutex
-	batches []source.Batch
-}
-
-func (r *recorder) Apply(_ context.Context, b source.Batch) error {
-	b.Contacts = slices.Clone(b.Contacts)
-	b.Deleted = slices.Clone(b.Deleted)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.batches = append(r.batches, b)
-	return nil
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.batches)
-}
-
-// waitFor returns the first batch after the first from that ok accepts.
-func (r *recorder) waitFor(t *testing.T, from int, what string, ok func(source.Batch) bool) source.Batch {
-	t.Helper()
-	var got source.Batch
-	sourcetest.Eventually(t, what, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, b := range r.batches[min(from, len(r.batches)):] {
-			if ok(b) {
-				got = b
-				return true
-			}
-		}
-		return false
-	})
-	return got
-}
-
 func contactOf(b source.Batch, key string) (source.Contact, bool) {
 	i := slices.IndexFunc(b.Contacts, func(c source.Contact) bool { return c.Key == key })
 	if i < 0 {
@@ -117,12 +78,12 @@ func deletes(key string) func(source.Batch) bool {
 type captureFixture struct {
 	db  *sqltest.DB
 	w   *sqlwatch.Watcher
-	rec *recorder
+	rec *sourcetest.Recorder
 }
 
 func newCaptureFixture(t *testing.T, open func(testing.TB) *sqltest.DB, ddl string, cfg sqlwatch.ServerConfig) *captureFixture {
 	t.Helper()
-	f := &captureFixture{db: open(t), rec: &recorder{}}
+	f := &captureFixture{db: open(t), rec: &sourcetest.Recorder{}}
 	f.db.Exec(t, ddl)
 	cfg.Driver, cfg.Endpoint = f.db.Driver, f.db.Endpoint
 	d, err := cfg.Dialect()
@@ -150,7 +111,7 @@ func (f *captureFixture) run(t *testing.T) {
 			t.Errorf("Run = %v after cancel, want nil", err)
 		}
 	})
-	f.rec.waitFor(t, 0, "first Full batch", func(b source.Batch) bool { return b.Full })
+	f.rec.WaitFor(t, 0, "first Full batch", func(b source.Batch) bool { return b.Full })
 }
 
 func (f *captureFixture) write(t *testing.T, key, uri string, modified time.Time) {
@@ -192,20 +153,20 @@ func (f *captureFixture) checkFeed(t *testing.T, mode string) {
 	if got := f.w.Stats().Mode; got != mode {
 		t.Errorf("Stats().Mode = %q, want %q", got, mode)
 	}
-	n := f.rec.count()
+	n := f.rec.Count()
 	f.write(t, "k1", "sip:k1@192.0.2.1", time.Now())
-	if b := f.rec.waitFor(t, n, "insert through the feed", has("k1")); b.Full {
+	if b := f.rec.WaitFor(t, n, "insert through the feed", has("k1")); b.Full {
 		t.Errorf("insert arrived in a Full batch: the feed did not carry it")
 	}
-	n = f.rec.count()
+	n = f.rec.Count()
 	f.write(t, "k1", "sip:k1@192.0.2.2", time.Now())
-	b := f.rec.waitFor(t, n, "update through the feed", has("k1"))
+	b := f.rec.WaitFor(t, n, "update through the feed", has("k1"))
 	if c, _ := contactOf(b, "k1"); b.Full || c.URI != "sip:k1@192.0.2.2" {
 		t.Errorf("update batch: Full %v, contact %+v", b.Full, c)
 	}
-	n = f.rec.count()
+	n = f.rec.Count()
 	f.db.Exec(t, "DELETE FROM reg WHERE k = 'k1'")
-	f.rec.waitFor(t, n, "delete through the feed", deletes("k1"))
+	f.rec.WaitFor(t, n, "delete through the feed", deletes("k1"))
 }
 
 func TestTriggerCapture(t *testing.T) {
@@ -227,9 +188,9 @@ func TestTriggerCaptureMissing(t *testing.T) {
 			f := newCaptureFixture(t, srv.open, srv.ddl, sqlwatch.ServerConfig{PollInterval: 20 * time.Millisecond, ReconcileInterval: time.Hour,
 				CDC: sqlwatch.CDCTrigger})
 			f.run(t)
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.write(t, "k1", "sip:k1@192.0.2.1", time.Now())
-			f.rec.waitFor(t, n, "insert seen by polling", has("k1"))
+			f.rec.WaitFor(t, n, "insert seen by polling", has("k1"))
 			if got := f.w.Stats().Mode; got != source.ModePoll {
 				t.Errorf("Stats().Mode = %q without triggers, want %q", got, source.ModePoll)
 			}
@@ -268,19 +229,19 @@ func TestIncrementalReads(t *testing.T) {
 				f.write(t, fmt.Sprintf("k%d", i), fmt.Sprintf("sip:k%d@192.0.2.1", i), time.Now())
 			}
 			f.run(t)
-			n := f.rec.count()
+			n := f.rec.Count()
 			f.write(t, "k1", "sip:k1@192.0.2.2", time.Now())
-			b := f.rec.waitFor(t, n, "refresh", has("k1"))
+			b := f.rec.WaitFor(t, n, "refresh", has("k1"))
 			if b.Full || len(b.Contacts) != 1 {
 				t.Errorf("refresh batch: Full %v, %d contacts; want a change batch of k1 alone", b.Full, len(b.Contacts))
 			}
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.db.Exec(t, "DELETE FROM reg WHERE k = 'k0'")
-			f.rec.waitFor(t, n, "delete", deletes("k0"))
+			f.rec.WaitFor(t, n, "delete", deletes("k0"))
 
-			n = f.rec.count()
+			n = f.rec.Count()
 			f.write(t, "k2", "sip:k2@192.0.2.9", time.Now().Add(-time.Hour)) // dated back
-			b = f.rec.waitFor(t, n, "full read after an old-dated write", func(b source.Batch) bool { return b.Full })
+			b = f.rec.WaitFor(t, n, "full read after an old-dated write", func(b source.Batch) bool { return b.Full })
 			if c, _ := contactOf(b, "k2"); c.URI != "sip:k2@192.0.2.9" {
 				t.Errorf("after an old-dated write: k2 = %+v", c)
 			}
@@ -289,9 +250,9 @@ func TestIncrementalReads(t *testing.T) {
 			g := newCaptureFixture(t, srv.open, srv.ddl, sqlwatch.ServerConfig{PollInterval: 20 * time.Millisecond, ReconcileInterval: time.Hour, FullReads: true})
 			g.write(t, "a", "sip:a@192.0.2.1", time.Now())
 			g.run(t)
-			n = g.rec.count()
+			n = g.rec.Count()
 			g.write(t, "a", "sip:a@192.0.2.2", time.Now())
-			if b := g.rec.waitFor(t, n, "refresh without incremental reads", has("a")); !b.Full {
+			if b := g.rec.WaitFor(t, n, "refresh without incremental reads", has("a")); !b.Full {
 				t.Errorf("FullReads: refresh arrived in a change batch")
 			}
 		})
@@ -397,5 +358,5 @@ func TestTriggerCaptureConcurrentCommits(t *testing.T) {
 	if err := f.db.QueryRow("SELECT count(*) FROM "+sqlwatch.Changelog+" WHERE tbl = 'reg'", &rows); err != nil || rows != conns*upserts {
 		t.Errorf("changelog rows: %d (%v), want %d", rows, err, conns*upserts)
 	}
-	f.rec.waitFor(t, 0, "the last upsert through the feed", has(fmt.Sprintf("c%d-%d", conns-1, 49)))
+	f.rec.WaitFor(t, 0, "the last upsert through the feed", has(fmt.Sprintf("c%d-%d", conns-1, 49)))
 }
