@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/vocab"
 )
 
 // liveView is the page at /: one file of HTML, CSS and JavaScript with no
@@ -206,7 +207,7 @@ func (a *API) firstPaint(r *http.Request, now time.Time) firstPaint {
 
 func paintContactOf(aor string, v *bridge.ContactView, now time.Time) paintContact {
 	c := paintContact{
-		AOR: aor, ID: v.ID, URI: v.URI, Received: v.Received, Transport: transportOf(v.URI, v.Received),
+		AOR: aor, ID: v.ID, URI: v.URI, Received: v.Received, Transport: strings.ToUpper(vocab.ContactTransport(v.Socket, v.Received, v.URI)),
 		CallID: v.CallID, CallIDText: v.CallID, Instance: v.Instance, UserAgent: v.UserAgent,
 		State: string(v.State), Event: string(v.Event), ExpiresIn: "permanent",
 	}
@@ -226,24 +227,6 @@ func paintContactOf(aor string, v *bridge.ContactView, now time.Time) paintConta
 
 // The helpers below have twins of the same name in liveview.html; the
 // browser test compares the first paint with the script's rows.
-
-// transportOf names the transport a contact uses: the one of the address
-// the registrar received the REGISTER from when it says, else the one the
-// contact URI asks for, else UDP (TLS for sips:).
-func transportOf(uri, received string) string {
-	for _, s := range []string{received, uri} {
-		for _, param := range strings.Split(s, ";")[1:] {
-			name, value, _ := strings.Cut(param, "=")
-			if strings.EqualFold(strings.TrimSpace(name), "transport") && value != "" {
-				return strings.ToUpper(strings.TrimSpace(value))
-			}
-		}
-	}
-	if len(uri) >= 5 && strings.EqualFold(uri[:5], "sips:") {
-		return "TLS"
-	}
-	return "UDP"
-}
 
 // timeLeft says how long until an expiry as an operator reads it:
 // "45s", "59m 12s", "3h 05m", "2d 04h".

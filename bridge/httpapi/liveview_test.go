@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/bridge/vocab"
 	"github.com/regbridge/regbridge/source"
 )
 
@@ -167,8 +168,8 @@ func TestTransportOf(t *testing.T) {
 		{"sip:a@10.0.0.1;transport=udp", "sip:198.51.100.1:4000;transport=ws", "WS"},
 		{"sip:a@10.0.0.1;Transport=TLS;ob", "sip:198.51.100.1:4000", "TLS"},
 	} {
-		if got := transportOf(tt.uri, tt.received); got != tt.want {
-			t.Errorf("transportOf(%q, %q) = %q, want %q", tt.uri, tt.received, got, tt.want)
+		if got := strings.ToUpper(vocab.ContactTransport("", tt.received, tt.uri)); got != tt.want {
+			t.Errorf("transport of (%q, %q) = %q, want %q", tt.uri, tt.received, got, tt.want)
 		}
 	}
 }

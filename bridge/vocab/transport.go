@@ -2,12 +2,12 @@ package vocab
 
 import "strings"
 
-// contactTransport is the transport a binding was registered over, lower
+// ContactTransport is the transport a binding was registered over, lower
 // case as in the metrics: the protocol of the registrar's socket when the
 // store has it ("tcp:192.0.2.1:5060"), else the transport parameter of the
 // received address or of the contact URI, else the URI scheme's default
 // (RFC 3261 18.1: tls for sips:, udp for sip:).
-func contactTransport(socket, received, uri string) string {
+func ContactTransport(socket, received, uri string) string {
 	if proto, _, ok := strings.Cut(socket, ":"); ok && proto != "" {
 		return strings.ToLower(proto)
 	}

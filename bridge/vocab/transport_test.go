@@ -16,8 +16,8 @@ func TestContactTransport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := contactTransport(tt.socket, tt.received, tt.uri); got != tt.want {
-				t.Errorf("contactTransport(%q, %q, %q) = %q, want %q", tt.socket, tt.received, tt.uri, got, tt.want)
+			if got := ContactTransport(tt.socket, tt.received, tt.uri); got != tt.want {
+				t.Errorf("ContactTransport(%q, %q, %q) = %q, want %q", tt.socket, tt.received, tt.uri, got, tt.want)
 			}
 		})
 	}

@@ -34,7 +34,7 @@ type Binding struct {
 	Path     string `json:"path,omitempty"`
 	// Socket is the registrar's receiving socket as the store has it
 	// ("udp:192.0.2.1:5060"); Transport is derived from it, else from the
-	// URIs (see contactTransport).
+	// URIs (see ContactTransport).
 	Socket    string `json:"socket,omitempty"`
 	Transport string `json:"transport,omitempty"`
 }
@@ -133,7 +133,7 @@ func BindingOf(v *bridge.ContactView, now time.Time) Binding {
 		URI: v.URI, State: string(v.State), Event: string(v.Event),
 		RetryAfter: uint64(v.RetryAfter), CallID: v.CallID, CSeq: uint64(v.CSeq), UserAgent: v.UserAgent,
 		Instance: v.Instance, RegID: v.RegID, Received: v.Received, Path: v.Path,
-		Socket: v.Socket, Transport: contactTransport(v.Socket, v.Received, v.URI),
+		Socket: v.Socket, Transport: ContactTransport(v.Socket, v.Received, v.URI),
 	}
 	if v.State == bridge.ContactActive && !v.Permanent() {
 		left := SecondsLeft(v.Expires, now)
