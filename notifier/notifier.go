@@ -104,6 +104,7 @@ type Notifier struct {
 	// store keeps subscriptions across restarts and instances (nil: in
 	// memory only); see persist.go.
 	store      Store
+	parts      Partitioned // store, when it partitions subscriptions
 	storeLease time.Duration
 	// deferredMu guards deferred: adopted subscriptions owed a full
 	// NOTIFY once the registrations are known.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -43,6 +44,24 @@ type Store interface {
 	Recover(ctx context.Context) (recs []*substore.Record, alone bool, err error)
 }
 
+// Partitioned is a Store that keeps each subscription in its AOR's
+// partition (partition.Subs, REGBRIDGE_PARTITIONS): the instance that
+// owns the partition sends its NOTIFYs, whichever instance answered the
+// SUBSCRIBE. A SUBSCRIBE, refresh, unsubscribe or fetch answered here for
+// a partition owned elsewhere is stored and left to the owner, which
+// learns of it through the store and calls Continue (or Discard); when
+// this instance gains a partition its subscriptions reach Continue, when
+// it loses one Forget drops them here without a NOTIFY.
+type Partitioned interface {
+	// DialogTag returns the local tag of a new dialog to canonical AOR:
+	// it carries the partition, so every instance finds the record from
+	// the dialog id alone.
+	DialogTag(canonical string) string
+	// Owns reports whether this instance sends the NOTIFYs of the
+	// canonical AOR's subscriptions now.
+	Owns(canonical string) bool
+}
+
 // Tuning of the shared store, each with its reason.
 const (
 	// claimBatch bounds the subscriptions one instance takes over per
@@ -60,6 +79,80 @@ const (
 // Run.
 func (n *Notifier) SetStore(st Store, lease time.Duration) {
 	n.store, n.storeLease = st, lease
+	n.parts, _ = st.(Partitioned)
+}
+
+// elsewhere reports whether the NOTIFYs of a subscription to canonical
+// belong to another instance: it is then stored and left to the owner.
+func (n *Notifier) elsewhere(canonical string) bool {
+	return n.parts != nil && !n.parts.Owns(canonical)
+}
+
+// Continue serves stored subscriptions here, each with a full NOTIFY at
+// once (a partition gained, or a SUBSCRIBE another instance answered for
+// a partition owned here): a subscription held here already is replaced
+// by the record, which carries its latest refresh; one whose expiry has
+// passed (an unsubscribe or a fetch answered elsewhere) gets its final
+// NOTIFY, with full state, and ends.
+func (n *Notifier) Continue(recs []*substore.Record) {
+	for _, rec := range recs {
+		if old := n.lookup(rec.ID); old != nil {
+			n.drop(old)
+		}
+		if !time.Now().Before(rec.Expires) {
+			n.endStored(rec)
+			continue
+		}
+		n.adopt([]*substore.Record{rec}, true)
+	}
+}
+
+// endStored sends the final NOTIFY of a stored subscription whose time is
+// over, and ends it.
+func (n *Notifier) endStored(rec *substore.Record) {
+	s, err := n.subscriptionOf(rec)
+	if err != nil {
+		n.log.Warn("cannot end stored subscription", "aor", rec.AOR, "call_id", rec.CallID, "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		_ = n.store.Delete(ctx, rec.ID)
+		cancel()
+		return
+	}
+	s.full, s.inFlight = true, true
+	s.final = &ending{reason: ReasonTimeout}
+	if !n.add(s) {
+		n.drop(s)
+		return
+	}
+	n.enqueue(s)
+}
+
+// Discard drops subscriptions here without a NOTIFY: their records are
+// gone from the store.
+func (n *Notifier) Discard(ids []string) {
+	for _, id := range ids {
+		if s := n.lookup(id); s != nil {
+			n.drop(s)
+		}
+	}
+}
+
+// Forget drops, without a NOTIFY and leaving them stored, the
+// subscriptions whose canonical AOR lost reports true: their partition
+// went to another instance, which continues them. It returns how many.
+func (n *Notifier) Forget(lost func(canonical string) bool) int {
+	n.subsMu.RLock()
+	var list []*subscription
+	for _, s := range n.subs {
+		if lost(s.canonical) {
+			list = append(list, s)
+		}
+	}
+	n.subsMu.RUnlock()
+	for _, s := range list {
+		n.drop(s)
+	}
+	return len(list)
 }
 
 // Recover loads the subscriptions this instance continues (see
@@ -168,13 +261,25 @@ var errExpired = errors.New("subscription expired")
 
 // fromRecord rebuilds a subscription, with its expiry timer armed.
 func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
-	pkg := n.packageNamed(rec.Package)
-	if pkg == nil {
-		return nil, fmt.Errorf("event package %q not enabled", rec.Package)
-	}
 	left := time.Until(rec.Expires)
 	if left <= 0 {
 		return nil, errExpired
+	}
+	s, err := n.subscriptionOf(rec)
+	if err != nil {
+		return nil, err
+	}
+	s.timer = time.AfterFunc(left, func() { n.end(s, ending{reason: ReasonTimeout}) })
+	return s, nil
+}
+
+// subscriptionOf rebuilds a subscription from its record, with no timer.
+// Under partitions the NOTIFYs carry this instance's Contact: the owner's
+// address is where the subscriber's next requests should go.
+func (n *Notifier) subscriptionOf(rec *substore.Record) (*subscription, error) {
+	pkg := n.packageNamed(rec.Package)
+	if pkg == nil {
+		return nil, fmt.Errorf("event package %q not enabled", rec.Package)
 	}
 	d := dialog{
 		localURI: rec.LocalURI, remoteURI: rec.RemoteURI,
@@ -199,7 +304,10 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 		}
 		d.routes.strict = d.routes.first.UriParams == nil || !d.routes.first.UriParams.Has("lr")
 	}
-	s := &subscription{
+	if n.parts != nil {
+		d.contact = n.contactFor(d.transport, d.source, strings.HasPrefix(rec.Contact, "<sips:"))
+	}
+	return &subscription{
 		id:        rec.ID,
 		aor:       rec.AOR,
 		canonical: bridge.CanonicalAOR(rec.AOR),
@@ -211,9 +319,7 @@ func (n *Notifier) fromRecord(rec *substore.Record) (*subscription, error) {
 		d:         d,
 		expiresAt: rec.Expires,
 		version:   rec.Version,
-	}
-	s.timer = time.AfterFunc(left, func() { n.end(s, ending{reason: ReasonTimeout}) })
-	return s, nil
+	}, nil
 }
 
 // recordOf is the stored form of s. Called with s.mu held.

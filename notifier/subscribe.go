@@ -150,11 +150,17 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 	}
 	d.contact = n.contactFor(d.transport, d.source, secureRequest(req))
 
+	canonical := bridge.CanonicalAOR(aor)
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	if n.parts != nil {
+		res.To().Params.Add("tag", n.parts.DialogTag(canonical))
+	}
 	d.localTag, _ = res.To().Params.Get("tag")
 	n.decorate(res, d.contact, expires)
+	// Under partitions owned elsewhere the subscription is stored and
+	// answered here, and the owner sends its NOTIFYs, the fetch's too.
+	elsewhere := n.elsewhere(canonical)
 
-	canonical := bridge.CanonicalAOR(aor)
 	s := &subscription{
 		id:        dialogID(d.callID, d.localTag, d.remoteTag),
 		aor:       aor,
@@ -174,7 +180,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 	} else {
 		s.timer = time.AfterFunc(expires, func() { n.end(s, ending{reason: ReasonTimeout}) })
 	}
-	if n.store != nil && expires > 0 {
+	if n.store != nil && (expires > 0 || elsewhere) {
 		if adm.neutral {
 			n.neutral.Store(s.id, struct{}{})
 		}
@@ -182,7 +188,9 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		if err := n.save(n.recordOf(s), true); err != nil {
 			n.log.Warn("storing subscription failed", "aor", aor, "call_id", d.callID, "err", err)
 			n.neutral.Delete(s.id)
-			s.timer.Stop()
+			if s.timer != nil {
+				s.timer.Stop()
+			}
 			lease.Release()
 			n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
 			return
@@ -213,7 +221,11 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		return
 	}
 	hook(&n.hooks.answered)
-	n.enqueue(s)
+	if elsewhere {
+		n.drop(s) // the partition's owner sends the first NOTIFY
+	} else {
+		n.enqueue(s)
+	}
 	n.log.Debug("subscribed", "aor", aor, "call_id", d.callID, "event", pkg.name,
 		"subscriber", d.remoteURI, "transport", d.transport, "expires", int(expires/time.Second))
 }
@@ -267,6 +279,7 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	n.decorate(res, s.d.contact, expires)
 	if expires == 0 {
 		s.final = &ending{reason: ReasonTimeout}
+		s.expiresAt = time.Now()
 		s.timer.Stop()
 	} else {
 		s.expiresAt = time.Now().Add(expires)
@@ -274,8 +287,11 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 		s.full = true // RFC 6665 4.2.1.2: a NOTIFY with full state follows
 	}
 	claimed := s.claim()
+	// Owned elsewhere: the owner learns of the refresh or unsubscribe
+	// from the record, and sends the NOTIFY it calls for.
+	elsewhere := s.stored && n.elsewhere(s.canonical)
 	var rec *substore.Record
-	if s.stored && expires > 0 {
+	if s.stored && (expires > 0 || elsewhere) {
 		rec = n.recordOf(s)
 	}
 	s.mu.Unlock()
@@ -291,7 +307,10 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	if err := tx.Respond(res); err != nil {
 		n.log.Info("sending 200 to refresh failed", "aor", s.aor, "call_id", s.d.callID, "err", err)
 	}
-	if claimed {
+	switch {
+	case elsewhere:
+		n.drop(s)
+	case claimed:
 		n.enqueue(s)
 	}
 }

@@ -1,0 +1,69 @@
+package substore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Stored returns every subscription record this layout holds, whichever
+// instance owns it, and the instances that own them: what an upgrade to
+// partitions (docs/cluster.md) moves into the AORs' partitions.
+func (r *Redis) Stored(ctx context.Context) ([]*Record, []string, error) {
+	r.trips.Add(1)
+	insts, err := r.rdb.SMembers(ctx, r.instancesKey()).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing instances: %w", err)
+	}
+	var recs []*Record
+	for _, inst := range insts {
+		r.trips.Add(1)
+		ids, err := r.rdb.SMembers(ctx, r.ownedKey(inst)).Result()
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing the subscriptions of %s: %w", inst, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		r.trips.Add(1)
+		cmds, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.HGetAll(ctx, r.subKey(id))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading the subscriptions of %s: %w", inst, err)
+		}
+		for i, c := range cmds {
+			rec, err := decode(ids[i], c.(*redis.MapStringStringCmd).Val())
+			if err != nil {
+				continue // expired meanwhile, or unreadable: nothing to move
+			}
+			recs = append(recs, rec)
+		}
+	}
+	return recs, insts, nil
+}
+
+// Remove deletes the records ids and the instances' sets of owned
+// records, once they have moved (Stored).
+func (r *Redis) Remove(ctx context.Context, ids, insts []string) error {
+	keys := make([]string, 0, len(ids)+2*len(insts))
+	for _, id := range ids {
+		keys = append(keys, r.subKey(id))
+	}
+	for _, inst := range insts {
+		keys = append(keys, r.ownedKey(inst), r.hbKey(inst))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	r.trips.Add(1)
+	// One slot (the layout's single tag): one UNLINK for them all.
+	if err := r.rdb.Unlink(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("deleting moved subscriptions: %w", err)
+	}
+	return nil
+}
