@@ -109,13 +109,8 @@ func (b *Bridge) Forget(drop func(canonicalAOR string) bool) int {
 // its registration with its last binding. Called with stateMu held,
 // outside a step's changes (nothing of bd's AOR is pending).
 func (b *Bridge) discard(bd *binding) {
-	b.byKey.del(bd)
-	b.contacts.Add(-1)
-	a := bd.aor
-	a.bindings = slices.DeleteFunc(a.bindings, func(x *binding) bool { return x == bd })
-	a.dropText(bd)
-	bd.dead = true // for the expiry heap
-	if len(a.bindings) == 0 {
-		b.aors.del(a)
+	b.unlink(bd)
+	if len(bd.aor.bindings) == 0 {
+		b.aors.del(bd.aor)
 	}
 }

@@ -1,11 +1,8 @@
 package bridge_test
 
 import (
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/bridge/bridgetest"
@@ -24,16 +21,11 @@ func TestAdoptedFollowRules(t *testing.T) {
 				name = "forgotten/" + r.Name
 			}
 			t.Run(name, func(t *testing.T) {
-				b := bridge.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-				rec := &changes{}
-				b.Subscribe(rec)
+				b, rec := newRulesBridge()
 				if err := b.Apply(t.Context(), source.Batch{Full: true}); err != nil {
 					t.Fatal(err)
 				}
-				was := bridgetest.Binding{Expires: time.Now().Add(time.Hour).Truncate(time.Second),
-					CallID: "c1@192.0.2.1", CSeq: 7, UserAgent: "rules-phone/1.0"}
-				c := source.Contact{Key: "k1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.1:5060", Q: -1,
-					Expires: was.Expires, CallID: was.CallID, CSeq: was.CSeq, UserAgent: was.UserAgent}
+				was, c := ruleBinding()
 				b.Adopt([]source.Contact{c})
 				want := r.Want
 				if forget {
@@ -49,13 +41,7 @@ func TestAdoptedFollowRules(t *testing.T) {
 				if len(rec.got) != 0 {
 					t.Fatalf("Adopt or Forget announced %+v", rec.got)
 				}
-				after := source.Batch{Full: true}
-				if !r.Change.Delete {
-					now := r.Change.Apply(was)
-					c.Expires, c.CallID, c.CSeq, c.UserAgent = now.Expires, now.CallID, now.CSeq, now.UserAgent
-					after.Contacts = []source.Contact{c}
-				}
-				if err := b.Apply(t.Context(), after); err != nil {
+				if err := b.Apply(t.Context(), ruleBatch(r, was, c)); err != nil {
 					t.Fatal(err)
 				}
 				var events []bridge.Event

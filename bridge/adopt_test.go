@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -218,9 +217,7 @@ func TestForget(t *testing.T) {
 func TestForgottenTimersStayQuiet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, r := newTestBridge(t)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { done <- b.Run(ctx) }()
+		ctx, stop := runClock(t, b)
 		b.Apply(ctx, source.Batch{Full: true})
 		now := time.Now()
 		b.Adopt([]source.Contact{
@@ -237,10 +234,7 @@ func TestForgottenTimersStayQuiet(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		checkChanges(t, r.take(), []wantChange{{"sip:bob@example.com", RegTerminated, []wantContact{{"k2", ContactTerminated, EventExpired}}}})
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		stop()
 	})
 }
 
@@ -249,11 +243,8 @@ func TestForgottenTimersStayQuiet(t *testing.T) {
 // -race): only the applied AORs are announced, and the counts agree.
 func TestAdoptForgetConcurrent(t *testing.T) {
 	b, r := newTestBridge(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
+	ctx, stop := runClock(t, b)
 	b.Apply(ctx, source.Batch{Full: true})
-	runDone := make(chan error)
-	go func() { runDone <- b.Run(ctx) }()
 	now := time.Now()
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -293,10 +284,7 @@ func TestAdoptForgetConcurrent(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	cancel()
-	if err := <-runDone; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	for _, ch := range r.take() {
 		if !strings.HasPrefix(ch.AOR, "sip:applied") {
 			t.Fatalf("announced %s (%+v)", ch.AOR, ch.Contacts)
