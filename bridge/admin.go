@@ -43,15 +43,17 @@ func (b *Bridge) Act(aor, id string, ev Event, retryAfter uint32) (ContactView, 
 			continue
 		}
 		view := b.terminateView(bd, ev, retryAfter)
-		b.tombstones[bd.key] = tombstone{callID: strings.Clone(bd.callID()), cseq: bd.cseq}
+		b.tombstones[bd.key] = tombstone{aor: a.key(), callID: strings.Clone(bd.callID()), cseq: bd.cseq}
 		b.flush(now, now)
 		return view, nil
 	}
 	return ContactView{}, ErrNoContact
 }
 
-// tombstone remembers the REGISTER identity of a binding an operator ended.
+// tombstone remembers the REGISTER identity of a binding an operator
+// ended, and its canonical AOR (for Forget).
 type tombstone struct {
+	aor    string
 	callID string
 	cseq   uint32
 }

@@ -351,15 +351,21 @@ func (b *Bridge) terminateView(bd *binding, ev Event, retryAfter uint32) Contact
 	v := bd.view()
 	v.State, v.Event, v.RetryAfter = ContactTerminated, ev, retryAfter
 	b.record(bd.aor, v)
+	b.unlink(bd)
+	// An AOR left without bindings is dropped by flush, so that a binding
+	// replaced in the same step stays in the same registration.
+	return v
+}
+
+// unlink drops a binding from the key index and its registration (which
+// stays indexed, if empty).
+func (b *Bridge) unlink(bd *binding) {
 	b.byKey.del(bd)
 	b.contacts.Add(-1)
 	a := bd.aor
 	a.bindings = slices.DeleteFunc(a.bindings, func(x *binding) bool { return x == bd })
 	a.dropText(bd)
 	bd.dead = true // for the expiry heap
-	// An AOR left without bindings is dropped by flush, so that a binding
-	// replaced in the same step stays in the same registration.
-	return v
 }
 
 // changed records an active binding's new state and (re)arms its expiry;

@@ -236,9 +236,7 @@ func TestSeqOrdersLookupAndChanges(t *testing.T) {
 func TestExpiryClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, r := newTestBridge(t)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { done <- b.Run(ctx) }()
+		ctx, stop := runClock(t, b)
 
 		now := time.Now()
 		b.Apply(ctx, source.Batch{Full: true})
@@ -277,11 +275,24 @@ func TestExpiryClock(t *testing.T) {
 		if got := r.take(); len(got) != 0 {
 			t.Fatalf("refreshed contact expired at its old instant: %+v", got)
 		}
+		stop()
+	})
+}
+
+// runClock runs b's expiry clock until stop, which checks that Run
+// ended cleanly; ctx ends at stop.
+func runClock(t *testing.T, b *Bridge) (ctx context.Context, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	return ctx, func() {
+		t.Helper()
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-	})
+	}
 }
 
 // TestAORForms: CanonicalAOR lowers scheme and host and drops

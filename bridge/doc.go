@@ -21,4 +21,11 @@
 //
 // The first full snapshot after start is the baseline: it is loaded without
 // events (invariant 1, docs/design.md#invariants: no invented events).
+//
+// A partition owner (docs/cluster.md#scaling-out-partitions-over-redis-cluster)
+// holds only some AORs' contacts: Adopt takes in the contacts of a gained
+// partition and Forget drops those of a lost one, both without announcing
+// anything, in order with Apply. Changes after Adopt are classified against
+// the adopted contacts as against a baseline's; a contact of a forgotten AOR
+// applied later is new.
 package bridge

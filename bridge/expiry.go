@@ -89,16 +89,22 @@ func (b *Bridge) scheduleExpiry(bd *binding) {
 	// Refreshes leave stale items behind; rebuild when they dominate so the
 	// heap stays proportional to the live contacts.
 	if n := len(b.expiries); n > 1024 && n > 4*b.byKey.n {
-		live := b.expiries[:0]
-		for _, it := range b.expiries {
-			if !it.stale() {
-				live = append(live, it)
-			}
-		}
-		clear(b.expiries[len(live):])
-		b.expiries = live
-		b.expiries.init()
+		b.compactExpiries()
 	}
+}
+
+// compactExpiries drops the stale items from the expiry heap, so that it
+// holds no binding that is gone. Called with stateMu held.
+func (b *Bridge) compactExpiries() {
+	live := b.expiries[:0]
+	for _, it := range b.expiries {
+		if !it.stale() {
+			live = append(live, it)
+		}
+	}
+	clear(b.expiries[len(live):])
+	b.expiries = live
+	b.expiries.init()
 }
 
 // notReadyPoll is how often the clock looks again before the first

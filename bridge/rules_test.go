@@ -30,22 +30,12 @@ func (c *changes) Publish(ch bridge.Change) {
 func TestRules(t *testing.T) {
 	for _, r := range bridgetest.Rules {
 		t.Run(r.Name, func(t *testing.T) {
-			b := bridge.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-			rec := &changes{}
-			b.Subscribe(rec)
-			was := bridgetest.Binding{Expires: time.Now().Add(time.Hour).Truncate(time.Second),
-				CallID: "c1@192.0.2.1", CSeq: 7, UserAgent: "rules-phone/1.0"}
-			c := source.Contact{Key: "k1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.1:5060", Q: -1,
-				Expires: was.Expires, CallID: was.CallID, CSeq: was.CSeq, UserAgent: was.UserAgent}
+			b, rec := newRulesBridge()
+			was, c := ruleBinding()
 			if err := b.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{c}}); err != nil {
 				t.Fatal(err)
 			}
-			after := source.Batch{Full: true}
-			if !r.Change.Delete {
-				now := r.Change.Apply(was)
-				c.Expires, c.CallID, c.CSeq, c.UserAgent = now.Expires, now.CallID, now.CSeq, now.UserAgent
-				after.Contacts = []source.Contact{c}
-			}
+			after := ruleBatch(r, was, c)
 			if err := b.Apply(t.Context(), after); err != nil {
 				t.Fatal(err)
 			}
@@ -72,4 +62,33 @@ func TestRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newRulesBridge is a bridge with a recording consumer.
+func newRulesBridge() (*bridge.Bridge, *changes) {
+	b := bridge.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := &changes{}
+	b.Subscribe(rec)
+	return b, rec
+}
+
+// ruleBinding is the binding every rule starts from (alice's only one,
+// an hour from expiry), and its store row.
+func ruleBinding() (bridgetest.Binding, source.Contact) {
+	was := bridgetest.Binding{Expires: time.Now().Add(time.Hour).Truncate(time.Second),
+		CallID: "c1@192.0.2.1", CSeq: 7, UserAgent: "rules-phone/1.0"}
+	return was, source.Contact{Key: "k1", AOR: "sip:alice@example.com", URI: "sip:alice@192.0.2.1:5060", Q: -1,
+		Expires: was.Expires, CallID: was.CallID, CSeq: was.CSeq, UserAgent: was.UserAgent}
+}
+
+// ruleBatch is the Full batch the store shows after rule r changed c,
+// which held was.
+func ruleBatch(r bridgetest.Rule, was bridgetest.Binding, c source.Contact) source.Batch {
+	after := source.Batch{Full: true}
+	if !r.Change.Delete {
+		now := r.Change.Apply(was)
+		c.Expires, c.CallID, c.CSeq, c.UserAgent = now.Expires, now.CallID, now.CSeq, now.UserAgent
+		after.Contacts = []source.Contact{c}
+	}
+	return after
 }
