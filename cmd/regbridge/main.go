@@ -135,23 +135,23 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 		return err
 	}
 	br.Subscribe(nt)
-	persist, closeState, err := newState(ctx, cfg.State, cfg.Partitions == 0, br, nt, log)
-	if err != nil {
-		return err
-	}
-	defer closeState()
 	// reader runs the source: directly, or under REGBRIDGE_PARTITIONS
 	// only while this instance holds the reader lease, every instance
-	// following the partitions' streams (partitions.go).
+	// following the streams of the partitions it owns (partitions.go).
 	var reader runner = sourceRunner{src, br}
+	var pt *partitioned
 	if cfg.Partitions > 0 {
-		pt, err := newPartitioned(cfg.State, cfg.Partitions, br, func() (source.Source, error) { return newSource(cfg, log) }, log)
-		if err != nil {
+		if pt, err = newPartitioned(cfg.State, cfg.Partitions, br, nt, func() (source.Source, error) { return newSource(cfg, log) }, log); err != nil {
 			return err
 		}
 		defer pt.closer()
 		src, reader = pt.src, pt
 	}
+	persist, closeState, err := newState(ctx, cfg.State, pt, br, nt, log)
+	if err != nil {
+		return err
+	}
+	defer closeState()
 	guards, closeGuards, err := newGuards(ctx, cfg, log)
 	if err != nil {
 		return err

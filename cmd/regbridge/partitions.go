@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regbridge/regbridge/bridge"
+	"github.com/regbridge/regbridge/notifier"
 	"github.com/regbridge/regbridge/partition"
 	"github.com/regbridge/regbridge/source"
 	"github.com/regbridge/regbridge/substore"
@@ -28,9 +29,11 @@ const followCount = 1000
 // partitioned wires REGBRIDGE_PARTITIONS (docs/cluster.md, "Scaling out"):
 // one instance at a time holds the reader lease and runs the source, a
 // bridge of its own and a partition.StreamWriter behind that bridge's
-// Persister; every instance, the reader too, feeds its own bridge (the
-// one the notifier, the feeds and the API serve) from the partitions'
-// streams through a partition.Follower.
+// Persister; every instance, the reader too, owns a share of the
+// partitions (a partition.Owner) and feeds its own bridge (the one the
+// notifier, the feeds and the API serve) from the owned partitions'
+// streams through a partition.Follower, while its notifier keeps their
+// subscriptions in partition.Subs (owners.go).
 type partitioned struct {
 	m      *partition.Map
 	st     *partition.Streams
@@ -43,6 +46,11 @@ type partitioned struct {
 	src    *termSource
 	log    *slog.Logger
 	closer func()
+	owner  *partition.Owner
+	subs   *partition.Subs
+	nt     *notifier.Notifier
+	evMu   sync.Mutex
+	events []ownEvent // gains and losses for the follow loop (owners.go)
 	// based is closed once the follower has taken its baseline: only
 	// then may this instance read the store, so that what its own first
 	// term appends (what changed while it was down) reaches its bridge
@@ -52,7 +60,7 @@ type partitioned struct {
 
 // newPartitioned connects to the state's Redis for n partitions. open
 // returns a new source for each term as reader.
-func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, open func() (source.Source, error), log *slog.Logger) (*partitioned, error) {
+func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, nt *notifier.Notifier, open func() (source.Source, error), log *slog.Logger) (*partitioned, error) {
 	opt, prefix, err := substore.ParseURL(cfg.State)
 	if err != nil {
 		return nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
@@ -63,19 +71,27 @@ func newPartitioned(cfg substore.Config, n int, br *bridge.Bridge, open func() (
 	}
 	rdb := redis.NewUniversalClient(opt)
 	log = log.With("component", "partitions")
-	return &partitioned{m: m, st: partition.NewStreams(rdb, m, 0), rdb: rdb, id: cfg.ID(),
-		legacy: substore.NewRedis(rdb, prefix, cfg.ID(), cfg.Lease, log),
-		lease:  cfg.Lease, br: br, open: open, src: &termSource{}, log: log,
-		closer: func() { rdb.Close() }, based: make(chan struct{})}, nil
+	id := cfg.ID()
+	owner := partition.NewOwner(rdb, m, id, cfg.Lease, log)
+	pt := &partitioned{m: m, st: partition.NewStreams(rdb, m, 0), rdb: rdb, id: id,
+		legacy: substore.NewRedis(rdb, prefix, id, cfg.Lease, log),
+		lease:  cfg.Lease, br: br, nt: nt, open: open, src: &termSource{}, log: log,
+		closer: func() { rdb.Close() }, based: make(chan struct{}),
+		owner: owner, subs: partition.NewSubs(rdb, m, owner, id, log)}
+	owner.OnGain = func(p int, _ partition.Holder) { pt.queue(p, true) }
+	owner.OnLose = pt.onLose
+	return pt, nil
 }
 
 // Run reads the store while this instance holds the reader lease and
 // follows the streams, until ctx ends.
 func (pt *partitioned) Run(ctx context.Context) error {
 	pt.log.Info("partitioned", "instance", pt.id, "partitions", pt.m.Count(), "lease", pt.lease)
+	pt.moveSubscriptions(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pt.readLoop(gctx) })
 	g.Go(func() error { return pt.follow(gctx) })
+	g.Go(func() error { return pt.owner.Run(gctx) })
 	return g.Wait()
 }
 
@@ -197,39 +213,22 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 	}
 }
 
-// follow feeds the instance's bridge from every partition's stream: the
-// recorded state first, as the bridge's silent baseline (nothing is
-// announced on joining), then the entries in order; a gap (a trimmed or
-// rewound stream) is replaced by the difference to the reloaded state.
-// During an upgrade from the single-tag layout the baseline is that
-// layout's contacts record instead, followed from the streams' beginning
-// (legacyBaseline).
+// follow feeds the instance's bridge from the streams of the partitions
+// it owns: a gained partition's recorded state is adopted silently (its
+// subscriptions then get full NOTIFYs, owners.go), then its entries are
+// applied in order; a gap (a trimmed or rewound stream) is replaced by
+// the difference to the reloaded state. A lost partition's contacts are
+// forgotten silently. During an upgrade from the single-tag layout the
+// partitions gained at start-up begin from that layout's contacts record
+// instead, followed from the streams' beginning (legacyBaseline).
 func (pt *partitioned) follow(ctx context.Context) error {
 	f := pt.st.NewFollower()
-	var base []source.Contact
 	legacy := pt.legacyBaseline(ctx)
-	for p := range pt.m.Count() {
-		if legacy != nil {
-			f.StartAt(p, streamStart)
-			base = append(base, legacy[p]...)
-			continue
-		}
-		for {
-			b, err := f.Start(ctx, p)
-			if err == nil {
-				base = appendState(base, b.State, pt.log)
-				break
-			}
-			pt.log.Warn("loading partition state; retrying", "partition", p, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pt.lease / 3):
-			}
-		}
-	}
-	_ = pt.br.Apply(ctx, source.Batch{Full: true, Contacts: base, SeenAt: time.Now()})
-	close(pt.based)
+	// Ready with no contacts: what this instance serves arrives with its
+	// partitions, each adopted silently.
+	_ = pt.br.Apply(ctx, source.Batch{Full: true, SeenAt: time.Now()})
+	inbox := map[int]string{}
+	first := true
 	view := partition.BridgeView(pt.br, pt.m)
 	t := time.NewTicker(followInterval)
 	defer t.Stop()
@@ -238,6 +237,16 @@ func (pt *partitioned) follow(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if !pt.ownership(ctx, f, inbox, legacy) {
+			continue // a gained partition could not be loaded yet
+		}
+		if first {
+			// The reader may start once the partitions of the first
+			// round are adopted: what its first term appends (what
+			// changed while no instance read) reaches them as changes.
+			first, legacy = false, nil
+			close(pt.based)
 		}
 		entries, reload, err := f.Poll(ctx, followCount)
 		if err != nil && ctx.Err() == nil {
@@ -256,6 +265,7 @@ func (pt *partitioned) follow(ctx context.Context) error {
 			}
 			pt.applyEntries(ctx, es, now)
 		}
+		pt.pollInbox(ctx, inbox)
 	}
 }
 

@@ -37,11 +37,21 @@ func (r sourceRunner) Run(ctx context.Context) error { return r.src.Run(ctx, r.b
 // ones it owns, or those of dead instances when it is alone. Call it
 // before the source runs.
 //
-// contacts false (REGBRIDGE_PARTITIONS) leaves the contacts record to the
-// partitions' state: only the subscriptions are kept here.
-func newState(ctx context.Context, cfg substore.Config, contacts bool, br *bridge.Bridge, nt *notifier.Notifier, log *slog.Logger) (runner, func(), error) {
+// Under REGBRIDGE_PARTITIONS (pt not nil) the partitions hold both: the
+// contacts in their state and streams, the subscriptions in
+// partition.Subs, continued by the partitions' owners; the single-tag
+// layout keeps only the watchers (reg.winfo).
+func newState(ctx context.Context, cfg substore.Config, pt *partitioned, br *bridge.Bridge, nt *notifier.Notifier, log *slog.Logger) (runner, func(), error) {
 	if !cfg.Shared() {
 		return noRun{}, func() {}, nil
+	}
+	if pt != nil {
+		nt.SetStore(pt.subs, cfg.Lease)
+		nt.SetWatcherStore(pt.legacy)
+		log.Info("shared state", "instance", pt.id, "lease", cfg.Lease, "partitions", pt.m.Count())
+		return noRun{}, func() {
+			log.Info("shared state closed", "redis_round_trips", pt.subs.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load())
+		}, nil
 	}
 	opt, prefix, err := substore.ParseURL(cfg.State)
 	if err != nil {
@@ -50,13 +60,10 @@ func newState(ctx context.Context, cfg substore.Config, contacts bool, br *bridg
 	rdb := redis.NewUniversalClient(opt)
 	id := cfg.ID()
 	st := substore.NewRedis(rdb, prefix, id, cfg.Lease, log)
-	var restored []source.Contact
-	if contacts {
-		var err error
-		if restored, err = st.LoadContacts(ctx); err != nil {
-			rdb.Close()
-			return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
-		}
+	restored, err := st.LoadContacts(ctx)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
 	}
 	if len(restored) > 0 {
 		br.Restore(restored)
@@ -67,14 +74,10 @@ func newState(ctx context.Context, cfg substore.Config, contacts bool, br *bridg
 		rdb.Close()
 		return nil, nil, fmt.Errorf("REGBRIDGE_STATE: %w", err)
 	}
-	var p runner = noRun{}
-	if contacts {
-		pers := bridge.NewPersister(br, st, log)
-		br.Subscribe(pers)
-		p = pers
-	}
+	pers := bridge.NewPersister(br, st, log)
+	br.Subscribe(pers)
 	log.Info("shared state", "instance", id, "lease", cfg.Lease, "restored_contacts", len(restored))
-	return p, func() {
+	return pers, func() {
 		// Read by the multi-instance test: store cost per NOTIFY.
 		log.Info("shared state closed", "redis_round_trips", st.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load())
 		rdb.Close()
