@@ -141,3 +141,24 @@ func decodeV1(js []byte, x any) error {
 	}
 	return json.Unmarshal(js, x)
 }
+
+// EncodeRecord is rec as the "rec" field of its subscription hash, in
+// the current format (ID, counters and owner are not part of it); the
+// partitions' subscriptions (package partition) are stored the same way.
+func EncodeRecord(rec *Record) ([]byte, error) {
+	js, err := encodeV1(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encoding subscription: %w", err)
+	}
+	return js, nil
+}
+
+// DecodeRecord reads the "rec" field of a subscription hash (format 1,
+// with or without "v"). The caller fills ID, counters and owner.
+func DecodeRecord(js []byte) (*Record, error) {
+	rec := &Record{}
+	if err := decodeV1(js, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}

@@ -195,7 +195,7 @@ func (r *Redis) load(ctx context.Context, ids []string) ([]*Record, error) {
 	var gone []any
 	for i, c := range cmds {
 		m := c.(*redis.MapStringStringCmd).Val()
-		rec, err := decode(ids[i], m)
+		rec, err := DecodeFields(ids[i], m)
 		if err != nil || rec.Owner != r.me {
 			gone = append(gone, ids[i])
 			continue

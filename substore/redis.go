@@ -51,6 +51,12 @@ func (r *Redis) instancesKey() string        { return r.p + "instances" }
 // grace keeps a record this long past its expiry, for a refresh racing it.
 const grace = time.Minute
 
+// KeyTTL is how long the hash of rec is kept from now: past its expiry
+// by a grace, for a refresh racing the expiry.
+func KeyTTL(rec *Record) time.Duration {
+	return max(time.Until(rec.Expires), 0) + grace
+}
+
 // advance: the fence every NOTIFY passes (one round trip).
 var advance = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return false end
@@ -93,11 +99,11 @@ return 1
 // Save stores rec as owned by this instance. create makes a new record
 // (with rec's counters); otherwise the record must exist and be ours.
 func (r *Redis) Save(ctx context.Context, rec *Record, create bool) error {
-	js, err := encodeV1(rec)
+	js, err := EncodeRecord(rec)
 	if err != nil {
-		return fmt.Errorf("encoding subscription: %w", err)
+		return err
 	}
-	ttl := max(time.Until(rec.Expires), 0) + grace
+	ttl := KeyTTL(rec)
 	flag := "0"
 	if create {
 		flag = "1"
@@ -179,17 +185,19 @@ func decodeFlat(id string, v any) (*Record, error) {
 		val, _ := list[i+1].(string)
 		m[k] = val
 	}
-	return decode(id, m)
+	return DecodeFields(id, m)
 }
 
-// decode reads a record from its hash fields.
-func decode(id string, m map[string]string) (*Record, error) {
+// DecodeFields reads subscription id from the fields of its hash: rec
+// (EncodeRecord), cseq, ver and, when present, owner. ErrNotFound when
+// there is no rec (the hash is gone).
+func DecodeFields(id string, m map[string]string) (*Record, error) {
 	js, ok := m["rec"]
 	if !ok {
 		return nil, ErrNotFound
 	}
-	rec := &Record{}
-	if err := decodeV1([]byte(js), rec); err != nil {
+	rec, err := DecodeRecord([]byte(js))
+	if err != nil {
 		return nil, fmt.Errorf("decoding subscription %q: %w", id, err)
 	}
 	rec.ID = id
