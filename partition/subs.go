@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,7 @@ type Subs struct {
 	log *slog.Logger
 
 	trips atomic.Uint64
+	moved sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
 
 	// afterPos, when set (tests), runs in Load between reading the
 	// inbox position and loading the records.
@@ -168,7 +170,7 @@ return 1
 // sends.
 func (s *Subs) Save(ctx context.Context, rec *substore.Record, create bool) error {
 	p := s.m.Of(bridge.CanonicalAOR(rec.AOR))
-	if q, ok := s.PartitionOfID(rec.ID); !ok || q != p {
+	if q, ok, _ := s.partitionOf(ctx, rec.ID, false); !ok || q != p {
 		return fmt.Errorf("saving subscription %q: its dialog id does not carry its AOR's partition %d (local tag not made by DialogTag)", rec.ID, p)
 	}
 	js, err := substore.EncodeRecord(rec)
@@ -199,7 +201,10 @@ func (s *Subs) Save(ctx context.Context, rec *substore.Record, create bool) erro
 // substore.ErrNotFound when there is no such record, or the id names no
 // partition.
 func (s *Subs) Take(ctx context.Context, id string) (*substore.Record, bool, error) {
-	p, ok := s.PartitionOfID(id)
+	p, ok, err := s.partitionOf(ctx, id, true)
+	if err != nil {
+		return nil, false, err
+	}
 	if !ok {
 		return nil, false, substore.ErrNotFound
 	}
@@ -208,7 +213,7 @@ func (s *Subs) Take(ctx context.Context, id string) (*substore.Record, bool, err
 		lease  *redis.StringCmd
 	)
 	s.trips.Add(1)
-	_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+	_, err = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		fields = pl.HGetAll(ctx, s.m.Key(p, "sub:"+id))
 		lease = pl.Get(ctx, s.m.PartitionLease(p).Key)
 		return nil
@@ -240,9 +245,9 @@ return 1
 // round trip. An id that names no partition is left alone (there is
 // nothing stored under it).
 func (s *Subs) Delete(ctx context.Context, id string) error {
-	p, ok := s.PartitionOfID(id)
-	if !ok {
-		return nil
+	p, ok, err := s.partitionOf(ctx, id, true)
+	if err != nil || !ok {
+		return err
 	}
 	s.trips.Add(1)
 	if err := delSub.Run(ctx, s.rdb, s.subKeys(p, id), id, s.me, InboxMaxLen).Err(); err != nil {
@@ -258,7 +263,7 @@ func (s *Subs) Delete(ctx context.Context, id string) error {
 // it does not hold the partition (then no round trip), lost its lease,
 // or the record is gone: the NOTIFY must not be sent.
 func (s *Subs) Advance(ctx context.Context, id string) (cseq, version uint32, err error) {
-	p, ok := s.PartitionOfID(id)
+	p, ok, _ := s.partitionOf(ctx, id, false)
 	if !ok {
 		return 0, 0, substore.ErrNotOwner
 	}
@@ -412,6 +417,9 @@ func (s *Subs) records(ctx context.Context, p int, ids []string) (map[string]*su
 		}
 		rec.ID, rec.Owner = ids[i], owner
 		out[ids[i]] = rec
+		if _, tagged := s.PartitionOfID(rec.ID); !tagged {
+			s.moved.Store(rec.ID, p) // moved from the single-tag layout
+		}
 	}
 	return out, gone, nil
 }

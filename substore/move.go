@@ -37,7 +37,7 @@ func (r *Redis) Stored(ctx context.Context) ([]*Record, []string, error) {
 			return nil, nil, fmt.Errorf("loading the subscriptions of %s: %w", inst, err)
 		}
 		for i, c := range cmds {
-			rec, err := decode(ids[i], c.(*redis.MapStringStringCmd).Val())
+			rec, err := DecodeFields(ids[i], c.(*redis.MapStringStringCmd).Val())
 			if err != nil {
 				continue // expired meanwhile, or unreadable: nothing to move
 			}
