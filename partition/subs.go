@@ -431,30 +431,10 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 	if len(pos) == 0 {
 		return out, nil
 	}
-	type q struct {
-		p   int
-		cmd *redis.XMessageSliceCmd
-	}
-	qs := make([]q, 0, len(pos))
 	s.trips.Add(1)
-	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for p, at := range pos {
-			qs = append(qs, q{p, pl.XRangeN(ctx, s.m.Key(p, "subin"), "("+at, "+", int64(count))})
-		}
-		return nil
-	})
-	var errs []error
-	for _, r := range qs {
-		msgs, err := r.cmd.Result()
-		if err != nil {
-			reloadOnNetError(ctx, s.rdb, err)
-			errs = append(errs, fmt.Errorf("reading the subscription inbox of partition %d: %w", r.p, err))
-			continue
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		pos[r.p] = msgs[len(msgs)-1].ID
+	got, err := readAfter(ctx, s.rdb, s.m, "subin", pos, count)
+	for p, msgs := range got {
+		pos[p] = msgs[len(msgs)-1].ID
 		for _, m := range msgs {
 			e := InboxEntry{}
 			e.ID, _ = m.Values["id"].(string)
@@ -463,8 +443,8 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 			if e.From == s.me {
 				continue
 			}
-			out[r.p] = append(out[r.p], e)
+			out[p] = append(out[p], e)
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, err
 }
