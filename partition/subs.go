@@ -122,11 +122,15 @@ func PartitionOfTag(tag string) (int, bool) {
 // makes it (Call-ID, local tag, remote tag, separated by NUL): the local
 // tag's, when DialogTag made it for a partition of this Map.
 func (s *Subs) PartitionOfID(id string) (int, bool) {
-	parts := strings.Split(id, "\x00")
-	if len(parts) != 3 {
+	_, rest, ok := strings.Cut(id, "\x00")
+	if !ok {
 		return 0, false
 	}
-	p, ok := PartitionOfTag(parts[1])
+	tag, remote, ok := strings.Cut(rest, "\x00")
+	if !ok || strings.Contains(remote, "\x00") {
+		return 0, false
+	}
+	p, ok := PartitionOfTag(tag)
 	if !ok || p >= s.m.Count() {
 		return 0, false
 	}
@@ -316,8 +320,8 @@ return 1
 // that position is in the inbox, every one before it is among the
 // records, so nothing is missed (a save racing the load may be seen
 // twice). Ids whose hash is gone are removed from the partition's set;
-// records past their expiry are skipped. Two round trips, a third when
-// some ids were gone.
+// records past their expiry are skipped. Owner is this instance when it
+// holds p, else "". Two round trips, a third when some ids were gone.
 func (s *Subs) Load(ctx context.Context, p int) ([]*substore.Record, string, error) {
 	if p < 0 || p >= s.m.Count() {
 		return nil, "", fmt.Errorf("loading subscriptions: no partition %d of %d", p, s.m.Count())
