@@ -11,8 +11,10 @@
 // partitions to them), Owner (acquires, renews and hands over the
 // partition leases this instance is assigned), Streams (fenced appends
 // with the partition's contact state kept beside its stream), Reader (the
-// store's one reader: stamps, baselines, appends, syncs) and Follower (an
-// owner's gap-checked reads of its partitions' streams).
+// store's one reader: stamps, baselines, appends, syncs), Follower (an
+// owner's gap-checked reads of its partitions' streams) and Subs (the
+// subscription records kept in their AOR's partition, with an inbox per
+// partition through which its owner learns of saves made elsewhere).
 //
 // The design, and what of it is wired into regbridge, is in
 // docs/cluster.md.

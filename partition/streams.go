@@ -224,30 +224,14 @@ type Read struct {
 // Poll reads up to count entries after each position in pos (keyed by
 // partition), one pipeline for all.
 func (s *Streams) Poll(ctx context.Context, pos map[int]Pos, count int) (map[int]Read, error) {
-	type q struct {
-		p   int
-		cmd *redis.XMessageSliceCmd
+	after := make(map[int]string, len(pos))
+	for p, at := range pos {
+		after[p] = at.ID
 	}
-	qs := make([]q, 0, len(pos))
-	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for p, at := range pos {
-			qs = append(qs, q{p, pl.XRangeN(ctx, s.m.Key(p, "changes"), "("+at.ID, "+", int64(count))})
-		}
-		return nil
-	})
-	out := make(map[int]Read, len(qs))
-	var errs []error
-	for _, r := range qs {
-		msgs, err := r.cmd.Result()
-		if err != nil {
-			reloadOnNetError(ctx, s.rdb, err)
-			errs = append(errs, fmt.Errorf("reading partition %d: %w", r.p, err))
-			continue
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		next := pos[r.p].Seq + 1
+	got, err := readAfter(ctx, s.rdb, s.m, "changes", after, count)
+	out := make(map[int]Read, len(got))
+	for p, msgs := range got {
+		next := pos[p].Seq + 1
 		rd := Read{Entries: make([]Entry, 0, len(msgs))}
 		for _, m := range msgs {
 			seq, _ := strconv.ParseInt(fmt.Sprint(m.Values["s"]), 10, 64)
@@ -260,7 +244,40 @@ func (s *Streams) Poll(ctx context.Context, pos map[int]Pos, count int) (map[int
 			d, _ := m.Values["d"].(string)
 			rd.Entries = append(rd.Entries, Entry{Pos: Pos{ID: m.ID, Seq: seq}, Key: k, Data: d})
 		}
-		out[r.p] = rd
+		out[p] = rd
+	}
+	return out, err
+}
+
+// readAfter reads up to count entries of stream name in each partition
+// of after, from after the stream id given for it, one pipeline for
+// all. Partitions with no new entries are absent; one whose read failed
+// (its shard failing over) is absent too, and its error returned,
+// joined with the others.
+func readAfter(ctx context.Context, rdb redis.Cmdable, m *Map, name string, after map[int]string, count int) (map[int][]redis.XMessage, error) {
+	type q struct {
+		p   int
+		cmd *redis.XMessageSliceCmd
+	}
+	qs := make([]q, 0, len(after))
+	_, _ = rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for p, id := range after {
+			qs = append(qs, q{p, pl.XRangeN(ctx, m.Key(p, name), "("+id, "+", int64(count))})
+		}
+		return nil
+	})
+	out := make(map[int][]redis.XMessage, len(qs))
+	var errs []error
+	for _, r := range qs {
+		msgs, err := r.cmd.Result()
+		if err != nil {
+			reloadOnNetError(ctx, rdb, err)
+			errs = append(errs, fmt.Errorf("reading %s of partition %d: %w", name, r.p, err))
+			continue
+		}
+		if len(msgs) > 0 {
+			out[r.p] = msgs
+		}
 	}
 	return out, errors.Join(errs...)
 }

@@ -124,11 +124,15 @@ func PartitionOfTag(tag string) (int, bool) {
 // makes it (Call-ID, local tag, remote tag, separated by NUL): the local
 // tag's, when DialogTag made it for a partition of this Map.
 func (s *Subs) PartitionOfID(id string) (int, bool) {
-	parts := strings.Split(id, "\x00")
-	if len(parts) != 3 {
+	_, rest, ok := strings.Cut(id, "\x00")
+	if !ok {
 		return 0, false
 	}
-	p, ok := PartitionOfTag(parts[1])
+	tag, remote, ok := strings.Cut(rest, "\x00")
+	if !ok || strings.Contains(remote, "\x00") {
+		return 0, false
+	}
+	p, ok := PartitionOfTag(tag)
 	if !ok || p >= s.m.Count() {
 		return 0, false
 	}
@@ -321,8 +325,8 @@ return 1
 // that position is in the inbox, every one before it is among the
 // records, so nothing is missed (a save racing the load may be seen
 // twice). Ids whose hash is gone are removed from the partition's set;
-// records past their expiry are skipped. Two round trips, a third when
-// some ids were gone.
+// records past their expiry are skipped. Owner is this instance when it
+// holds p, else "". Two round trips, a third when some ids were gone.
 func (s *Subs) Load(ctx context.Context, p int) ([]*substore.Record, string, error) {
 	if p < 0 || p >= s.m.Count() {
 		return nil, "", fmt.Errorf("loading subscriptions: no partition %d of %d", p, s.m.Count())
@@ -439,30 +443,10 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 	if len(pos) == 0 {
 		return out, nil
 	}
-	type q struct {
-		p   int
-		cmd *redis.XMessageSliceCmd
-	}
-	qs := make([]q, 0, len(pos))
 	s.trips.Add(1)
-	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for p, at := range pos {
-			qs = append(qs, q{p, pl.XRangeN(ctx, s.m.Key(p, "subin"), "("+at, "+", int64(count))})
-		}
-		return nil
-	})
-	var errs []error
-	for _, r := range qs {
-		msgs, err := r.cmd.Result()
-		if err != nil {
-			reloadOnNetError(ctx, s.rdb, err)
-			errs = append(errs, fmt.Errorf("reading the subscription inbox of partition %d: %w", r.p, err))
-			continue
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		pos[r.p] = msgs[len(msgs)-1].ID
+	got, err := readAfter(ctx, s.rdb, s.m, "subin", pos, count)
+	for p, msgs := range got {
+		pos[p] = msgs[len(msgs)-1].ID
 		for _, m := range msgs {
 			e := InboxEntry{}
 			e.ID, _ = m.Values["id"].(string)
@@ -471,8 +455,8 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 			if e.From == s.me {
 				continue
 			}
-			out[r.p] = append(out[r.p], e)
+			out[p] = append(out[p], e)
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, err
 }
