@@ -59,7 +59,7 @@ type config struct {
 	// Partitions turns on the partitioned layout of docs/cluster.md: one
 	// instance at a time reads the store into per-partition Redis
 	// Streams, every instance follows them. Unset: off.
-	Partitions int `env:"PARTITIONS" desc:"with REGBRIDGE_STATE=redis:// only: the number of partitions (1 to 4096, fixed for a deployment); one instance at a time reads the store, the others follow it through Redis (see docs/cluster.md)"`
+	Partitions int `env:"PARTITIONS" desc:"with REGBRIDGE_STATE=redis:// only: the number of partitions (1 to 4096, fixed for a deployment); one instance at a time reads the store, and each instance owns a share of the partitions: their contacts, subscriptions and NOTIFYs (see docs/cluster.md)"`
 }
 
 // loadConfig reads the configuration through l (the environment in main,
