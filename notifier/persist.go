@@ -112,10 +112,7 @@ func (n *Notifier) Continue(recs []*substore.Record) {
 func (n *Notifier) endStored(rec *substore.Record) {
 	s, err := n.subscriptionOf(rec)
 	if err != nil {
-		n.log.Warn("cannot end stored subscription", "aor", rec.AOR, "call_id", rec.CallID, "err", err)
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		_ = n.store.Delete(ctx, rec.ID)
-		cancel()
+		n.unusable(rec, "cannot end stored subscription", err)
 		return
 	}
 	s.full, s.inFlight = true, true
@@ -228,10 +225,7 @@ func (n *Notifier) adopt(recs []*substore.Record, full bool) {
 		}
 		s, err := n.fromRecord(rec)
 		if err != nil {
-			n.log.Warn("cannot continue stored subscription", "aor", rec.AOR, "call_id", rec.CallID, "err", err)
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			_ = n.store.Delete(ctx, rec.ID)
-			cancel()
+			n.unusable(rec, "cannot continue stored subscription", err)
 			continue
 		}
 		if full {
@@ -254,6 +248,15 @@ func (n *Notifier) adopt(recs []*substore.Record, full bool) {
 			n.deferredMu.Unlock()
 		}
 	}
+}
+
+// unusable logs why a stored subscription cannot be served, and deletes
+// it.
+func (n *Notifier) unusable(rec *substore.Record, msg string, err error) {
+	n.log.Warn(msg, "aor", rec.AOR, "call_id", rec.CallID, "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	_ = n.store.Delete(ctx, rec.ID)
 }
 
 // errExpired: a stored subscription whose time is over.

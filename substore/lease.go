@@ -175,12 +175,9 @@ func (r *Redis) Recover(ctx context.Context) (recs []*Record, alone bool, err er
 	return recs, true, nil
 }
 
-// load reads the records of ids this instance owns; ids whose record is
-// gone (expired) leave the owned set.
-func (r *Redis) load(ctx context.Context, ids []string) ([]*Record, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
+// fetch reads the records of ids in one pipeline: nil where a record is
+// gone or unreadable.
+func (r *Redis) fetch(ctx context.Context, ids []string) ([]*Record, error) {
 	r.trips.Add(1)
 	cmds, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
@@ -189,14 +186,31 @@ func (r *Redis) load(ctx context.Context, ids []string) ([]*Record, error) {
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	out := make([]*Record, len(ids))
+	for i, c := range cmds {
+		if rec, err := DecodeFields(ids[i], c.(*redis.MapStringStringCmd).Val()); err == nil {
+			out[i] = rec
+		}
+	}
+	return out, nil
+}
+
+// load reads the records of ids this instance owns; ids whose record is
+// gone (expired) leave the owned set.
+func (r *Redis) load(ctx context.Context, ids []string) ([]*Record, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	all, err := r.fetch(ctx, ids)
+	if err != nil {
 		return nil, fmt.Errorf("loading own subscriptions: %w", err)
 	}
 	var recs []*Record
 	var gone []any
-	for i, c := range cmds {
-		m := c.(*redis.MapStringStringCmd).Val()
-		rec, err := DecodeFields(ids[i], m)
-		if err != nil || rec.Owner != r.me {
+	for i, rec := range all {
+		if rec == nil || rec.Owner != r.me {
 			gone = append(gone, ids[i])
 			continue
 		}

@@ -3,8 +3,6 @@ package substore
 import (
 	"context"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Stored returns every subscription record this layout holds, whichever
@@ -26,22 +24,14 @@ func (r *Redis) Stored(ctx context.Context) ([]*Record, []string, error) {
 		if len(ids) == 0 {
 			continue
 		}
-		r.trips.Add(1)
-		cmds, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range ids {
-				p.HGetAll(ctx, r.subKey(id))
-			}
-			return nil
-		})
+		got, err := r.fetch(ctx, ids)
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading the subscriptions of %s: %w", inst, err)
 		}
-		for i, c := range cmds {
-			rec, err := DecodeFields(ids[i], c.(*redis.MapStringStringCmd).Val())
-			if err != nil {
-				continue // expired meanwhile, or unreadable: nothing to move
+		for _, rec := range got {
+			if rec != nil { // expired meanwhile, or unreadable: nothing to move
+				recs = append(recs, rec)
 			}
-			recs = append(recs, rec)
 		}
 	}
 	return recs, insts, nil
