@@ -51,7 +51,7 @@ func (s *Subs) Import(ctx context.Context, rec *substore.Record) error {
 		// The index first: a refresh finds the record once it exists.
 		pl.HSet(ctx, idx, rec.ID, p)
 		pl.PExpire(ctx, idx, ttl) // the index outlives the record it names
-		importSub.Eval(ctx, pl, s.subKeys(p, rec.ID), js, rec.LocalCSeq, rec.Version, ttl.Milliseconds(), rec.ID, s.me, InboxMaxLen)
+		importSub.Eval(ctx, pl, s.subKeys(p, rec.ID), js, rec.LocalCSeq, rec.Version, ttl.Milliseconds(), rec.ID, s.from(p), InboxMaxLen)
 		return nil
 	})
 	if err != nil {

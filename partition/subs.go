@@ -51,7 +51,8 @@ type Subs struct {
 	log *slog.Logger
 
 	trips atomic.Uint64
-	moved sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
+	moved  sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
+	served sync.Map // partition -> struct{}: taken in by this instance (Serve)
 
 	// afterPos, when set (tests), runs in Load between reading the
 	// inbox position and loading the records.
@@ -139,12 +140,50 @@ func (s *Subs) PartitionOfID(id string) (int, bool) {
 	return p, true
 }
 
-// Owns reports whether this instance holds the lease of the AOR's
-// partition now.
-func (s *Subs) Owns(canonicalAOR string) bool {
-	_, ok := s.o.Holder(s.m.Of(canonicalAOR))
+// Serve records that this instance has taken partition p in, after it
+// gained p's lease: its contacts and subscriptions are loaded. From then
+// on Owns reports p's AORs, and this instance's own writes to p's inbox
+// are skipped by its PollInbox (it handled them itself). Call it before
+// continuing the loaded subscriptions; Unserve when p is lost, before
+// the lease is released.
+func (s *Subs) Serve(p int) { s.served.Store(p, struct{}{}) }
+
+// Unserve undoes Serve: partition p is being handed over.
+func (s *Subs) Unserve(p int) { s.served.Delete(p) }
+
+// serves reports whether this instance serves partition p (Serve).
+func (s *Subs) serves(p int) bool {
+	_, ok := s.served.Load(p)
 	return ok
 }
+
+// Owns reports whether this instance sends the NOTIFYs of the AOR's
+// subscriptions now: it holds the partition's lease and has taken the
+// partition in (Serve). Between the two a SUBSCRIBE answered here is
+// handed over through the inbox, to this instance itself once it serves.
+func (s *Subs) Owns(canonicalAOR string) bool {
+	p := s.m.Of(canonicalAOR)
+	if !s.serves(p) {
+		return false
+	}
+	_, ok := s.o.Holder(p)
+	return ok
+}
+
+// from is the inbox's from field for a write to partition p: this
+// instance when it serves p (its PollInbox skips the entry: it handled
+// the write itself), otherwise marked as handed over, so that it reaches
+// the owner even when that is this instance a moment later.
+func (s *Subs) from(p int) string {
+	if s.serves(p) {
+		return s.me
+	}
+	return s.me + handedOver
+}
+
+// handedOver marks the inbox entries of writes made by an instance that
+// did not serve the partition.
+const handedOver = " (handed over)"
 
 // subKeys are the keys a write of subscription id touches.
 func (s *Subs) subKeys(p int, id string) []string {
@@ -187,7 +226,7 @@ func (s *Subs) Save(ctx context.Context, rec *substore.Record, create bool) erro
 	}
 	s.trips.Add(1)
 	n, err := saveSub.Run(ctx, s.rdb, s.subKeys(p, rec.ID),
-		js, rec.LocalCSeq, rec.Version, substore.KeyTTL(rec).Milliseconds(), flag, rec.ID, s.me, InboxMaxLen).Int()
+		js, rec.LocalCSeq, rec.Version, substore.KeyTTL(rec).Milliseconds(), flag, rec.ID, s.from(p), InboxMaxLen).Int()
 	if err != nil {
 		reloadOnNetError(ctx, s.rdb, err)
 		return fmt.Errorf("saving subscription: %w", err)
@@ -254,7 +293,7 @@ func (s *Subs) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	s.trips.Add(1)
-	if err := delSub.Run(ctx, s.rdb, s.subKeys(p, id), id, s.me, InboxMaxLen).Err(); err != nil {
+	if err := delSub.Run(ctx, s.rdb, s.subKeys(p, id), id, s.from(p), InboxMaxLen).Err(); err != nil {
 		reloadOnNetError(ctx, s.rdb, err)
 		return fmt.Errorf("deleting subscription: %w", err)
 	}

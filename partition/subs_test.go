@@ -216,8 +216,12 @@ func testSubsStore(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	if !was {
 		t.Error("Take: wasOwner false, but this instance holds the partition")
 	}
+	if s.Owns(bridge.CanonicalAOR(aor)) {
+		t.Error("Owns: true for a held partition not taken in (Serve)")
+	}
+	s.Serve(p)
 	if !s.Owns(bridge.CanonicalAOR(aor)) {
-		t.Error("Owns: false for a held partition")
+		t.Error("Owns: false for a held partition taken in")
 	}
 	ttl := rdb.PTTL(ctx, m.Key(p, "sub:"+rec.ID)).Val()
 	if full := time.Until(subExp) + time.Minute; ttl > full+time.Second || ttl < full-10*time.Second {
@@ -226,7 +230,9 @@ func testSubsStore(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	if !rdb.SIsMember(ctx, m.Key(p, "subs"), rec.ID).Val() {
 		t.Error("the id is not in the partition's set")
 	}
-	if e := lastInbox(t, rdb, m, p); e["id"] != rec.ID || e["op"] != "save" || e["from"] != "a" {
+	// Saved before this instance served the partition: marked handed
+	// over, so that it reaches the owner, this instance included.
+	if e := lastInbox(t, rdb, m, p); e["id"] != rec.ID || e["op"] != "save" || e["from"] != "a (handed over)" {
 		t.Errorf("inbox entry after Save: %v", e)
 	}
 
@@ -477,8 +483,15 @@ func testSubsInbox(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		t.Error("Load removed the id of a record still stored (past expiry, inside its grace)")
 	}
 
-	// The inbox from Load's position: x's racing save and delete, not
-	// this instance's own save (consumed all the same).
+	// The inbox from Load's position: x's racing save and delete, and
+	// this instance's own save made before it served the partition (a
+	// SUBSCRIBE it answered while taking the partition in), not the one
+	// it made once serving (consumed all the same).
+	a.Serve(p)
+	served := newRec(a, aorIn(m, p, 7), "served")
+	if err := a.Save(ctx, served, true); err != nil {
+		t.Fatal(err)
+	}
 	at := map[int]string{p: pos, q: "0-0"}
 	qrec := newRec(x, aorIn(m, q, 0), "q")
 	if err := x.Save(ctx, qrec, true); err != nil {
@@ -488,20 +501,21 @@ func testSubsInbox(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantP := []partition.InboxEntry{{ID: racer.ID, Op: "save", From: "x"}, {ID: live[0].ID, Op: "del", From: "x"}}
+	wantP := []partition.InboxEntry{{ID: racer.ID, Op: "save", From: "x (handed over)"}, {ID: live[0].ID, Op: "del", From: "x (handed over)"},
+		{ID: own.ID, Op: "save", From: "a (handed over)"}}
 	if fmt.Sprint(in[p]) != fmt.Sprint(wantP) {
 		t.Errorf("inbox of partition %d: %q, want %q", p, in[p], wantP)
 	}
-	if wantQ := []partition.InboxEntry{{ID: qrec.ID, Op: "save", From: "x"}}; fmt.Sprint(in[q]) != fmt.Sprint(wantQ) {
+	if wantQ := []partition.InboxEntry{{ID: qrec.ID, Op: "save", From: "x (handed over)"}}; fmt.Sprint(in[q]) != fmt.Sprint(wantQ) {
 		t.Errorf("inbox of partition %d: %q, want %q", q, in[q], wantQ)
 	}
 	lastP, _ := lastInbox(t, rdb, m, p)["id"].(string)
-	if lastP != own.ID {
-		t.Fatalf("the last inbox entry is %q, want the own save", lastP)
+	if lastP != served.ID {
+		t.Fatalf("the last inbox entry is %q, want the save made while serving", lastP)
 	}
 	msgs := rdb.XRevRangeN(ctx, m.Key(p, "subin"), "+", "-", 1).Val()
 	if at[p] != msgs[0].ID {
-		t.Errorf("position of partition %d is %s, want the own save's %s (consumed)", p, at[p], msgs[0].ID)
+		t.Errorf("position of partition %d is %s, want the save made while serving's %s (consumed)", p, at[p], msgs[0].ID)
 	}
 	if in, err := a.PollInbox(ctx, at, 100); err != nil || len(in) != 0 {
 		t.Errorf("second poll: %v, %v; want nothing", in, err)

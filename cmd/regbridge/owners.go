@@ -33,6 +33,7 @@ func (pt *partitioned) queue(p int, gain bool) {
 // releases the lease: its subscriptions are dropped here, left stored
 // for the next owner. The contacts go with the follow loop's next round.
 func (pt *partitioned) onLose(p int) {
+	pt.subs.Unserve(p) // SUBSCRIBEs for p are handed over from now on
 	if n := pt.nt.Forget(func(c string) bool { return pt.m.Of(c) == p }); n > 0 {
 		pt.log.Info("partition handed over", "partition", p, "subscriptions", n)
 	}
@@ -93,6 +94,9 @@ func (pt *partitioned) gain(ctx context.Context, f *partition.Follower, inbox ma
 		contacts = appendState(nil, b.State, pt.log)
 	}
 	pt.br.Adopt(contacts)
+	// Served from here on: a SUBSCRIBE for p answered here until now
+	// was handed over through the inbox, which is read from pos.
+	pt.subs.Serve(p)
 	inbox[p] = pos
 	pt.nt.Continue(recs)
 	pt.log.Debug("partition taken", "partition", p, "contacts", len(contacts), "subscriptions", len(recs))
