@@ -50,7 +50,7 @@ type Subs struct {
 	me  string
 	log *slog.Logger
 
-	trips atomic.Uint64
+	trips  atomic.Uint64
 	moved  sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
 	served sync.Map // partition -> struct{}: taken in by this instance (Serve)
 
