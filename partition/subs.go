@@ -297,6 +297,7 @@ func (s *Subs) Delete(ctx context.Context, id string) error {
 		reloadOnNetError(ctx, s.rdb, err)
 		return fmt.Errorf("deleting subscription: %w", err)
 	}
+	s.moved.Delete(id)
 	return nil
 }
 
