@@ -91,12 +91,18 @@ func (n *Notifier) elsewhere(canonical string) bool {
 // Continue serves stored subscriptions here, each with a full NOTIFY at
 // once (a partition gained, or a SUBSCRIBE another instance answered for
 // a partition owned here): a subscription held here already is replaced
-// by the record, which carries its latest refresh; one whose expiry has
-// passed (an unsubscribe or a fetch answered elsewhere) gets its final
-// NOTIFY, with full state, and ends.
+// by the record when the record carries a request it has not seen (a
+// refresh answered elsewhere), and left alone otherwise (this instance
+// answered it itself, or the record is stale); one whose expiry has
+// passed (an unsubscribe or a fetch answered elsewhere, or a
+// subscription whose owner died as it expired) gets its final NOTIFY,
+// with full state, and ends.
 func (n *Notifier) Continue(recs []*substore.Record) {
 	for _, rec := range recs {
 		if old := n.lookup(rec.ID); old != nil {
+			if !old.olderThan(rec) {
+				continue // the record says nothing this copy does not know
+			}
 			n.drop(old)
 		}
 		if !time.Now().Before(rec.Expires) {
@@ -105,6 +111,23 @@ func (n *Notifier) Continue(recs []*substore.Record) {
 		}
 		n.adopt([]*substore.Record{rec}, true)
 	}
+}
+
+// olderThan reports whether rec carries a request this copy has not
+// seen: a later refresh or unsubscribe (a higher remote CSeq), or the
+// same one with another expiry. A copy that is ending, or already knows
+// a later request, is never replaced: a record seen twice, or a stale
+// one, changes nothing.
+func (s *subscription) olderThan(rec *substore.Record) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.done || s.final != nil || rec.RemoteCSeq < s.d.remoteCSeq:
+		return false
+	case rec.RemoteCSeq > s.d.remoteCSeq:
+		return true
+	}
+	return !rec.Expires.Equal(s.expiresAt)
 }
 
 // endStored sends the final NOTIFY of a stored subscription whose time is

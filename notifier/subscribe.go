@@ -298,6 +298,13 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 	if rec != nil {
 		if err := n.save(rec, false); err != nil {
 			n.log.Info("storing refreshed subscription failed", "aor", s.aor, "call_id", rec.CallID, "err", err)
+			if elsewhere {
+				// The owner would never learn of it: the subscriber
+				// tries again (RFC 6665 4.1.2.2 lets it).
+				n.drop(s)
+				n.respond(tx, req, 503, "Subscription Store Unavailable", sip.NewHeader("Retry-After", "5"))
+				return
+			}
 		}
 	}
 	if expires > 0 {

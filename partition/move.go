@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,33 +34,49 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'id', ARGV[5], 'op', 's
 return 1
 `)
 
-// Import stores a subscription of the single-tag layout in its AOR's
-// partition with its counters (CSeq and version continue), records its
-// partition in the index, and tells the partition's owner, which
-// continues it with a full NOTIFY. A record moved already is left as it
-// is, so that several instances of an upgrade may all import.
-func (s *Subs) Import(ctx context.Context, rec *substore.Record) error {
-	p := s.m.Of(bridge.CanonicalAOR(rec.AOR))
-	js, err := substore.EncodeRecord(rec)
-	if err != nil {
-		return err
+// Import stores subscriptions of the single-tag layout in their AORs'
+// partitions with their counters (CSeq and version continue), records
+// their partitions in the index, and tells the partitions' owners, which
+// continue them with a full NOTIFY: one pipeline for all of recs (the
+// caller batches). A record moved already is left as it is, so that
+// several instances of an upgrade may all import.
+func (s *Subs) Import(ctx context.Context, recs ...*substore.Record) error {
+	if len(recs) == 0 {
+		return nil
 	}
-	ttl := substore.KeyTTL(rec)
-	idx := s.m.Key(s.m.Of(rec.ID), "moved")
 	s.trips.Add(1)
-	_, err = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		// The index first: a refresh finds the record once it exists.
-		pl.HSet(ctx, idx, rec.ID, p)
-		pl.PExpire(ctx, idx, ttl) // the index outlives the record it names
-		importSub.Eval(ctx, pl, s.subKeys(p, rec.ID), js, rec.LocalCSeq, rec.Version, ttl.Milliseconds(), rec.ID, s.from(p), InboxMaxLen)
+	_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for _, rec := range recs {
+			p := s.m.Of(bridge.CanonicalAOR(rec.AOR))
+			js, err := substore.EncodeRecord(rec)
+			if err != nil {
+				return err
+			}
+			ttl := substore.KeyTTL(rec)
+			// The index first: a refresh finds the record once it exists.
+			s.index(ctx, pl, rec.ID, p, ttl)
+			importSub.Eval(ctx, pl, s.subKeys(p, rec.ID), js, rec.LocalCSeq, rec.Version, ttl.Milliseconds(), rec.ID, s.me, InboxMaxLen)
+		}
 		return nil
 	})
 	if err != nil {
 		reloadOnNetError(ctx, s.rdb, err)
-		return fmt.Errorf("moving subscription into partition %d: %w", p, err)
+		return fmt.Errorf("moving subscriptions into their partitions: %w", err)
 	}
-	s.moved.Store(rec.ID, p)
+	for _, rec := range recs {
+		s.moved.Store(rec.ID, s.m.Of(bridge.CanonicalAOR(rec.AOR)))
+	}
 	return nil
+}
+
+// index records that moved subscription id lives in partition p, for at
+// least ttl (the record's): the index hash lives as long as the longest
+// of its records, and each save of a moved record extends it (Save).
+func (s *Subs) index(ctx context.Context, pl redis.Pipeliner, id string, p int, ttl time.Duration) {
+	idx := s.m.Key(s.m.Of(id), "moved")
+	pl.HSet(ctx, idx, id, p)
+	pl.ExpireNX(ctx, idx, ttl+time.Second) // a new hash has no expiry yet
+	pl.ExpireGT(ctx, idx, ttl+time.Second)
 }
 
 // partitionOf returns the partition of subscription id: from its local

@@ -34,6 +34,9 @@ type Owner struct {
 
 	roundMu sync.Mutex // one Round at a time
 
+	started     chan struct{} // closed after the first successful Round
+	startedOnce sync.Once
+
 	heldMu sync.Mutex
 	held   map[int]held
 }
@@ -45,7 +48,8 @@ type held struct {
 
 // NewOwner returns the partition owner of instance me.
 func NewOwner(rdb redis.Cmdable, m *Map, me string, ttl time.Duration, log *slog.Logger) *Owner {
-	return &Owner{rdb: rdb, m: m, me: me, ttl: ttl, log: log.With("component", "partitions"), held: map[int]held{}}
+	return &Owner{rdb: rdb, m: m, me: me, ttl: ttl, log: log.With("component", "partitions"), held: map[int]held{},
+		started: make(chan struct{})}
 }
 
 // Owned returns the partitions this instance holds and their holders.
@@ -75,14 +79,23 @@ func (o *Owner) Holder(p int) (Holder, bool) {
 	return h.h, true
 }
 
+// Started is closed once Run's first round has gone through: the
+// partitions assigned to this instance then and free have been gained
+// (OnGain called for each).
+func (o *Owner) Started() <-chan struct{} { return o.started }
+
 // Run holds leases until ctx ends, then hands them over: OnLose for each,
 // release, and leave the members so peers take over at their next round.
 func (o *Owner) Run(ctx context.Context) error {
 	tick := time.NewTicker(o.ttl / 3)
 	defer tick.Stop()
 	for {
-		if err := o.Round(ctx); err != nil && ctx.Err() == nil {
+		err := o.Round(ctx)
+		if err != nil && ctx.Err() == nil {
 			o.log.Warn("partition round failed", "err", err)
+		}
+		if err == nil {
+			o.startedOnce.Do(func() { close(o.started) })
 		}
 		select {
 		case <-ctx.Done():
@@ -187,11 +200,25 @@ func (o *Owner) Round(ctx context.Context) error {
 				}
 			case n == 1:
 				o.heldMu.Lock()
-				if h, ok := o.held[r.p]; ok {
+				h, ok := o.held[r.p]
+				lapsed := ok && !time.Now().Before(h.until)
+				if ok {
 					h.until = until
 					o.held[r.p] = h
 				}
 				o.heldMu.Unlock()
+				if lapsed {
+					// Renewed late: meanwhile Holder said no, and the
+					// NOTIFYs of p stopped here. Taken in again, as a
+					// loss and a gain, so nothing of p is left unserved.
+					o.lose(r.p)
+					o.heldMu.Lock()
+					o.held[r.p] = h
+					o.heldMu.Unlock()
+					if o.OnGain != nil {
+						o.OnGain(r.p, h.h)
+					}
+				}
 			default:
 				o.log.Warn("partition lease lost", "partition", r.p)
 				o.lose(r.p)

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -142,8 +141,7 @@ func (s *Subs) PartitionOfID(id string) (int, bool) {
 
 // Serve records that this instance has taken partition p in, after it
 // gained p's lease: its contacts and subscriptions are loaded. From then
-// on Owns reports p's AORs, and this instance's own writes to p's inbox
-// are skipped by its PollInbox (it handled them itself). Call it before
+// on Owns reports p's AORs. Call it before
 // continuing the loaded subscriptions; Unserve when p is lost, before
 // the lease is released.
 func (s *Subs) Serve(p int) { s.served.Store(p, struct{}{}) }
@@ -169,21 +167,6 @@ func (s *Subs) Owns(canonicalAOR string) bool {
 	_, ok := s.o.Holder(p)
 	return ok
 }
-
-// from is the inbox's from field for a write to partition p: this
-// instance when it serves p (its PollInbox skips the entry: it handled
-// the write itself), otherwise marked as handed over, so that it reaches
-// the owner even when that is this instance a moment later.
-func (s *Subs) from(p int) string {
-	if s.serves(p) {
-		return s.me
-	}
-	return s.me + handedOver
-}
-
-// handedOver marks the inbox entries of writes made by an instance that
-// did not serve the partition.
-const handedOver = " (handed over)"
 
 // subKeys are the keys a write of subscription id touches.
 func (s *Subs) subKeys(p int, id string) []string {
@@ -226,13 +209,24 @@ func (s *Subs) Save(ctx context.Context, rec *substore.Record, create bool) erro
 	}
 	s.trips.Add(1)
 	n, err := saveSub.Run(ctx, s.rdb, s.subKeys(p, rec.ID),
-		js, rec.LocalCSeq, rec.Version, substore.KeyTTL(rec).Milliseconds(), flag, rec.ID, s.from(p), InboxMaxLen).Int()
+		js, rec.LocalCSeq, rec.Version, substore.KeyTTL(rec).Milliseconds(), flag, rec.ID, s.me, InboxMaxLen).Int()
 	if err != nil {
 		reloadOnNetError(ctx, s.rdb, err)
 		return fmt.Errorf("saving subscription: %w", err)
 	}
 	if n < 0 {
 		return substore.ErrNotFound
+	}
+	if _, tagged := s.PartitionOfID(rec.ID); !tagged {
+		// Moved from the single-tag layout: its index entry lives as
+		// long as the record.
+		s.trips.Add(1)
+		if _, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			s.index(ctx, pl, rec.ID, p, substore.KeyTTL(rec))
+			return nil
+		}); err != nil {
+			s.log.Warn("extending the index of a moved subscription", "err", err)
+		}
 	}
 	return nil
 }
@@ -293,7 +287,7 @@ func (s *Subs) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	s.trips.Add(1)
-	if err := delSub.Run(ctx, s.rdb, s.subKeys(p, id), id, s.from(p), InboxMaxLen).Err(); err != nil {
+	if err := delSub.Run(ctx, s.rdb, s.subKeys(p, id), id, s.me, InboxMaxLen).Err(); err != nil {
 		reloadOnNetError(ctx, s.rdb, err)
 		return fmt.Errorf("deleting subscription: %w", err)
 	}
@@ -365,7 +359,9 @@ return 1
 // that position is in the inbox, every one before it is among the
 // records, so nothing is missed (a save racing the load may be seen
 // twice). Ids whose hash is gone are removed from the partition's set;
-// records past their expiry are skipped. Owner is this instance when it
+// records past their expiry are returned too, as long as they are stored
+// (an unsubscribe or a fetch answered while the partition had no owner:
+// its final NOTIFY is still owed). Owner is this instance when it
 // holds p, else "". Two round trips, a third when some ids were gone.
 func (s *Subs) Load(ctx context.Context, p int) ([]*substore.Record, string, error) {
 	if p < 0 || p >= s.m.Count() {
@@ -402,10 +398,9 @@ func (s *Subs) Load(ctx context.Context, p int) ([]*substore.Record, string, err
 			s.log.Warn("removing ended subscriptions from the partition's set", "partition", p, "err", err)
 		}
 	}
-	now := time.Now()
 	recs := make([]*substore.Record, 0, len(got))
 	for _, id := range ids {
-		if rec, ok := got[id]; ok && rec.Expires.After(now) {
+		if rec, ok := got[id]; ok {
 			recs = append(recs, rec)
 		}
 	}
@@ -474,8 +469,12 @@ type InboxEntry struct{ ID, Op, From string }
 
 // PollInbox reads up to count inbox entries after each position in pos
 // (keyed by partition, positions as Load returns them) in one pipeline,
-// and advances pos in place. Entries written by this instance are
-// consumed but not returned. A partition whose read failed (its shard
+// and advances pos in place. Every entry is returned, this instance's
+// own too: whether this instance handled a write itself or handed it
+// over is the notifier's to tell (it compares the record with its copy,
+// notifier.Continue), which a flag written at save time could not (the
+// instance may start serving the partition between deciding and
+// saving). A partition whose read failed (its shard
 // failing over) keeps its position and is read again next time; the
 // errors are returned joined, with what the other partitions gave.
 func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (map[int][]InboxEntry, error) {
@@ -492,9 +491,6 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 			e.ID, _ = m.Values["id"].(string)
 			e.Op, _ = m.Values["op"].(string)
 			e.From, _ = m.Values["from"].(string)
-			if e.From == s.me {
-				continue
-			}
 			out[p] = append(out[p], e)
 		}
 	}

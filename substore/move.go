@@ -47,13 +47,21 @@ func (r *Redis) Remove(ctx context.Context, ids, insts []string) error {
 	for _, inst := range insts {
 		keys = append(keys, r.ownedKey(inst), r.hbKey(inst))
 	}
-	if len(keys) == 0 {
-		return nil
+	if len(insts) > 0 {
+		keys = append(keys, r.instancesKey())
 	}
-	r.trips.Add(1)
-	// One slot (the layout's single tag): one UNLINK for them all.
-	if err := r.rdb.Unlink(ctx, keys...).Err(); err != nil {
-		return fmt.Errorf("deleting moved subscriptions: %w", err)
+	// One slot (the layout's single tag): UNLINKs of up to removeBatch
+	// keys, so that Redis is not held up by one command for them all.
+	for len(keys) > 0 {
+		n := min(len(keys), removeBatch)
+		r.trips.Add(1)
+		if err := r.rdb.Unlink(ctx, keys[:n]...).Err(); err != nil {
+			return fmt.Errorf("deleting moved subscriptions: %w", err)
+		}
+		keys = keys[n:]
 	}
 	return nil
 }
+
+// removeBatch bounds the keys of one UNLINK in Remove.
+const removeBatch = 1000

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/regbridge/regbridge/partition"
@@ -40,54 +42,80 @@ func (pt *partitioned) onLose(p int) {
 	pt.queue(p, false)
 }
 
-// ownership applies the queued gains and losses: a lost partition's
-// contacts are forgotten and its stream no longer followed; a gained
-// one's recorded state is adopted silently, its stream followed from that
-// state's position, and its subscriptions continued with full NOTIFYs.
-// false when a gained partition could not be loaded (it stays queued).
-func (pt *partitioned) ownership(ctx context.Context, f *partition.Follower, inbox map[int]string, legacy map[int][]source.Contact) bool {
+// following is the follow loop's state of the partitions it serves.
+type following struct {
+	f       *partition.Follower
+	inbox   map[int]string // each served partition's inbox position
+	pending map[int]bool   // gained, not loaded yet: tried again every round
+	// legacy is the single-tag layout's contacts record by partition
+	// while it exists (an upgrade, upgrade.go): a partition gained then
+	// starts from it at its stream's beginning.
+	legacy map[int][]source.Contact
+}
+
+// ownership applies the queued gains and losses, in order, then loads
+// the gained partitions: a lost partition's contacts are forgotten and
+// its stream no longer followed; a gained one's recorded state is
+// adopted silently, its stream followed from that state's position, and
+// its subscriptions continued with full NOTIFYs. A partition that cannot
+// be loaded (its shard failing over) stays pending and is tried again
+// next round, while the others are served. true when none is pending.
+func (pt *partitioned) ownership(ctx context.Context, fl *following) bool {
 	pt.evMu.Lock()
 	evs := pt.events
 	pt.events = nil
 	pt.evMu.Unlock()
-	for i, ev := range evs {
-		if !ev.gain {
-			f.Stop(ev.p)
-			delete(inbox, ev.p)
-			pt.br.Forget(func(c string) bool { return pt.m.Of(c) == ev.p })
+	for _, ev := range evs {
+		if ev.gain {
+			fl.pending[ev.p] = true
 			continue
 		}
-		if _, ok := pt.owner.Holder(ev.p); !ok {
-			continue // lost again meanwhile; its loss is queued after
-		}
-		if err := pt.gain(ctx, f, inbox, legacy, ev.p); err != nil {
-			if ctx.Err() == nil {
-				pt.log.Warn("loading a gained partition; retrying", "partition", ev.p, "err", err)
-			}
-			pt.evMu.Lock()
-			pt.events = append(evs[i:], pt.events...)
-			pt.evMu.Unlock()
-			return false
-		}
+		delete(fl.pending, ev.p)
+		fl.f.Stop(ev.p)
+		delete(fl.inbox, ev.p)
+		// Again, in case the loss overlapped the gain's loading.
+		pt.subs.Unserve(ev.p)
+		pt.nt.Forget(func(c string) bool { return pt.m.Of(c) == ev.p })
+		pt.br.Forget(func(c string) bool { return pt.m.Of(c) == ev.p })
 	}
-	return true
+	for _, p := range slices.Sorted(maps.Keys(fl.pending)) {
+		if _, ok := pt.owner.Holder(p); !ok {
+			delete(fl.pending, p) // lost meanwhile: its loss is queued
+			continue
+		}
+		if err := pt.gain(ctx, fl, p); err != nil {
+			if ctx.Err() == nil {
+				pt.log.Warn("loading a gained partition; trying again", "partition", p, "err", err)
+			}
+			continue
+		}
+		delete(fl.pending, p)
+	}
+	return len(fl.pending) == 0
 }
 
 // gain takes partition p in: contacts first, so that the full NOTIFYs
 // of its subscriptions show them.
-func (pt *partitioned) gain(ctx context.Context, f *partition.Follower, inbox map[int]string, legacy map[int][]source.Contact, p int) error {
+func (pt *partitioned) gain(ctx context.Context, fl *following, p int) error {
 	// The inbox position is read before the subscriptions: one saved
 	// meanwhile is seen again, none is missed.
 	recs, pos, err := pt.subs.Load(ctx, p)
 	if err != nil {
 		return err
 	}
+	if fl.legacy != nil {
+		if ok, err := pt.legacy.HasContacts(ctx); err != nil {
+			return err
+		} else if !ok {
+			fl.legacy = nil // the upgrade is over: the partitions hold it
+		}
+	}
 	var contacts []source.Contact
-	if legacy != nil {
-		f.StartAt(p, streamStart)
-		contacts = legacy[p]
+	if fl.legacy != nil {
+		fl.f.StartAt(p, streamStart)
+		contacts = fl.legacy[p]
 	} else {
-		b, err := f.Start(ctx, p)
+		b, err := fl.f.Start(ctx, p)
 		if err != nil {
 			return err
 		}
@@ -97,20 +125,23 @@ func (pt *partitioned) gain(ctx context.Context, f *partition.Follower, inbox ma
 	// Served from here on: a SUBSCRIBE for p answered here until now
 	// was handed over through the inbox, which is read from pos.
 	pt.subs.Serve(p)
-	inbox[p] = pos
+	fl.inbox[p] = pos
 	pt.nt.Continue(recs)
 	pt.log.Debug("partition taken", "partition", p, "contacts", len(contacts), "subscriptions", len(recs))
 	return nil
 }
 
-// pollInbox continues the subscriptions other instances answered for
-// the partitions owned here (a SUBSCRIBE, refresh, unsubscribe or fetch),
-// and drops here the ones deleted elsewhere.
-func (pt *partitioned) pollInbox(ctx context.Context, inbox map[int]string) {
-	if len(inbox) == 0 {
+// pollInbox continues the subscriptions answered for the partitions
+// served here (a SUBSCRIBE, refresh, unsubscribe or fetch, by any
+// instance, this one too: Continue leaves alone what it knows), and
+// drops here the ones deleted. A partition's position moves on only once
+// its records are loaded, so a failed read is tried again.
+func (pt *partitioned) pollInbox(ctx context.Context, fl *following) {
+	if len(fl.inbox) == 0 {
 		return
 	}
-	got, err := pt.subs.PollInbox(ctx, inbox, followCount)
+	pos := maps.Clone(fl.inbox)
+	got, err := pt.subs.PollInbox(ctx, pos, followCount)
 	if err != nil && ctx.Err() == nil {
 		pt.log.Warn("reading partition subscription inboxes", "err", err)
 	}
@@ -125,7 +156,7 @@ func (pt *partitioned) pollInbox(ctx context.Context, inbox map[int]string) {
 		}
 		recs, err := pt.subs.Records(ctx, p, ids)
 		if err != nil {
-			pt.log.Warn("loading subscriptions answered elsewhere", "partition", p, "err", err)
+			pt.log.Warn("loading subscriptions answered elsewhere; trying again", "partition", p, "err", err)
 			continue
 		}
 		var cont []*substore.Record
@@ -139,8 +170,14 @@ func (pt *partitioned) pollInbox(ctx context.Context, inbox map[int]string) {
 		}
 		pt.nt.Discard(gone)
 		pt.nt.Continue(cont)
+		if _, ok := fl.inbox[p]; ok {
+			fl.inbox[p] = pos[p]
+		}
 	}
 }
+
+// moveBatch is how many subscriptions one pipeline moves on an upgrade.
+const moveBatch = 500
 
 // moveSubscriptions moves the subscriptions of the single-tag layout into
 // their AORs' partitions (docs/cluster.md, "Upgrade from the single-tag
@@ -157,16 +194,19 @@ func (pt *partitioned) moveSubscriptions(ctx context.Context) {
 		return
 	}
 	ids := make([]string, 0, len(recs))
-	for _, rec := range recs {
-		if time.Now().After(rec.Expires) {
-			ids = append(ids, rec.ID)
-			continue
-		}
-		if err := pt.subs.Import(ctx, rec); err != nil {
-			pt.log.Warn("moving a subscription into its partition (tried again at the next start)", "aor", rec.AOR, "err", err)
-			return
-		}
+	var batch []*substore.Record
+	for i, rec := range recs {
 		ids = append(ids, rec.ID)
+		if time.Now().Before(rec.Expires) {
+			batch = append(batch, rec) // an expired one is only deleted
+		}
+		if len(batch) == moveBatch || (i == len(recs)-1 && len(batch) > 0) {
+			if err := pt.subs.Import(ctx, batch...); err != nil {
+				pt.log.Warn("moving subscriptions into their partitions (tried again at the next start)", "err", err)
+				return
+			}
+			batch = batch[:0]
+		}
 	}
 	if err := pt.legacy.Remove(ctx, ids, insts); err != nil {
 		pt.log.Warn("deleting moved single-tag subscriptions", "err", err)

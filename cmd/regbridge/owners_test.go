@@ -31,7 +31,8 @@ func dropPartitionKeys(t *testing.T, rdb redis.UniversalClient, prefix string) {
 // refresh, a fetch and the unsubscribe are answered there, and the
 // owner sends each NOTIFY they call for (RFC 6665 4.2: full state at
 // once after a SUBSCRIBE or refresh, terminated after the unsubscribe
-// and the fetch), with its own Contact, versions following on.
+// and the fetch), with its own Contact, versions following on. A
+// subscription the owner answers itself gets its NOTIFYs once.
 func TestPartitionsSubscribeAnywhere(t *testing.T) {
 	state, rdb, prefix := redisState(t)
 	dropPartitionKeys(t, rdb, prefix)
@@ -106,6 +107,24 @@ func TestPartitionsSubscribeAnywhere(t *testing.T) {
 		t.Errorf("the fetch's NOTIFY lists %d contacts, want 2:\n%s", got, n.Req.Body())
 	}
 	fetch.None(500 * time.Millisecond)
+
+	// A SUBSCRIBE the owner answers itself: one full NOTIFY, not a
+	// second one when its own write comes back through the inbox.
+	direct := siptest.New(t, "udp", own.sip)
+	if res := direct.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE to the owner: %d", res.StatusCode)
+	}
+	direct.Check(direct.Next(), 0, "full", "active")
+	if res := direct.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
+		t.Fatalf("refresh at the owner: %d", res.StatusCode)
+	}
+	direct.Check(direct.Next(), 1, "full", "active")
+	direct.None(500 * time.Millisecond)
+	if res := direct.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0")); res.StatusCode != 200 {
+		t.Fatalf("unsubscribe at the owner: %d", res.StatusCode)
+	}
+	direct.Check(direct.Next(), 2, "full", "terminated")
+	direct.None(500 * time.Millisecond)
 
 	if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg"), siptest.Header("Expires", "0")); res.StatusCode != 200 {
 		t.Fatalf("unsubscribe: %d", res.StatusCode)

@@ -219,16 +219,15 @@ func (pt *partitioned) hold(ctx context.Context, h partition.Holder) error {
 // applied in order; a gap (a trimmed or rewound stream) is replaced by
 // the difference to the reloaded state. A lost partition's contacts are
 // forgotten silently. During an upgrade from the single-tag layout the
-// partitions gained at start-up begin from that layout's contacts record
-// instead, followed from the streams' beginning (legacyBaseline).
+// partitions gained while that layout's contacts record exists begin
+// from it instead, followed from the streams' beginning (legacyBaseline).
 func (pt *partitioned) follow(ctx context.Context) error {
-	f := pt.st.NewFollower()
-	legacy := pt.legacyBaseline(ctx)
+	fl := &following{f: pt.st.NewFollower(), inbox: map[int]string{}, pending: map[int]bool{},
+		legacy: pt.legacyBaseline(ctx)}
 	// Ready with no contacts: what this instance serves arrives with its
 	// partitions, each adopted silently.
 	_ = pt.br.Apply(ctx, source.Batch{Full: true, SeenAt: time.Now()})
-	inbox := map[int]string{}
-	first := true
+	based := false
 	view := partition.BridgeView(pt.br, pt.m)
 	t := time.NewTicker(followInterval)
 	defer t.Stop()
@@ -238,17 +237,17 @@ func (pt *partitioned) follow(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if !pt.ownership(ctx, f, inbox, legacy) {
-			continue // a gained partition could not be loaded yet
-		}
-		if first {
+		// Read before the events: every gain of the first round is
+		// queued by then.
+		started := isClosed(pt.owner.Started())
+		if loaded := pt.ownership(ctx, fl); loaded && started && !based {
 			// The reader may start once the partitions of the first
 			// round are adopted: what its first term appends (what
 			// changed while no instance read) reaches them as changes.
-			first, legacy = false, nil
+			based = true
 			close(pt.based)
 		}
-		entries, reload, err := f.Poll(ctx, followCount)
+		entries, reload, err := fl.f.Poll(ctx, followCount)
 		if err != nil && ctx.Err() == nil {
 			pt.log.Warn("reading partition streams", "err", err)
 		}
@@ -265,7 +264,17 @@ func (pt *partitioned) follow(ctx context.Context) error {
 			}
 			pt.applyEntries(ctx, es, now)
 		}
-		pt.pollInbox(ctx, inbox)
+		pt.pollInbox(ctx, fl)
+	}
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
