@@ -74,6 +74,10 @@ type Inputs struct {
 	SourceScheme string
 	// Version is the version label of regbridge_build_info.
 	Version string
+	// Partitions, under REGBRIDGE_PARTITIONS only, reports how many
+	// partitions this instance serves and whether it reads the store
+	// (holds the reader lease).
+	Partitions func() (owned int, reader bool)
 }
 
 var (

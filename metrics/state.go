@@ -28,6 +28,7 @@ type stateCollector struct {
 	srcInfo                                             *prometheus.Desc
 	sseClients, sseEvents, sseDropped                   *prometheus.Desc
 	hookEvents, hookRetries, hookQueue                  *prometheus.Desc
+	partsOwned, storeReader                             *prometheus.Desc
 }
 
 func newStateCollector(in Inputs) *stateCollector {
@@ -61,13 +62,15 @@ func newStateCollector(in Inputs) *stateCollector {
 		hookEvents:  d("regbridge_webhook_events_total", "Contact events per webhook URL by outcome: delivered, failed (after retries or refused) or dropped (queue full).", "webhook", "host", "outcome"),
 		hookRetries: d("regbridge_webhook_retries_total", "Repeated webhook POST attempts.", "webhook", "host"),
 		hookQueue:   d("regbridge_webhook_queue_length", "Events waiting for a webhook URL.", "webhook", "host"),
+		partsOwned:  d("regbridge_partitions_owned", "Partitions this instance serves (REGBRIDGE_PARTITIONS): their contacts, subscriptions and NOTIFYs."),
+		storeReader: d("regbridge_store_reader", "1 while this instance holds the reader lease and reads the store (REGBRIDGE_PARTITIONS)."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.aors, c.contacts, c.ready, c.subs, c.removed, c.sipTxs, c.overloaded, c.tooLarge, c.panics,
 		c.srcUp, c.srcPolls, c.srcErrors, c.srcSkipped, c.srcLastFull, c.srcInfo, c.slotLagBytes, c.slotLagSeconds,
-		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue} {
+		c.sseClients, c.sseEvents, c.sseDropped, c.hookEvents, c.hookRetries, c.hookQueue, c.partsOwned, c.storeReader} {
 		ch <- d
 	}
 }
@@ -88,6 +91,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	gauge(c.ready, ready)
+	if in.Partitions != nil {
+		owned, reader := in.Partitions()
+		gauge(c.partsOwned, float64(owned))
+		gauge(c.storeReader, map[bool]float64{true: 1}[reader])
+	}
 
 	type key struct{ pkg, transport string }
 	counts := map[key]int{}

@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg *config, env envconfig.Lookuper, level *slog
 	m := metrics.New(metrics.Inputs{Bridge: br, Notifier: nt, Source: src, Hub: hub, Webhooks: hooks,
 		Ready: func() bool { return allReady(ready) }, HTTPPanics: httpPanics.Load,
 		Transports: metrics.Transports(cfg.SIP.Listen), SourceScheme: metrics.SourceScheme(cfg.Source),
-		Version: buildVersion()})
+		Version: buildVersion(), Partitions: partitionStats(pt)})
 	nt.SetObserver(m)
 	br.Subscribe(m)
 	metricsHandler := m.Handler()

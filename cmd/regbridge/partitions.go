@@ -323,6 +323,20 @@ func appendState(out []source.Contact, state map[string]string, log *slog.Logger
 	return out
 }
 
+// stats reports the partitions this instance serves and whether it
+// reads the store, for /metrics.
+func (pt *partitioned) stats() (owned int, reader bool) {
+	return len(pt.owner.Owned()), pt.src.reading()
+}
+
+// partitionStats is pt.stats, nil without REGBRIDGE_PARTITIONS.
+func partitionStats(pt *partitioned) func() (int, bool) {
+	if pt == nil {
+		return nil
+	}
+	return pt.stats
+}
+
 // termSource stands for the source in readiness and metrics when the
 // store is read by whichever instance holds the reader lease: the
 // current term's source while this instance reads, and the reads of its
@@ -349,6 +363,13 @@ func (t *termSource) end() {
 	}
 	t.cur = nil
 	t.mu.Unlock()
+}
+
+// reading reports whether a term as reader is running here.
+func (t *termSource) reading() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cur != nil
 }
 
 // Run is never called: the reader's terms run the real sources.

@@ -161,6 +161,19 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 			t.Fatalf("a joining instance announced %v contact events, want none", ev)
 		}
 	}
+	// Every partition served once, the store read by one of them.
+	var owned []float64
+	siptest.Eventually(t, func() bool {
+		owned = owned[:0]
+		sum, readers := 0.0, 0.0
+		for _, p := range procs {
+			m := scrape(t, p, "regbridge_partitions_owned", "regbridge_store_reader")
+			owned = append(owned, m["regbridge_partitions_owned"])
+			sum += m["regbridge_partitions_owned"]
+			readers += m["regbridge_store_reader"]
+		}
+		return sum == 16 && readers == 1 && owned[0] > 0 && owned[1] > 0 && owned[2] > 0
+	}, "the 16 partitions served by the three instances, one reader")
 	three := pollRate(t, procs, 2*time.Second)
 	heap3 := heaps(t, procs)
 	readers, total := 0, 0.0
@@ -241,9 +254,9 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	}
 
 	t.Logf("store reads/s: 1 instance %.1f; 3 instances %v (total %.1f); after the reader's SIGKILL %v; new reader after %v (lease 1s); "+
-		"contacts held by the three owners %v of %d; "+
+		"partitions owned %v of 16, contacts held by the three owners %v of %d; "+
 		"%d subscriptions, %d NOTIFYs checked, %d sender changes (%d skipping a version), slowest takeover after the SIGKILL %v; heap: 1 instance %v, 3 instances %v, survivors %v",
-		one[0], three, total, after, took.Round(time.Millisecond), held, seeded, subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heapAfter)
+		one[0], three, total, after, took.Round(time.Millisecond), owned, held, seeded, subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heapAfter)
 }
 
 // checkOwned checks each subscription's NOTIFYs under partition owners:
