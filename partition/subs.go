@@ -31,11 +31,17 @@ import (
 // ".p<partition>" (Subs.DialogTag), so any instance finds a record from
 // an in-dialog request alone.
 
-// InboxMaxLen is about how many entries each partition's inbox keeps. An
-// owner reads its inboxes every few tens of milliseconds; 10000 is
-// minutes of SUBSCRIBEs at the rate of millions of subscriptions
-// refreshed hourly over 256 partitions.
-const InboxMaxLen = 10000
+// InboxMaxLen is about how many entries a partition's inbox keeps at
+// most: the bound for an inbox nobody reads (no owner). An owner trims
+// its inboxes itself, to what it has not consumed yet (PollInbox), so an
+// owner that falls behind loses nothing unless it falls behind by this
+// many writes to one partition.
+const InboxMaxLen = 100000
+
+// inboxTrimEvery: every this many PollInbox calls (a second at the
+// follow loop's 20 ms), the inboxes polled are trimmed to the entries
+// after their positions, in one more pipeline.
+const inboxTrimEvery = 50
 
 // Subs keeps subscription records in their AOR's partition: a record is
 // sent for (its NOTIFYs fenced) by the instance that owns the partition.
@@ -50,6 +56,7 @@ type Subs struct {
 	log *slog.Logger
 
 	trips  atomic.Uint64
+	polls  atomic.Uint64 // PollInbox calls, for trimming
 	moved  sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
 	served sync.Map // partition -> struct{}: taken in by this instance (Serve)
 
@@ -463,6 +470,25 @@ func (s *Subs) records(ctx context.Context, p int, ids []string) (map[string]*su
 	return out, gone, nil
 }
 
+// trimInboxes drops the inbox entries up to each position in pos, which
+// the caller has consumed (XTRIM MINID, approximate: whole nodes of the
+// stream go, none after the position). A failure leaves them for the
+// next time.
+func (s *Subs) trimInboxes(ctx context.Context, pos map[int]string) {
+	s.trips.Add(1)
+	_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for p, id := range pos {
+			if id != "0-0" {
+				pl.XTrimMinIDApprox(ctx, s.m.Key(p, "subin"), id, 0)
+			}
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Debug("trimming partition inboxes", "err", err)
+	}
+}
+
 // InboxEntry is one write of a partition's subscriptions: ID (the dialog
 // id), Op ("save" or "del") and From (the instance that wrote it).
 type InboxEntry struct{ ID, Op, From string }
@@ -481,6 +507,9 @@ func (s *Subs) PollInbox(ctx context.Context, pos map[int]string, count int) (ma
 	out := map[int][]InboxEntry{}
 	if len(pos) == 0 {
 		return out, nil
+	}
+	if s.polls.Add(1)%inboxTrimEvery == 0 {
+		s.trimInboxes(ctx, pos)
 	}
 	s.trips.Add(1)
 	got, err := readAfter(ctx, s.rdb, s.m, "subin", pos, count)

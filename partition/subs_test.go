@@ -24,6 +24,49 @@ func TestSubs(t *testing.T) {
 	testSubsStore(t, rdb, prefix+":store")
 	testSubsLeases(t, rdb, prefix+":leases")
 	testSubsInbox(t, rdb, prefix+":inbox")
+	testSubsInboxTrim(t, rdb, prefix+":trim")
+}
+
+// testSubsInboxTrim: an owner polling its inbox trims it, every
+// inboxTrimEvery polls, to what it has not consumed: the entries before
+// its position go (whole nodes of the stream), none after it.
+func testSubsInboxTrim(t *testing.T, rdb redis.UniversalClient, prefix string) {
+	ctx := context.Background()
+	m, err := partition.NewMap(prefix, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := partition.NewOwner(rdb, m, "a", time.Minute, quiet)
+	s := partition.NewSubs(rdb, m, o, "a", quiet)
+	const p, n = 2, 500
+	key := m.Key(p, "subin")
+	for i := range n {
+		if err := s.Save(ctx, newRec(s, aorIn(m, p, i%7), "t"+strconv.Itoa(i)), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos := map[int]string{p: "0-0"}
+	got := 0
+	for range 50 { // inboxTrimEvery
+		in, err := s.PollInbox(ctx, pos, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(in[p])
+	}
+	if got != n {
+		t.Fatalf("polled %d entries, want %d", got, n)
+	}
+	if l := rdb.XLen(ctx, key).Val(); l >= n/2 {
+		t.Errorf("inbox holds %d of %d consumed entries after the trim, want fewer than %d", l, n, n/2)
+	}
+	// One more write after the trim is still there for the next poll.
+	if err := s.Save(ctx, newRec(s, aorIn(m, p, 0), "after"), true); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.PollInbox(ctx, pos, 1000); err != nil || len(in[p]) != 1 {
+		t.Errorf("poll after the trim: %v, %v; want the one new entry", in, err)
+	}
 }
 
 // TestClusterSubs runs the same on a local Redis Cluster: every script's
