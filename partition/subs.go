@@ -57,8 +57,8 @@ type Subs struct {
 
 	trips  atomic.Uint64
 	polls  atomic.Uint64 // PollInbox calls, for trimming
-	moved  sync.Map // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
-	served sync.Map // partition -> struct{}: taken in by this instance (Serve)
+	moved  sync.Map      // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
+	served sync.Map      // partition -> struct{}: taken in by this instance (Serve)
 
 	// afterPos, when set (tests), runs in Load between reading the
 	// inbox position and loading the records.
