@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
 )
 
 // NOTIFYs over a TCP or TLS connection a subscriber opened run the same
@@ -158,6 +159,10 @@ type streamConn struct {
 	pass          int
 	rerr          error
 
+	// ws is the framing of a WS or WSS connection (wsconn.go), nil for
+	// TCP and TLS.
+	ws *wsState
+
 	// Write side: pending is what waits for the writer in progress.
 	wmu      sync.Mutex
 	pending  []byte
@@ -167,10 +172,14 @@ type streamConn struct {
 }
 
 func newStreamConn(c net.Conn, proto string, txs *udpTxs, conns *streamConns) *streamConn {
-	return &streamConn{
+	sc := &streamConn{
 		Conn: c, key: streamKey(proto, c.RemoteAddr().String()), tp: proto,
 		txs: txs, conns: conns, closed: make(chan struct{}),
 	}
+	if proto == "WS" || proto == "WSS" {
+		sc.ws = &wsState{}
+	}
+	return sc
 }
 
 func (c *streamConn) proto() string         { return c.tp }
@@ -187,15 +196,27 @@ func (c *streamConn) Close() error {
 	return c.Conn.Close()
 }
 
-// write queues b and, unless another goroutine is writing already (which
-// then writes b too, with whatever else is queued), writes the queue.
+// write sends one request: as it is, or over WebSocket in a text frame
+// of its own (RFC 7118 5).
 func (c *streamConn) write(b []byte) error {
+	if c.ws == nil {
+		return c.queue(nil, b)
+	}
+	var h [10]byte
+	return c.queue(appendWSHeader(h[:0], ws.OpText, len(b), false), b)
+}
+
+// queue queues h and b and, unless another goroutine is writing already
+// (which then writes them too, with whatever else is queued), writes the
+// queue.
+func (c *streamConn) queue(h, b []byte) error {
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
 		c.wmu.Unlock()
 		return err
 	}
+	c.pending = append(c.pending, h...)
 	c.pending = append(c.pending, b...)
 	if c.flushing {
 		c.wmu.Unlock()
@@ -234,7 +255,13 @@ func (c *streamConn) write(b []byte) error {
 
 // Write is sipgo's write: it takes the same queue as the NOTIFYs.
 func (c *streamConn) Write(b []byte) (int, error) {
-	if err := c.write(b); err != nil {
+	var err error
+	if c.ws != nil {
+		err = c.writeWS(b)
+	} else {
+		err = c.queue(nil, b)
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(b), nil
@@ -252,9 +279,16 @@ func (c *streamConn) Read(b []byte) (int, error) {
 			c.head += k
 			return k, nil
 		}
+		if c.ws != nil && len(c.ws.out) > 0 {
+			return c.ws.readOut(b), nil
+		}
 		if c.r < c.e {
-			c.frame()
-			if c.head < c.w {
+			if c.ws != nil {
+				c.frameWS()
+			} else {
+				c.frame()
+			}
+			if c.head < c.w || c.ws != nil && len(c.ws.out) > 0 {
 				continue
 			}
 		}
@@ -283,12 +317,7 @@ func (c *streamConn) Read(b []byte) (int, error) {
 func (c *streamConn) frame() {
 	for c.r < c.e {
 		if c.pass != 0 {
-			k := c.e - c.r
-			if c.pass > 0 {
-				k = min(k, c.pass)
-				c.pass -= k
-			}
-			c.keep(k)
+			c.passOn()
 			continue
 		}
 		data := c.buf[c.r:c.e]
@@ -325,6 +354,17 @@ func (c *streamConn) frame() {
 		c.txs.consume(data[:hend+clen])
 		c.r += hend + clen
 	}
+}
+
+// passOn moves the bytes left to pass unframed (all of them, when pass
+// is -1) that are read already to what sipgo reads.
+func (c *streamConn) passOn() {
+	k := c.e - c.r
+	if c.pass > 0 {
+		k = min(k, c.pass)
+		c.pass -= k
+	}
+	c.keep(k)
 }
 
 // keep moves the next k unframed bytes to what sipgo reads.

@@ -21,18 +21,15 @@ import (
 	"github.com/regbridge/regbridge/source"
 )
 
-// TestConnTxOnSubscriberConnection: over TCP and TLS a NOTIFY on the
-// subscriber's connection carries our Via (its transport, our branch
+// TestConnTxOnSubscriberConnection: over TCP, TLS, WS and WSS a NOTIFY on
+// the subscriber's connection carries our Via (its transport, our branch
 // prefix); the 200 OK is taken by the lean transaction, not by sipgo (the
-// subscription goes on), and a SUBSCRIBE on the same connection still
-// reaches the handler.
+// subscription goes on, and no transaction is left running), and a
+// SUBSCRIBE on the same connection still reaches the handler.
 func TestConnTxOnSubscriberConnection(t *testing.T) {
 	pki := siptest.NewPKI(t)
-	h := newHarness(t, Config{
-		Listen:  ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}, {"tls", "127.0.0.1:0"}},
-		TLSCert: pki.CertFile, TLSKey: pki.KeyFile,
-	}, tAlice)
-	for _, network := range []string{"tcp", "tls"} {
+	h := newHarness(t, Config{Listen: allListeners, TLSCert: pki.CertFile, TLSKey: pki.KeyFile}, tAlice)
+	for _, network := range []string{"tcp", "tls", "ws", "wss"} {
 		t.Run(network, func(t *testing.T) {
 			p := siptest.New(t, network, h.addr(network), siptest.WithTLS(pki.ClientConfig(false)))
 			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
@@ -53,6 +50,7 @@ func TestConnTxOnSubscriberConnection(t *testing.T) {
 				t.Fatalf("unsubscribe: %d", res.StatusCode)
 			}
 			p.Check(next(t, p), 2, "full", "terminated;reason=timeout")
+			siptest.Eventually(t, func() bool { return h.n.udpTxs.running() == 0 }, "every NOTIFY transaction ended by its 200")
 		})
 	}
 }
@@ -491,4 +489,16 @@ func answerStream(peer net.Conn) {
 			}
 		}
 	}
+}
+
+// running is the number of lean transactions waiting for their response.
+func (t *udpTxs) running() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }

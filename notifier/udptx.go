@@ -331,7 +331,7 @@ func (n *Notifier) leanFlow(j *job, h *hop) (flow, string) {
 				return udpFlow{sock, dst}, sock.local.String()
 			}
 		}
-	case "TCP", "TLS":
+	case "TCP", "TLS", "WS", "WSS":
 		if h.dest == j.d.source {
 			if c := n.conns.get(h.transport, h.dest); c != nil {
 				return c, c.localAddr()
