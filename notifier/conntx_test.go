@@ -79,10 +79,17 @@ func loopbackTCP(tb testing.TB) (accepted, dialled net.Conn) {
 // the other end, as the peer.
 func connPair(t *testing.T) (*streamConn, net.Conn, *udpTxs) {
 	t.Helper()
+	return connPairOf(t, "TCP")
+}
+
+// connPairOf is connPair with the streamConn's transport proto (TCP, or
+// WS for one that frames).
+func connPairOf(t *testing.T, proto string) (*streamConn, net.Conn, *udpTxs) {
+	t.Helper()
 	c, peer := loopbackTCP(t)
 	txs := newUDPTxs()
 	conns := &streamConns{}
-	sc := newStreamConn(c, "TCP", txs, conns)
+	sc := newStreamConn(c, proto, txs, conns)
 	conns.add(sc)
 	t.Cleanup(func() { sc.Close(); peer.Close() })
 	return sc, peer, txs
