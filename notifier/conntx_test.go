@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
@@ -259,16 +261,17 @@ func TestFrameContentLength(t *testing.T) {
 }
 
 // BenchmarkNotifyTransaction: one NOTIFY transaction (build, write, the
-// 200 OK read and matched) over UDP, TCP and TLS, from 64 goroutines at
-// once as the dispatcher runs them, to an in-process peer that answers
-// every NOTIFY with a 200 OK (its work is in the figure too, alike for
-// all). ns/op compares the cost per NOTIFY; tcp-sipgo and tls-sipgo run
+// 200 OK read and matched) over UDP, TCP, TLS, WS and WSS, from 64
+// goroutines at once as the dispatcher runs them, to an in-process peer
+// that answers every NOTIFY with a 200 OK (its work is in the figure too,
+// alike for all). ns/op compares the cost per NOTIFY; the -sipgo cases run
 // the same NOTIFYs as sipgo client transactions (what a NOTIFY on a new
-// connection still costs, and every TCP or TLS NOTIFY did before).
+// connection still costs, and every TCP, TLS, WS or WSS NOTIFY on a
+// subscriber's connection did before).
 func BenchmarkNotifyTransaction(b *testing.B) {
 	pki := siptest.NewPKI(b)
 	body := benchReginfoBody()
-	for _, name := range []string{"udp", "tcp", "tls", "tcp-sipgo", "tls-sipgo"} {
+	for _, name := range []string{"udp", "tcp", "tls", "ws", "wss", "tcp-sipgo", "tls-sipgo", "ws-sipgo", "wss-sipgo"} {
 		b.Run(name, func(b *testing.B) {
 			network, viaSipgo := strings.CutSuffix(name, "-sipgo")
 			txs := newUDPTxs()
@@ -395,14 +398,13 @@ func benchUDPFlow(b *testing.B, txs *udpTxs) flow {
 	return udpFlow{sock, peer.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
-// benchStreamFlow is an accepted TCP or TLS connection as regbridge
-// wraps it, with sipgo's reader replaced by one that discards, and the
-// peer at the other end answering every NOTIFY, one write per read.
+// benchStreamFlow is an accepted TCP, TLS, WS or WSS connection as
+// regbridge wraps it (a WebSocket one after its upgrade), with sipgo's
+// reader replaced by one that discards, and the peer at the other end
+// answering every NOTIFY, one write per read.
 func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI) flow {
 	c, peer := loopbackTCP(b)
-	proto := "TCP"
-	if network == "tls" {
-		proto = "TLS"
+	if network == "tls" || network == "wss" {
 		cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
 		if err != nil {
 			b.Fatal(err)
@@ -421,8 +423,24 @@ func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI
 		}
 		c, peer = srv, cli
 	}
-	sc := newStreamConn(c, proto, txs, &streamConns{})
+	sc := newStreamConn(c, strings.ToUpper(network), txs, &streamConns{})
 	b.Cleanup(func() { sc.Close(); peer.Close() })
+	var answers io.Reader = peer
+	if sc.ws != nil {
+		errc := make(chan error, 1)
+		go func() { _, err := ws.Upgrade(sc); errc <- err }()
+		u, _ := url.Parse("ws://localhost/")
+		br, _, err := ws.Dialer{}.Upgrade(peer, u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		if br != nil {
+			answers = io.MultiReader(br, peer)
+		}
+	}
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
@@ -431,19 +449,23 @@ func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI
 			}
 		}
 	}()
-	go answerStream(peer)
+	if sc.ws != nil {
+		go answerWS(peer, answers, true)
+	} else {
+		go answerStream(peer)
+	}
 	return sc
 }
 
-// benchStreamPeer listens for TCP or TLS connections and answers every
-// NOTIFY on them; it returns its address.
+// benchStreamPeer listens for TCP, TLS, WS or WSS connections and answers
+// every NOTIFY on them; it returns its address.
 func benchStreamPeer(b *testing.B, network string, pki *siptest.PKI) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	if network == "tls" {
+	if network == "tls" || network == "wss" {
 		cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
 		if err != nil {
 			b.Fatal(err)
@@ -457,10 +479,58 @@ func benchStreamPeer(b *testing.B, network string, pki *siptest.PKI) string {
 				return
 			}
 			b.Cleanup(func() { c.Close() })
+			if network == "ws" || network == "wss" {
+				go func() {
+					if _, err := ws.Upgrade(c); err == nil {
+						answerWS(c, c, false)
+					}
+				}()
+				continue
+			}
 			go answerStream(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// answerWS answers every NOTIFY frame read from r (peer's reads) with a
+// 200 OK in a text frame of its own, on peer, one write per read; client
+// masks the frames (with a zero key), as a WebSocket client must.
+func answerWS(peer net.Conn, r io.Reader, client bool) {
+	buf, out, ok := make([]byte, 256<<10), make([]byte, 0, 64<<10), make([]byte, 0, 512)
+	start, end := 0, 0
+	for {
+		k, err := r.Read(buf[end:])
+		if err != nil {
+			return
+		}
+		end += k
+		out = out[:0]
+		for {
+			f, whole := parseWSFrame(buf[start:end])
+			if !whole || end-start < f.hlen+f.length {
+				break
+			}
+			p := buf[start+f.hlen : start+f.hlen+f.length]
+			start += f.hlen + f.length
+			if f.op != ws.OpText {
+				continue
+			}
+			if f.masked {
+				ws.Cipher(p, f.mask, 0)
+			}
+			ok = append200(ok[:0], p)
+			out = appendWSHeader(out, ws.OpText, len(ok), client)
+			out = append(out, ok...)
+		}
+		end = copy(buf, buf[start:end])
+		start = 0
+		if len(out) > 0 {
+			if _, err := peer.Write(out); err != nil {
+				return
+			}
+		}
+	}
 }
 
 // answerStream answers every NOTIFY read from peer with a 200 OK, one
