@@ -14,16 +14,18 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// NOTIFYs over a TCP or TLS connection a subscriber opened run the same
-// lean client transactions as over UDP (udptx.go), instead of sipgo's,
-// which cost about 2.5 times the CPU of a UDP NOTIFY in a fan-out:
+// NOTIFYs over a TCP, TLS, WS or WSS connection a subscriber opened run
+// the same lean client transactions as over UDP (udptx.go), instead of
+// sipgo's, which cost 2.5 times the CPU of a UDP NOTIFY in a fan-out
+// (BenchmarkNotifyTransaction compares the two on every transport):
 //
 //   - The accepted connection is wrapped (streamConn) before sipgo sees
-//     it. Its reader cuts the byte stream into messages by Content-Length
-//     (RFC 3261 18.3) and takes the responses whose top Via branch carries
-//     our prefix for the transaction table; every other byte (requests
-//     from the peer: SUBSCRIBE refreshes, OPTIONS, CRLF keep-alives) goes
-//     on to sipgo's reader unchanged.
+//     it (before its WebSocket upgrade, for WS and WSS). Its reader cuts
+//     the byte stream into messages by Content-Length (RFC 3261 18.3), or
+//     into WebSocket frames (wsconn.go), and takes the responses whose
+//     top Via branch carries our prefix for the transaction table; every
+//     other byte (requests from the peer: SUBSCRIBE refreshes, OPTIONS,
+//     CRLF keep-alives) goes on to sipgo's reader unchanged.
 //   - A reliable transport needs no retransmission (RFC 3261 17.1.2.2):
 //     the transaction has Timer F only, and ends as soon as the connection
 //     closes.
@@ -32,18 +34,24 @@ import (
 //     write, so a fan-out of many NOTIFYs over one connection (a proxy
 //     carrying many watchers) costs one system call per batch, not one
 //     per NOTIFY. sipgo's own writes (responses to SUBSCRIBE) take the
-//     same queue, so messages never interleave.
+//     same queue, so messages never interleave; over WebSocket each
+//     NOTIFY is a text frame of its own (RFC 7118) and sipgo's frames
+//     join the queue whole.
+//   - The NOTIFY's Via names the connection's transport: TCP, TLS, WS or
+//     WSS (RFC 7118).
 //
 // Only a NOTIFY towards the connection its SUBSCRIBE came on takes this
-// path. Once that connection is gone, and for a NOTIFY to a Record-Route
-// hop or over WebSocket, sipgo's client carries it as before (notify.go).
+// path; one to a Record-Route hop goes through sipgo's client (notify.go).
+// Once a TCP or TLS connection is gone, sipgo's client carries the NOTIFY
+// to the Contact over a new one; a WebSocket client has no reachable
+// Contact (RFC 7118 5.2), and its NOTIFY fails, as it always did.
 
 // flow is where a lean NOTIFY transaction writes: a UDP socket towards an
 // address, or a subscriber's connection.
 type flow interface {
 	// write sends one request's bytes.
 	write(b []byte) error
-	// proto is the Via transport: UDP, TCP or TLS.
+	// proto is the Via transport: UDP, TCP, TLS, WS or WSS.
 	proto() string
 	// reliable reports a transport that retransmits by itself: the
 	// transaction then has no Timer E.
@@ -78,8 +86,8 @@ func (c *streamConn) localAddr() string { return c.LocalAddr().String() }
 // the response came.
 var errConnectionLost = errors.New("connection closed before the response")
 
-// streamConns are the connections subscribers opened to our TCP and TLS
-// listeners, by transport and remote address (sipgo's source address of
+// streamConns are the connections subscribers opened to our TCP, TLS, WS
+// and WSS listeners, by transport and remote address (sipgo's source address of
 // the requests read from them).
 type streamConns struct {
 	mu sync.Mutex
@@ -139,12 +147,12 @@ const (
 	streamMaxFrame = 1 << 20
 )
 
-// streamConn is an accepted TCP or TLS connection as sipgo reads and
+// streamConn is an accepted TCP, TLS, WS or WSS connection as sipgo reads and
 // writes it, minus the responses to our NOTIFY transactions.
 type streamConn struct {
 	net.Conn
 	key   string
-	tp    string // TCP or TLS
+	tp    string // TCP, TLS, WS or WSS
 	txs   *udpTxs
 	conns *streamConns
 
@@ -197,7 +205,7 @@ func (c *streamConn) Close() error {
 }
 
 // write sends one request: as it is, or over WebSocket in a text frame
-// of its own (RFC 7118 5).
+// of its own (RFC 7118).
 func (c *streamConn) write(b []byte) error {
 	if c.ws == nil {
 		return c.queue(nil, b)

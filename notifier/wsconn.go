@@ -10,7 +10,7 @@ import (
 )
 
 // A WebSocket connection (RFC 6455) carries SIP messages one to a
-// message (RFC 7118 5), so the stream a streamConn reads and writes for
+// message (RFC 7118), so the stream a streamConn reads and writes for
 // sipgo's WS and WSS transports is frames, after an HTTP upgrade:
 //
 //   - Read passes the client's upgrade request on by itself (gobwas/ws's
@@ -23,7 +23,7 @@ import (
 //     and pings are answered here and pongs dropped (it neither answers
 //     nor skips their payload, which would corrupt its stream). A binary
 //     message goes on as text, which is the only kind sipgo reads.
-//   - Our NOTIFYs go out as one unmasked text frame each (RFC 7118 5),
+//   - Our NOTIFYs go out as one unmasked text frame each (RFC 7118),
 //     through the same queue as sipgo's writes. sipgo writes a frame's
 //     header and its payload in two writes, so its writes are gathered
 //     into whole frames before they join the queue: a NOTIFY never lands

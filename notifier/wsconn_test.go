@@ -21,7 +21,7 @@ func clientFrame(op ws.OpCode, fin bool, payload string) []byte {
 	return ws.MustCompileFrame(ws.MaskFrame(ws.NewFrame(op, fin, []byte(payload))))
 }
 
-// upgradeRequest is a client's opening handshake (RFC 6455 4.1, RFC 7118 4).
+// upgradeRequest is a client's opening handshake (RFC 6455 4.1, RFC 7118).
 const upgradeRequest = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
 
