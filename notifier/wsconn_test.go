@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -251,4 +252,53 @@ func TestWSNotifyRoundTrip(t *testing.T) {
 			siptest.Eventually(t, func() bool { return h.n.conns.get(key, conn.LocalAddr().String()) == nil }, "closed connection forgotten")
 		})
 	}
+}
+
+// memConn is a connection whose peer's bytes are r, read at most chunk
+// at a time, and whose writes are dropped: only what a streamConn calls.
+type memConn struct {
+	net.Conn // nil: the methods below are all a streamConn uses
+	r        io.Reader
+	chunk    int
+}
+
+func (m *memConn) Read(b []byte) (int, error)        { return m.r.Read(b[:min(len(b), m.chunk)]) }
+func (m *memConn) Write(b []byte) (int, error)       { return len(b), nil }
+func (m *memConn) SetWriteDeadline(time.Time) error  { return nil }
+func (m *memConn) Close() error                      { return nil }
+func (m *memConn) RemoteAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060} }
+func (m *memConn) LocalAddr() net.Addr               { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
+func (m *memConn) SetReadDeadline(t time.Time) error { return nil }
+func (m *memConn) SetDeadline(t time.Time) error     { return nil }
+
+// FuzzWSConnRead: whatever a WebSocket client sends after its upgrade
+// request, however the reads cut it, reading it ends (at the end of the
+// input) without a panic, and what sipgo gets is never more than what
+// came: frames are passed on, joined or taken out, never grown.
+func FuzzWSConnRead(f *testing.F) {
+	txs := newUDPTxs()
+	ours := ourResponse(txs, &udpTx{id: 1})
+	f.Add(clientFrame(ws.OpText, true, ours), uint8(7))
+	f.Add(append(clientFrame(ws.OpText, false, ours[:9]), clientFrame(ws.OpContinuation, true, ours[9:])...), uint8(3))
+	f.Add(append(clientFrame(ws.OpPing, true, "x"), clientFrame(ws.OpBinary, true, "SUBSCRIBE sip:a@x SIP/2.0\r\n\r\n")...), uint8(1))
+	f.Add(clientFrame(ws.OpClose, true, "\x03\xe8"), uint8(200))
+	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4}, uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		in := upgradeRequest + string(data)
+		c := &memConn{r: strings.NewReader(in), chunk: int(chunk) + 1}
+		sc := newStreamConn(c, "WS", txs, &streamConns{})
+		buf := make([]byte, 4096)
+		got := 0
+		for range 4 * len(in) {
+			k, err := sc.Read(buf)
+			got += k
+			if err != nil {
+				if got > len(in) {
+					t.Fatalf("sipgo read %d bytes of %d sent", got, len(in))
+				}
+				return
+			}
+		}
+		t.Fatal("reading never ended")
+	})
 }
