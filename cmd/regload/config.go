@@ -93,7 +93,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := newFlagSet("regload", usageHead, out)
 	fs.StringVar(&c.server, "server", defaultServer, "regbridge's SIP address, udp://, tcp://, tls://, ws:// or wss://host:port (with --spawn only the transport counts)")
-	fs.IntVar(&c.sockets, "sockets", defaultSockets, "UDP sockets (or TCP or TLS connections) the subscriptions are spread over")
+	fs.IntVar(&c.sockets, "sockets", defaultSockets, "UDP sockets (or TCP, TLS, WS or WSS connections) the subscriptions are spread over")
 	fs.IntVar(&c.subscriptions, "subscriptions", defaultSubscriptions, "subscriptions to hold (default 1000, or aors x watchers-per-aor)")
 	fs.IntVar(&c.aors, "aors", 0, "AORs watched (default: subscriptions / watchers-per-aor)")
 	fs.IntVar(&c.watchersPerAOR, "watchers-per-aor", 0, "subscriptions per AOR (fan-out); with --aors it sets --subscriptions")
