@@ -122,6 +122,12 @@ func TestStreamConnFraming(t *testing.T) {
 	want := strings.TrimPrefix(stream[k:], "\r\n")
 	want = strings.Replace(want, ours, "", 1)
 	expectRead(t, sc, want, 16)
+	expect200(t, tx)
+}
+
+// expect200 waits for the 200 OK of transaction tx.
+func expect200(t *testing.T, tx *udpTx) {
+	t.Helper()
 	select {
 	case res := <-tx.res:
 		if res.StatusCode != 200 {
@@ -172,26 +178,13 @@ func expectRead(t *testing.T, sc net.Conn, want string, chunk int) {
 func TestStreamConnBatchedWrites(t *testing.T) {
 	sc, peer, _ := connPair(t)
 	const writers, each = 16, 200
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%50))
-				if err := sc.write([]byte(msg)); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	wait := writeFromMany(t, writers, each, func(_ int, msg []byte) error { return sc.write(msg) })
 	done := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(peer)
 		done <- b
 	}()
-	wg.Wait()
+	wait()
 	sc.Close()
 	got := <-done
 	seen := 0
@@ -206,6 +199,27 @@ func TestStreamConnBatchedWrites(t *testing.T) {
 	if seen != writers*each {
 		t.Errorf("%d messages arrived, want %d", seen, writers*each)
 	}
+}
+
+// writeFromMany writes each messages "<ww:iiii xx…>" (writer w, message
+// i) from writers goroutines at once, through write; the function it
+// returns waits until all are written.
+func writeFromMany(t *testing.T, writers, each int, write func(w int, msg []byte) error) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%200))
+				if err := write(w, []byte(msg)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 // TestConnTxConnectionLost: a transaction whose connection closes ends at
@@ -497,7 +511,46 @@ func benchStreamPeer(b *testing.B, network string, pki *siptest.PKI) string {
 // 200 OK in a text frame of its own, on peer, one write per read; client
 // masks the frames (with a zero key), as a WebSocket client must.
 func answerWS(peer net.Conn, r io.Reader, client bool) {
-	buf, out, ok := make([]byte, 256<<10), make([]byte, 0, 64<<10), make([]byte, 0, 512)
+	ok := make([]byte, 0, 512)
+	answerAll(r, peer, func(out, data []byte) ([]byte, int) {
+		f, whole := parseWSFrame(data)
+		if !whole || len(data) < f.hlen+f.length {
+			return out, 0
+		}
+		p := data[f.hlen : f.hlen+f.length]
+		if f.op != ws.OpText {
+			return out, f.hlen + f.length
+		}
+		if f.masked {
+			ws.Cipher(p, f.mask, 0)
+		}
+		ok = append200(ok[:0], p)
+		out = appendWSHeader(out, ws.OpText, len(ok), client)
+		return append(out, ok...), f.hlen + f.length
+	})
+}
+
+// answerStream answers every NOTIFY read from peer with a 200 OK, one
+// write per read.
+func answerStream(peer net.Conn) {
+	answerAll(peer, peer, func(out, data []byte) ([]byte, int) {
+		hend := bytes.Index(data, []byte("\r\n\r\n"))
+		if hend < 0 {
+			return out, 0
+		}
+		clen, _ := frameContentLength(data[:hend+4])
+		if len(data) < hend+4+clen {
+			return out, 0
+		}
+		return append200(out, data[:hend+4]), hend + 4 + clen
+	})
+}
+
+// answerAll reads from r and, once per read, writes on w what next
+// appends for the whole messages at the start of the bytes not used yet
+// (next returns how many it used, 0 when it needs more).
+func answerAll(r io.Reader, w io.Writer, next func(out, data []byte) ([]byte, int)) {
+	buf, out := make([]byte, 256<<10), make([]byte, 0, 64<<10)
 	start, end := 0, 0
 	for {
 		k, err := r.Read(buf[end:])
@@ -507,61 +560,16 @@ func answerWS(peer net.Conn, r io.Reader, client bool) {
 		end += k
 		out = out[:0]
 		for {
-			f, whole := parseWSFrame(buf[start:end])
-			if !whole || end-start < f.hlen+f.length {
+			var used int
+			if out, used = next(out, buf[start:end]); used == 0 {
 				break
 			}
-			p := buf[start+f.hlen : start+f.hlen+f.length]
-			start += f.hlen + f.length
-			if f.op != ws.OpText {
-				continue
-			}
-			if f.masked {
-				ws.Cipher(p, f.mask, 0)
-			}
-			ok = append200(ok[:0], p)
-			out = appendWSHeader(out, ws.OpText, len(ok), client)
-			out = append(out, ok...)
+			start += used
 		}
 		end = copy(buf, buf[start:end])
 		start = 0
 		if len(out) > 0 {
-			if _, err := peer.Write(out); err != nil {
-				return
-			}
-		}
-	}
-}
-
-// answerStream answers every NOTIFY read from peer with a 200 OK, one
-// write per read.
-func answerStream(peer net.Conn) {
-	buf, out := make([]byte, 256<<10), make([]byte, 0, 64<<10)
-	start, end := 0, 0
-	for {
-		k, err := peer.Read(buf[end:])
-		if err != nil {
-			return
-		}
-		end += k
-		out = out[:0]
-		for {
-			data := buf[start:end]
-			hend := bytes.Index(data, []byte("\r\n\r\n"))
-			if hend < 0 {
-				break
-			}
-			clen, _ := frameContentLength(data[:hend+4])
-			if len(data) < hend+4+clen {
-				break
-			}
-			out = append200(out, data[:hend+4])
-			start += hend + 4 + clen
-		}
-		end = copy(buf, buf[start:end])
-		start = 0
-		if len(out) > 0 {
-			if _, err := peer.Write(out); err != nil {
+			if _, err := w.Write(out); err != nil {
 				return
 			}
 		}

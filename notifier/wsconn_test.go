@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,16 +84,8 @@ func TestWSConnFraming(t *testing.T) {
 		t.Fatalf("first read %q, %v: want the upgrade request alone", first[:k], err)
 	}
 	expectRead(t, sc, string(want), 16)
-	for _, tx := range []*udpTx{tx1, tx2} {
-		select {
-		case res := <-tx.res:
-			if res.StatusCode != 200 {
-				t.Errorf("transaction got %d", res.StatusCode)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("our 200 OK never reached the transaction")
-		}
-	}
+	expect200(t, tx1)
+	expect200(t, tx2)
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for _, payload := range []string{"ping-1", "ping-2"} {
 		f, err := ws.ReadFrame(peer)
@@ -120,26 +111,12 @@ func TestWSConnWrites(t *testing.T) {
 		}
 	}
 	const writers, each = 8, 200
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%200))
-				var err error
-				if w == 0 { // as sipgo writes: ws.WriteFrame, header then payload
-					err = ws.WriteFrame(sc, ws.NewTextFrame([]byte(msg)))
-				} else {
-					err = sc.write([]byte(msg))
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	wait := writeFromMany(t, writers, each, func(w int, msg []byte) error {
+		if w == 0 { // as sipgo writes: ws.WriteFrame, header then payload
+			return ws.WriteFrame(sc, ws.NewTextFrame(msg))
+		}
+		return sc.write(msg)
+	})
 	r := bufio.NewReader(peer)
 	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
 	head := make([]byte, len(response))
@@ -157,7 +134,7 @@ func TestWSConnWrites(t *testing.T) {
 			t.Fatalf("frame %d: %+v %q", seen, f.Header, p[:min(40, len(p))])
 		}
 	}
-	wg.Wait()
+	wait()
 }
 
 // TestWSNotifyRoundTrip runs over ws and wss against the notifier's own
