@@ -87,8 +87,8 @@ func (c *streamConn) localAddr() string { return c.LocalAddr().String() }
 var errConnectionLost = errors.New("connection closed before the response")
 
 // streamConns are the connections subscribers opened to our TCP, TLS, WS
-// and WSS listeners, by transport and remote address (sipgo's source address of
-// the requests read from them).
+// and WSS listeners, by transport and remote address (sipgo's source
+// address of the requests read from them).
 type streamConns struct {
 	mu sync.Mutex
 	m  map[string]*streamConn
@@ -147,8 +147,8 @@ const (
 	streamMaxFrame = 1 << 20
 )
 
-// streamConn is an accepted TCP, TLS, WS or WSS connection as sipgo reads and
-// writes it, minus the responses to our NOTIFY transactions.
+// streamConn is an accepted TCP, TLS, WS or WSS connection as sipgo
+// reads and writes it, minus the responses to our NOTIFY transactions.
 type streamConn struct {
 	net.Conn
 	key   string
