@@ -11,18 +11,21 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
 )
 
-// NOTIFYs over a TCP or TLS connection a subscriber opened run the same
-// lean client transactions as over UDP (udptx.go), instead of sipgo's,
-// which cost about 2.5 times the CPU of a UDP NOTIFY in a fan-out:
+// NOTIFYs over a TCP, TLS, WS or WSS connection a subscriber opened run
+// the same lean client transactions as over UDP (udptx.go), instead of
+// sipgo's, which cost 2.5 times the CPU of a UDP NOTIFY in a fan-out
+// (BenchmarkNotifyTransaction compares the two on every transport):
 //
 //   - The accepted connection is wrapped (streamConn) before sipgo sees
-//     it. Its reader cuts the byte stream into messages by Content-Length
-//     (RFC 3261 18.3) and takes the responses whose top Via branch carries
-//     our prefix for the transaction table; every other byte (requests
-//     from the peer: SUBSCRIBE refreshes, OPTIONS, CRLF keep-alives) goes
-//     on to sipgo's reader unchanged.
+//     it (before its WebSocket upgrade, for WS and WSS). Its reader cuts
+//     the byte stream into messages by Content-Length (RFC 3261 18.3), or
+//     into WebSocket frames (wsconn.go), and takes the responses whose
+//     top Via branch carries our prefix for the transaction table; every
+//     other byte (requests from the peer: SUBSCRIBE refreshes, OPTIONS,
+//     CRLF keep-alives) goes on to sipgo's reader unchanged.
 //   - A reliable transport needs no retransmission (RFC 3261 17.1.2.2):
 //     the transaction has Timer F only, and ends as soon as the connection
 //     closes.
@@ -31,18 +34,24 @@ import (
 //     write, so a fan-out of many NOTIFYs over one connection (a proxy
 //     carrying many watchers) costs one system call per batch, not one
 //     per NOTIFY. sipgo's own writes (responses to SUBSCRIBE) take the
-//     same queue, so messages never interleave.
+//     same queue, so messages never interleave; over WebSocket each
+//     NOTIFY is a text frame of its own (RFC 7118) and sipgo's frames
+//     join the queue whole.
+//   - The NOTIFY's Via names the connection's transport: TCP, TLS, WS or
+//     WSS (RFC 7118).
 //
 // Only a NOTIFY towards the connection its SUBSCRIBE came on takes this
-// path. Once that connection is gone, and for a NOTIFY to a Record-Route
-// hop or over WebSocket, sipgo's client carries it as before (notify.go).
+// path; one to a Record-Route hop goes through sipgo's client (notify.go).
+// Once a TCP or TLS connection is gone, sipgo's client carries the NOTIFY
+// to the Contact over a new one; a WebSocket client has no reachable
+// Contact (RFC 7118 5.2), and its NOTIFY fails, as it always did.
 
 // flow is where a lean NOTIFY transaction writes: a UDP socket towards an
 // address, or a subscriber's connection.
 type flow interface {
 	// write sends one request's bytes.
 	write(b []byte) error
-	// proto is the Via transport: UDP, TCP or TLS.
+	// proto is the Via transport: UDP, TCP, TLS, WS or WSS.
 	proto() string
 	// reliable reports a transport that retransmits by itself: the
 	// transaction then has no Timer E.
@@ -77,9 +86,9 @@ func (c *streamConn) localAddr() string { return c.LocalAddr().String() }
 // the response came.
 var errConnectionLost = errors.New("connection closed before the response")
 
-// streamConns are the connections subscribers opened to our TCP and TLS
-// listeners, by transport and remote address (sipgo's source address of
-// the requests read from them).
+// streamConns are the connections subscribers opened to our TCP, TLS, WS
+// and WSS listeners, by transport and remote address (sipgo's source
+// address of the requests read from them).
 type streamConns struct {
 	mu sync.Mutex
 	m  map[string]*streamConn
@@ -138,12 +147,12 @@ const (
 	streamMaxFrame = 1 << 20
 )
 
-// streamConn is an accepted TCP or TLS connection as sipgo reads and
-// writes it, minus the responses to our NOTIFY transactions.
+// streamConn is an accepted TCP, TLS, WS or WSS connection as sipgo
+// reads and writes it, minus the responses to our NOTIFY transactions.
 type streamConn struct {
 	net.Conn
 	key   string
-	tp    string // TCP or TLS
+	tp    string // TCP, TLS, WS or WSS
 	txs   *udpTxs
 	conns *streamConns
 
@@ -158,6 +167,10 @@ type streamConn struct {
 	pass          int
 	rerr          error
 
+	// ws is the framing of a WS or WSS connection (wsconn.go), nil for
+	// TCP and TLS.
+	ws *wsState
+
 	// Write side: pending is what waits for the writer in progress.
 	wmu      sync.Mutex
 	pending  []byte
@@ -167,10 +180,14 @@ type streamConn struct {
 }
 
 func newStreamConn(c net.Conn, proto string, txs *udpTxs, conns *streamConns) *streamConn {
-	return &streamConn{
+	sc := &streamConn{
 		Conn: c, key: streamKey(proto, c.RemoteAddr().String()), tp: proto,
 		txs: txs, conns: conns, closed: make(chan struct{}),
 	}
+	if proto == "WS" || proto == "WSS" {
+		sc.ws = &wsState{}
+	}
+	return sc
 }
 
 func (c *streamConn) proto() string         { return c.tp }
@@ -187,15 +204,27 @@ func (c *streamConn) Close() error {
 	return c.Conn.Close()
 }
 
-// write queues b and, unless another goroutine is writing already (which
-// then writes b too, with whatever else is queued), writes the queue.
+// write sends one request: as it is, or over WebSocket in a text frame
+// of its own (RFC 7118).
 func (c *streamConn) write(b []byte) error {
+	if c.ws == nil {
+		return c.queue(nil, b)
+	}
+	var h [10]byte
+	return c.queue(appendWSHeader(h[:0], ws.OpText, len(b), false), b)
+}
+
+// queue queues h and b and, unless another goroutine is writing already
+// (which then writes them too, with whatever else is queued), writes the
+// queue.
+func (c *streamConn) queue(h, b []byte) error {
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
 		c.wmu.Unlock()
 		return err
 	}
+	c.pending = append(c.pending, h...)
 	c.pending = append(c.pending, b...)
 	if c.flushing {
 		c.wmu.Unlock()
@@ -234,7 +263,13 @@ func (c *streamConn) write(b []byte) error {
 
 // Write is sipgo's write: it takes the same queue as the NOTIFYs.
 func (c *streamConn) Write(b []byte) (int, error) {
-	if err := c.write(b); err != nil {
+	var err error
+	if c.ws != nil {
+		err = c.writeWS(b)
+	} else {
+		err = c.queue(nil, b)
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(b), nil
@@ -252,9 +287,16 @@ func (c *streamConn) Read(b []byte) (int, error) {
 			c.head += k
 			return k, nil
 		}
+		if c.ws != nil && len(c.ws.out) > 0 {
+			return c.ws.readOut(b), nil
+		}
 		if c.r < c.e {
-			c.frame()
-			if c.head < c.w {
+			if c.ws != nil {
+				c.frameWS()
+			} else {
+				c.frame()
+			}
+			if c.head < c.w || c.ws != nil && len(c.ws.out) > 0 {
 				continue
 			}
 		}
@@ -283,12 +325,7 @@ func (c *streamConn) Read(b []byte) (int, error) {
 func (c *streamConn) frame() {
 	for c.r < c.e {
 		if c.pass != 0 {
-			k := c.e - c.r
-			if c.pass > 0 {
-				k = min(k, c.pass)
-				c.pass -= k
-			}
-			c.keep(k)
+			c.passOn()
 			continue
 		}
 		data := c.buf[c.r:c.e]
@@ -325,6 +362,17 @@ func (c *streamConn) frame() {
 		c.txs.consume(data[:hend+clen])
 		c.r += hend + clen
 	}
+}
+
+// passOn moves the bytes left to pass unframed (all of them, when pass
+// is -1) that are read already to what sipgo reads.
+func (c *streamConn) passOn() {
+	k := c.e - c.r
+	if c.pass > 0 {
+		k = min(k, c.pass)
+		c.pass -= k
+	}
+	c.keep(k)
 }
 
 // keep moves the next k unframed bytes to what sipgo reads.

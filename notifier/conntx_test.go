@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,23 +17,21 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
 	"github.com/regbridge/regbridge/source"
 )
 
-// TestConnTxOnSubscriberConnection: over TCP and TLS a NOTIFY on the
-// subscriber's connection carries our Via (its transport, our branch
+// TestConnTxOnSubscriberConnection: over TCP, TLS, WS and WSS a NOTIFY on
+// the subscriber's connection carries our Via (its transport, our branch
 // prefix); the 200 OK is taken by the lean transaction, not by sipgo (the
-// subscription goes on), and a SUBSCRIBE on the same connection still
-// reaches the handler.
+// subscription goes on, and no transaction is left running), and a
+// SUBSCRIBE on the same connection still reaches the handler.
 func TestConnTxOnSubscriberConnection(t *testing.T) {
 	pki := siptest.NewPKI(t)
-	h := newHarness(t, Config{
-		Listen:  ListenAddrs{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}, {"tls", "127.0.0.1:0"}},
-		TLSCert: pki.CertFile, TLSKey: pki.KeyFile,
-	}, tAlice)
-	for _, network := range []string{"tcp", "tls"} {
+	h := newHarness(t, Config{Listen: allListeners, TLSCert: pki.CertFile, TLSKey: pki.KeyFile}, tAlice)
+	for _, network := range []string{"tcp", "tls", "ws", "wss"} {
 		t.Run(network, func(t *testing.T) {
 			p := siptest.New(t, network, h.addr(network), siptest.WithTLS(pki.ClientConfig(false)))
 			if res := p.Subscribe("sip:alice@example.com", siptest.Header("Event", "reg")); res.StatusCode != 200 {
@@ -53,6 +52,7 @@ func TestConnTxOnSubscriberConnection(t *testing.T) {
 				t.Fatalf("unsubscribe: %d", res.StatusCode)
 			}
 			p.Check(next(t, p), 2, "full", "terminated;reason=timeout")
+			siptest.Eventually(t, func() bool { return h.n.udpTxs.running() == 0 }, "every NOTIFY transaction ended by its 200")
 		})
 	}
 }
@@ -81,10 +81,17 @@ func loopbackTCP(tb testing.TB) (accepted, dialled net.Conn) {
 // the other end, as the peer.
 func connPair(t *testing.T) (*streamConn, net.Conn, *udpTxs) {
 	t.Helper()
+	return connPairOf(t, "TCP")
+}
+
+// connPairOf is connPair with the streamConn's transport proto (TCP, or
+// WS for one that frames).
+func connPairOf(t *testing.T, proto string) (*streamConn, net.Conn, *udpTxs) {
+	t.Helper()
 	c, peer := loopbackTCP(t)
 	txs := newUDPTxs()
 	conns := &streamConns{}
-	sc := newStreamConn(c, "TCP", txs, conns)
+	sc := newStreamConn(c, proto, txs, conns)
 	conns.add(sc)
 	t.Cleanup(func() { sc.Close(); peer.Close() })
 	return sc, peer, txs
@@ -115,6 +122,12 @@ func TestStreamConnFraming(t *testing.T) {
 	want := strings.TrimPrefix(stream[k:], "\r\n")
 	want = strings.Replace(want, ours, "", 1)
 	expectRead(t, sc, want, 16)
+	expect200(t, tx)
+}
+
+// expect200 waits for the 200 OK of transaction tx.
+func expect200(t *testing.T, tx *udpTx) {
+	t.Helper()
 	select {
 	case res := <-tx.res:
 		if res.StatusCode != 200 {
@@ -165,26 +178,13 @@ func expectRead(t *testing.T, sc net.Conn, want string, chunk int) {
 func TestStreamConnBatchedWrites(t *testing.T) {
 	sc, peer, _ := connPair(t)
 	const writers, each = 16, 200
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%50))
-				if err := sc.write([]byte(msg)); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	wait := writeFromMany(t, writers, each, func(_ int, msg []byte) error { return sc.write(msg) })
 	done := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(peer)
 		done <- b
 	}()
-	wg.Wait()
+	wait()
 	sc.Close()
 	got := <-done
 	seen := 0
@@ -199,6 +199,27 @@ func TestStreamConnBatchedWrites(t *testing.T) {
 	if seen != writers*each {
 		t.Errorf("%d messages arrived, want %d", seen, writers*each)
 	}
+}
+
+// writeFromMany writes each messages "<ww:iiii xx…>" (writer w, message
+// i) from writers goroutines at once, through write; the function it
+// returns waits until all are written.
+func writeFromMany(t *testing.T, writers, each int, write func(w int, msg []byte) error) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				msg := fmt.Sprintf("<%02d:%04d%s>", w, i, strings.Repeat("x", 100+i%200))
+				if err := write(w, []byte(msg)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 // TestConnTxConnectionLost: a transaction whose connection closes ends at
@@ -254,16 +275,17 @@ func TestFrameContentLength(t *testing.T) {
 }
 
 // BenchmarkNotifyTransaction: one NOTIFY transaction (build, write, the
-// 200 OK read and matched) over UDP, TCP and TLS, from 64 goroutines at
-// once as the dispatcher runs them, to an in-process peer that answers
-// every NOTIFY with a 200 OK (its work is in the figure too, alike for
-// all). ns/op compares the cost per NOTIFY; tcp-sipgo and tls-sipgo run
+// 200 OK read and matched) over UDP, TCP, TLS, WS and WSS, from 64
+// goroutines at once as the dispatcher runs them, to an in-process peer
+// that answers every NOTIFY with a 200 OK (its work is in the figure too,
+// alike for all). ns/op compares the cost per NOTIFY; the -sipgo cases run
 // the same NOTIFYs as sipgo client transactions (what a NOTIFY on a new
-// connection still costs, and every TCP or TLS NOTIFY did before).
+// connection still costs, and every TCP, TLS, WS or WSS NOTIFY on a
+// subscriber's connection did before).
 func BenchmarkNotifyTransaction(b *testing.B) {
 	pki := siptest.NewPKI(b)
 	body := benchReginfoBody()
-	for _, name := range []string{"udp", "tcp", "tls", "tcp-sipgo", "tls-sipgo"} {
+	for _, name := range []string{"udp", "tcp", "tls", "ws", "wss", "tcp-sipgo", "tls-sipgo", "ws-sipgo", "wss-sipgo"} {
 		b.Run(name, func(b *testing.B) {
 			network, viaSipgo := strings.CutSuffix(name, "-sipgo")
 			txs := newUDPTxs()
@@ -390,14 +412,13 @@ func benchUDPFlow(b *testing.B, txs *udpTxs) flow {
 	return udpFlow{sock, peer.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
-// benchStreamFlow is an accepted TCP or TLS connection as regbridge
-// wraps it, with sipgo's reader replaced by one that discards, and the
-// peer at the other end answering every NOTIFY, one write per read.
+// benchStreamFlow is an accepted TCP, TLS, WS or WSS connection as
+// regbridge wraps it (a WebSocket one after its upgrade), with sipgo's
+// reader replaced by one that discards, and the peer at the other end
+// answering every NOTIFY, one write per read.
 func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI) flow {
 	c, peer := loopbackTCP(b)
-	proto := "TCP"
-	if network == "tls" {
-		proto = "TLS"
+	if network == "tls" || network == "wss" {
 		cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
 		if err != nil {
 			b.Fatal(err)
@@ -416,8 +437,24 @@ func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI
 		}
 		c, peer = srv, cli
 	}
-	sc := newStreamConn(c, proto, txs, &streamConns{})
+	sc := newStreamConn(c, strings.ToUpper(network), txs, &streamConns{})
 	b.Cleanup(func() { sc.Close(); peer.Close() })
+	var answers io.Reader = peer
+	if sc.ws != nil {
+		errc := make(chan error, 1)
+		go func() { _, err := ws.Upgrade(sc); errc <- err }()
+		u, _ := url.Parse("ws://localhost/")
+		br, _, err := ws.Dialer{}.Upgrade(peer, u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		if br != nil {
+			answers = io.MultiReader(br, peer)
+		}
+	}
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
@@ -426,19 +463,23 @@ func benchStreamFlow(b *testing.B, txs *udpTxs, network string, pki *siptest.PKI
 			}
 		}
 	}()
-	go answerStream(peer)
+	if sc.ws != nil {
+		go answerWS(peer, answers, true)
+	} else {
+		go answerStream(peer)
+	}
 	return sc
 }
 
-// benchStreamPeer listens for TCP or TLS connections and answers every
-// NOTIFY on them; it returns its address.
+// benchStreamPeer listens for TCP, TLS, WS or WSS connections and answers
+// every NOTIFY on them; it returns its address.
 func benchStreamPeer(b *testing.B, network string, pki *siptest.PKI) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	if network == "tls" {
+	if network == "tls" || network == "wss" {
 		cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
 		if err != nil {
 			b.Fatal(err)
@@ -452,43 +493,97 @@ func benchStreamPeer(b *testing.B, network string, pki *siptest.PKI) string {
 				return
 			}
 			b.Cleanup(func() { c.Close() })
+			if network == "ws" || network == "wss" {
+				go func() {
+					if _, err := ws.Upgrade(c); err == nil {
+						answerWS(c, c, false)
+					}
+				}()
+				continue
+			}
 			go answerStream(c)
 		}
 	}()
 	return ln.Addr().String()
 }
 
+// answerWS answers every NOTIFY frame read from r (peer's reads) with a
+// 200 OK in a text frame of its own, on peer, one write per read; client
+// masks the frames (with a zero key), as a WebSocket client must.
+func answerWS(peer net.Conn, r io.Reader, client bool) {
+	ok := make([]byte, 0, 512)
+	answerAll(r, peer, func(out, data []byte) ([]byte, int) {
+		f, whole := parseWSFrame(data)
+		if !whole || len(data) < f.hlen+f.length {
+			return out, 0
+		}
+		p := data[f.hlen : f.hlen+f.length]
+		if f.op != ws.OpText {
+			return out, f.hlen + f.length
+		}
+		if f.masked {
+			ws.Cipher(p, f.mask, 0)
+		}
+		ok = append200(ok[:0], p)
+		out = appendWSHeader(out, ws.OpText, len(ok), client)
+		return append(out, ok...), f.hlen + f.length
+	})
+}
+
 // answerStream answers every NOTIFY read from peer with a 200 OK, one
 // write per read.
 func answerStream(peer net.Conn) {
+	answerAll(peer, peer, func(out, data []byte) ([]byte, int) {
+		hend := bytes.Index(data, []byte("\r\n\r\n"))
+		if hend < 0 {
+			return out, 0
+		}
+		clen, _ := frameContentLength(data[:hend+4])
+		if len(data) < hend+4+clen {
+			return out, 0
+		}
+		return append200(out, data[:hend+4]), hend + 4 + clen
+	})
+}
+
+// answerAll reads from r and, once per read, writes on w what next
+// appends for the whole messages at the start of the bytes not used yet
+// (next returns how many it used, 0 when it needs more).
+func answerAll(r io.Reader, w io.Writer, next func(out, data []byte) ([]byte, int)) {
 	buf, out := make([]byte, 256<<10), make([]byte, 0, 64<<10)
 	start, end := 0, 0
 	for {
-		k, err := peer.Read(buf[end:])
+		k, err := r.Read(buf[end:])
 		if err != nil {
 			return
 		}
 		end += k
 		out = out[:0]
 		for {
-			data := buf[start:end]
-			hend := bytes.Index(data, []byte("\r\n\r\n"))
-			if hend < 0 {
+			var used int
+			if out, used = next(out, buf[start:end]); used == 0 {
 				break
 			}
-			clen, _ := frameContentLength(data[:hend+4])
-			if len(data) < hend+4+clen {
-				break
-			}
-			out = append200(out, data[:hend+4])
-			start += hend + 4 + clen
+			start += used
 		}
 		end = copy(buf, buf[start:end])
 		start = 0
 		if len(out) > 0 {
-			if _, err := peer.Write(out); err != nil {
+			if _, err := w.Write(out); err != nil {
 				return
 			}
 		}
 	}
+}
+
+// running is the number of lean transactions waiting for their response.
+func (t *udpTxs) running() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }

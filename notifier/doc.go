@@ -27,12 +27,13 @@
 // NOTIFYs over UDP to an IP address run lean client transactions of
 // their own (udptx.go): sent from the listener the subscription came to,
 // retransmitted on Timer E, answered through the listener's reader before
-// sipgo parses anything. NOTIFYs on the TCP or TLS connection the
-// SUBSCRIBE came on run the same transactions (conntx.go): Timer F only,
-// writes batched per connection, the responses taken out of the byte
-// stream before sipgo's reader, which still gets every request. Every
-// other NOTIFY (WebSocket, a Record-Route hop, a new connection to the
-// Contact once the subscriber's is gone) goes through sipgo's client.
+// sipgo parses anything. NOTIFYs on the TCP, TLS, WS or WSS connection
+// the SUBSCRIBE came on run the same transactions (conntx.go, wsconn.go):
+// Timer F only, writes batched per connection, the responses taken out of
+// the byte stream (or the WebSocket frames) before sipgo's reader, which
+// still gets every request. Every other NOTIFY (a Record-Route hop, a new
+// connection to the Contact once the subscriber's is gone) goes through
+// sipgo's client.
 // SUBSCRIBEs over UDP likewise run lean server transactions (udpsrv.go):
 // a retransmission is answered from the stored response without reaching
 // the handler again, and an answered transaction costs about 670 bytes

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // listener is an opened listener of any transport.
@@ -93,10 +95,10 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 		return listener{network: l.Network, packet: sock}, nil
 	case "tcp", "ws":
 		ln, err := net.Listen("tcp", l.Addr)
-		if err != nil || l.Network == "ws" {
-			return listener{network: l.Network, stream: ln}, err
+		if err != nil {
+			return listener{}, err
 		}
-		return listener{network: l.Network, stream: n.streamListener(ln, "TCP")}, nil
+		return listener{network: l.Network, stream: n.streamListener(ln, sip.NetworkToUpper(l.Network))}, nil
 	case "tls", "wss":
 		if n.tlsServer == nil {
 			return listener{}, errors.New("REGBRIDGE_TLS_CERT and REGBRIDGE_TLS_KEY are required")
@@ -106,16 +108,14 @@ func (n *Notifier) listen(l ListenAddr) (listener, error) {
 			return listener{}, err
 		}
 		ln = tls.NewListener(ln, n.tlsServer)
-		if l.Network == "tls" {
-			ln = n.streamListener(ln, "TLS")
-		}
-		return listener{network: l.Network, stream: ln}, nil
+		return listener{network: l.Network, stream: n.streamListener(ln, sip.NetworkToUpper(l.Network))}, nil
 	}
 	return listener{}, fmt.Errorf("unknown transport %q", l.Network)
 }
 
-// streamListener wraps a TCP or TLS listener so that the NOTIFYs on the
-// connections it accepts run lean transactions (conntx.go).
+// streamListener wraps a TCP, TLS, WS or WSS listener (proto is the
+// transport in upper case) so that the NOTIFYs on the connections it
+// accepts run lean transactions (conntx.go, wsconn.go).
 func (n *Notifier) streamListener(ln net.Listener, proto string) net.Listener {
 	return &streamListener{Listener: ln, proto: proto, txs: n.udpTxs, conns: &n.conns}
 }

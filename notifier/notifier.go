@@ -68,7 +68,7 @@ type Notifier struct {
 	// lean: UDP NOTIFYs to addresses, and NOTIFYs on a subscriber's TCP
 	// or TLS connection, skip doer (SetDoer clears it).
 	lean      bool
-	conns     streamConns // accepted TCP and TLS connections (conntx.go)
+	conns     streamConns // accepted TCP, TLS, WS and WSS connections (conntx.go)
 	tlsServer *tls.Config // nil without REGBRIDGE_TLS_CERT
 	// noTCP remembers destinations that took no large NOTIFY over TCP;
 	// tcpAttempts counts the attempts (large.go).

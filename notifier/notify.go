@@ -92,7 +92,7 @@ func hopOf(d *dialog) hop {
 // via is the top Via of a NOTIFY regbridge sends itself (udptx.go); the
 // zero via leaves the Via to sipgo.
 type via struct {
-	proto  string // UDP, TCP or TLS
+	proto  string // UDP, TCP, TLS, WS or WSS
 	sentBy string
 	branch string // prefix; the id follows in hex
 	id     uint64
@@ -169,8 +169,8 @@ func appendNotify(dst []byte, j *job, h *hop, v via, body []byte, extra ...strin
 }
 
 // buildNotify is the NOTIFY of job j to hop h as a sipgo request, for
-// the transports sipgo carries (TCP, TLS, WebSocket, UDP to a name to
-// resolve): appendNotify's wire form parsed, with its transport, next hop
+// the transports sipgo carries (a new TCP, TLS or WebSocket connection,
+// UDP to a name to resolve): appendNotify's wire form parsed, with its transport, next hop
 // and, over UDP, our listener as its source. sipgo adds the Via.
 func (n *Notifier) buildNotify(j *job, h *hop, body []byte, extra ...string) (*sip.Request, error) {
 	if tcp := j.d.transport == "TCP" || j.d.transport == "TLS"; tcp && h.transport == j.d.transport &&

@@ -38,9 +38,9 @@ import (
 //     sip.SetTimers governs both. A retransmitted final response that
 //     arrives after the transaction ended is absorbed (Timer K's job).
 //
-// NOTIFYs on a subscriber's TCP or TLS connection run the same
-// transactions (conntx.go). Everything else (WebSocket, a destination that
-// needs DNS, a new connection) goes through sipgo's client.
+// NOTIFYs on a subscriber's TCP, TLS, WS or WSS connection run the same
+// transactions (conntx.go). Everything else (a destination that needs
+// DNS, a new connection) goes through sipgo's client.
 
 // udpTxs is the table of running lean NOTIFY transactions, over UDP and
 // over subscribers' connections (conntx.go) alike.
@@ -318,7 +318,7 @@ func (n *Notifier) sendTo(ctx context.Context, j *job, h *hop, body []byte, limi
 
 // leanFlow returns the flow a lean transaction of job j to hop h takes,
 // and its local address, or nil when sipgo carries the NOTIFY: over UDP
-// to an address, from our listener; over TCP or TLS, on the open
+// to an address, from our listener; over TCP, TLS, WS or WSS, on the open
 // connection the SUBSCRIBE came on (conntx.go).
 func (n *Notifier) leanFlow(j *job, h *hop) (flow, string) {
 	if !n.lean || h.transport != j.d.transport {
@@ -331,7 +331,7 @@ func (n *Notifier) leanFlow(j *job, h *hop) (flow, string) {
 				return udpFlow{sock, dst}, sock.local.String()
 			}
 		}
-	case "TCP", "TLS":
+	case "TCP", "TLS", "WS", "WSS":
 		if h.dest == j.d.source {
 			if c := n.conns.get(h.transport, h.dest); c != nil {
 				return c, c.localAddr()

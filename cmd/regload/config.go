@@ -36,7 +36,7 @@ const (
 // config is regload's command line.
 type config struct {
 	server         string
-	network        string // "udp", "tcp" or "tls"
+	network        string // "udp", "tcp", "tls", "ws" or "wss"
 	serverAddr     netip.AddrPort
 	sockets        int
 	subscriptions  int
@@ -92,8 +92,8 @@ func newFlagSet(name, head string, out io.Writer) *flag.FlagSet {
 func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := newFlagSet("regload", usageHead, out)
-	fs.StringVar(&c.server, "server", defaultServer, "regbridge's SIP address, udp://, tcp:// or tls://host:port (with --spawn only the transport counts)")
-	fs.IntVar(&c.sockets, "sockets", defaultSockets, "UDP sockets (or TCP or TLS connections) the subscriptions are spread over")
+	fs.StringVar(&c.server, "server", defaultServer, "regbridge's SIP address, udp://, tcp://, tls://, ws:// or wss://host:port (with --spawn only the transport counts)")
+	fs.IntVar(&c.sockets, "sockets", defaultSockets, "UDP sockets (or TCP, TLS, WS or WSS connections) the subscriptions are spread over")
 	fs.IntVar(&c.subscriptions, "subscriptions", defaultSubscriptions, "subscriptions to hold (default 1000, or aors x watchers-per-aor)")
 	fs.IntVar(&c.aors, "aors", 0, "AORs watched (default: subscriptions / watchers-per-aor)")
 	fs.IntVar(&c.watchersPerAOR, "watchers-per-aor", 0, "subscriptions per AOR (fan-out); with --aors it sets --subscriptions")
@@ -203,8 +203,8 @@ func (c *config) finish(set map[string]bool) error {
 	if c.spawn != "" {
 		// Only the transport counts; the address is chosen at spawn time.
 		network, _, _ := cutScheme(c.server)
-		if network != "udp" && network != "tcp" && network != "tls" {
-			return fmt.Errorf("--server %q: want udp://, tcp:// or tls://", c.server)
+		if !knownNetwork(network) {
+			return fmt.Errorf("--server %q: want udp://, tcp://, tls://, ws:// or wss://", c.server)
 		}
 		c.network = network
 		return nil
@@ -212,11 +212,21 @@ func (c *config) finish(set map[string]bool) error {
 	return c.setServer(c.server)
 }
 
-// setServer parses a udp://, tcp:// or tls://host:port address.
+// knownNetwork reports a transport regload speaks.
+func knownNetwork(network string) bool {
+	switch network {
+	case "udp", "tcp", "tls", "ws", "wss":
+		return true
+	}
+	return false
+}
+
+// setServer parses a udp://, tcp://, tls://, ws:// or wss://host:port
+// address.
 func (c *config) setServer(v string) error {
 	network, hostport, ok := strings.Cut(v, "://")
-	if !ok || (network != "udp" && network != "tcp" && network != "tls") {
-		return fmt.Errorf("--server %q: want udp://host:port, tcp://host:port or tls://host:port", v)
+	if !ok || !knownNetwork(network) {
+		return fmt.Errorf("--server %q: want udp://, tcp://, tls://, ws:// or wss://host:port", v)
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {

@@ -203,8 +203,13 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		}()
 		network, _, _ := cutScheme(cfg.server)
 		addr := kid.sip
-		if network == "tls" {
+		switch network {
+		case "tls":
 			addr = kid.tls
+		case "ws":
+			addr = kid.ws
+		case "wss":
+			addr = kid.wss
 		}
 		if err := cfg.setServer(network + "://" + addr); err != nil {
 			return nil, err
@@ -218,8 +223,8 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		rep.Regbridge.PID = cfg.pid
 	case cfg.serverAddr.Addr().IsLoopback():
 		network := cfg.network
-		if network == "tls" {
-			network = "tcp"
+		if network != "udp" {
+			network = "tcp" // TLS and WebSocket listen on TCP
 		}
 		rep.Regbridge.PID, err = findPID(network, cfg.serverAddr.Port())
 		if err != nil {

@@ -40,6 +40,10 @@ func TestSmoke(t *testing.T) {
 			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
 		{"tls fan-out", []string{"--server", "tls://127.0.0.1:1", "--sockets", "3",
 			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
+		{"ws fan-out", []string{"--server", "ws://127.0.0.1:1", "--sockets", "3",
+			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
+		{"wss fan-out", []string{"--server", "wss://127.0.0.1:1", "--sockets", "3",
+			"--aors", "20", "--watchers-per-aor", "10", "--changes", "200", "--rate", "400"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--spawn", bin, "--json", "--drain", "10s"}, tc.args...)

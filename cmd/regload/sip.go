@@ -292,7 +292,7 @@ func appendResponse(dst []byte, m *message, code int, reason string) []byte {
 // derived from run and idx, so that a response or NOTIFY names its
 // subscription in its Call-ID without a lookup table.
 type subscribeReq struct {
-	transport string // "UDP", "TCP" or "TLS"
+	transport string // "UDP", "TCP", "TLS", "WS" or "WSS"
 	local     string // our host:port (Via sent-by, Contact)
 	run       string
 	idx       int
@@ -349,6 +349,8 @@ func appendSubscribe(dst []byte, r *subscribeReq) []byte {
 		dst = append(dst, ";transport=tcp"...)
 	case "TLS":
 		dst = append(dst, ";transport=tls"...)
+	case "WS", "WSS":
+		dst = append(dst, ";transport=ws"...) // RFC 7118: ws for both
 	}
 	dst = append(dst, ">\r\nEvent: reg\r\nAccept: application/reginfo+xml\r\nExpires: "...)
 	dst = strconv.AppendInt(dst, int64(r.expires), 10)

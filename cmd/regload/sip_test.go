@@ -165,6 +165,8 @@ func TestSubscribeReadsBack(t *testing.T) {
 		{"unsubscribe tcp", subscribeReq{transport: "TCP", local: "[::1]:4001", run: "x1y2z", idx: 0,
 			user: "rlx1y2zu0", domain: "example.com", target: "sip:regbridge@[::1]:5065;transport=tcp",
 			toTag: "6f583b1d", cseq: 2, expires: 0}},
+		{"initial wss", subscribeReq{transport: "WSS", local: "127.0.0.1:4002", run: "x1y2z", idx: 7,
+			user: "rlx1y2zu7", domain: "regload.invalid", cseq: 1, expires: 600}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg, err := sip.ParseMessage(appendSubscribe(nil, &tc.req))
@@ -184,6 +186,10 @@ func TestSubscribeReadsBack(t *testing.T) {
 			}
 			if via := req.Via(); via.Transport != tc.req.transport || !via.Params.Has("rport") {
 				t.Errorf("Via %s", via.Value())
+			}
+			wantTP := map[string]string{"UDP": "", "TCP": "tcp", "WSS": "ws"}[tc.req.transport] // RFC 7118: ws for WSS too
+			if tp, _ := req.Contact().Address.UriParams.Get("transport"); tp != wantTP {
+				t.Errorf("Contact %s, want transport %q", req.Contact().Value(), wantTP)
 			}
 			fromTag, _ := req.From().Params.Get("tag")
 			if got := dialogIndex([]byte(req.CallID().Value()), tc.req.run); got != tc.req.idx {

@@ -31,6 +31,7 @@ type child struct {
 	logPath string
 	sip     string // host:port, UDP and TCP
 	tls     string // host:port, TLS (a self-signed certificate)
+	ws, wss string // host:port, WebSocket, and over TLS
 	exited  chan struct{}
 	err     error // set before exited closes
 }
@@ -38,32 +39,28 @@ type child struct {
 // spawnRegbridge starts the binary at path with the store source (a
 // REGBRIDGE_SOURCE value) and waits until it is ready.
 func spawnRegbridge(ctx context.Context, path, source, dir string, cfg *config) (*child, error) {
-	sipPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	tlsPort, err := freePort()
-	if err != nil {
-		return nil, err
+	// SIP (UDP and TCP), HTTP, TLS, WS, WSS.
+	var addrs [5]string
+	for i := range addrs {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	certFile, keyFile, err := writeSelfSigned(dir)
 	if err != nil {
 		return nil, err
 	}
 	c := &child{
-		sip:     fmt.Sprintf("127.0.0.1:%d", sipPort),
-		tls:     fmt.Sprintf("127.0.0.1:%d", tlsPort),
+		sip: addrs[0], tls: addrs[2], ws: addrs[3], wss: addrs[4],
 		logPath: filepath.Join(dir, "regbridge.log"),
 		exited:  make(chan struct{}),
 	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	httpAddr := addrs[1]
 	env := map[string]string{
 		"REGBRIDGE_SOURCE":        source,
-		"REGBRIDGE_SIP_LISTEN":    "udp://" + c.sip + ",tcp://" + c.sip + ",tls://" + c.tls,
+		"REGBRIDGE_SIP_LISTEN":    "udp://" + c.sip + ",tcp://" + c.sip + ",tls://" + c.tls + ",ws://" + c.ws + ",wss://" + c.wss,
 		"REGBRIDGE_TLS_CERT":      certFile,
 		"REGBRIDGE_TLS_KEY":       keyFile,
 		"REGBRIDGE_HTTP_LISTEN":   httpAddr,

@@ -1,6 +1,6 @@
 package main
 
-// Lanes: the few sockets (UDP) or connections (TCP, TLS) that carry every
+// Lanes: the few sockets (UDP) or connections (TCP, TLS, WS, WSS) that carry every
 // subscription. Subscription i lives on lane i mod len(lanes): its SUBSCRIBEs
 // leave from that socket, its Contact names it, so its NOTIFYs come back to
 // it and one reader goroutine per lane sees everything about it.
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -27,8 +28,8 @@ type lane struct {
 	id     int
 	local  string // host:port written in Via and Contact
 	udp    *net.UDPConn
-	stream net.Conn // TCP, or TLS over it
-	proto  string   // UDP, TCP or TLS: Via and Contact
+	stream net.Conn // TCP, or TLS over it, or WebSocket over either (ws.go)
+	proto  string   // UDP, TCP, TLS, WS or WSS: Via and Contact
 	server netip.AddrPort
 
 	// subsMu guards this lane's subscribers (r.subs[i] for i%len(r.lanes) ==
@@ -50,7 +51,8 @@ type lane struct {
 	tag  []byte
 }
 
-// openLanes opens n sockets (UDP) or connections (TCP, TLS) towards server.
+// openLanes opens n sockets (UDP) or connections (TCP, TLS, WS, WSS)
+// towards server.
 func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 	lanes := make([]*lane, 0, n)
 	fail := func(err error) ([]*lane, error) {
@@ -73,7 +75,7 @@ func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 			_ = c.SetWriteBuffer(socketBuffer)
 			l.udp = c
 			l.local = c.LocalAddr().String()
-		case "tcp", "tls":
+		case "tcp", "tls", "ws", "wss":
 			c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(server))
 			if err != nil {
 				return fail(fmt.Errorf("connecting to %s: %w", server, err))
@@ -82,7 +84,7 @@ func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 			_ = c.SetWriteBuffer(socketBuffer)
 			l.stream, l.proto = c, "TCP"
 			l.local = c.LocalAddr().String()
-			if network == "tls" {
+			if network == "tls" || network == "wss" {
 				// A load tool on loopback: regbridge's certificate is
 				// not checked (--spawn makes a self-signed one).
 				tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: server.Addr().String()})
@@ -91,6 +93,14 @@ func openLanes(network string, server netip.AddrPort, n int) ([]*lane, error) {
 					return fail(fmt.Errorf("TLS handshake with %s: %w", server, err))
 				}
 				l.stream, l.proto = tc, "TLS"
+			}
+			if network == "ws" || network == "wss" {
+				s, err := dialWS(l.stream, network, server)
+				if err != nil {
+					l.stream.Close()
+					return fail(err)
+				}
+				l.stream, l.proto = s, strings.ToUpper(network)
 			}
 		}
 		lanes = append(lanes, l)
