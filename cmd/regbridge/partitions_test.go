@@ -86,12 +86,29 @@ func (w *watchers) once(subs int, callOf func(int) string) {
 			for _, c := range n.doc.Registrations[0].Contacts {
 				k := c.URI + " " + c.State
 				if seen[k] {
-					w.t.Errorf("%s: %s announced %s twice", callOf(i), c.URI, c.State)
+					w.t.Errorf("%s: %s announced %s twice; its NOTIFYs:\n%s", callOf(i), c.URI, c.State, w.history(callOf(i)))
 				}
 				seen[k] = true
 			}
 		}
 	}
+}
+
+// history lists a subscription's NOTIFYs, one a line: when, from which
+// instance's port, CSeq, version, state and the contacts. Called with
+// w.mu held.
+func (w *watchers) history(id string) string {
+	var b strings.Builder
+	for _, n := range w.log[id] {
+		fmt.Fprintf(&b, "  %s from %d cseq %d v%d %s retrans=%v:", n.at.Format("15:04:05.000"), n.from, n.cseq, n.doc.Version, n.doc.State, n.retrans)
+		if len(n.doc.Registrations) > 0 {
+			for _, c := range n.doc.Registrations[0].Contacts {
+				fmt.Fprintf(&b, " %s/%s/%s", c.URI, c.State, c.Event)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // readerStarts returns when each "reading the store" line of a process's
