@@ -374,12 +374,26 @@ func (n *Notifier) add(s *subscription) bool {
 	if n.closed.Load() {
 		return false
 	}
+	if old := n.subs[s.id]; old != nil && old != s {
+		n.retire(old)
+	}
 	n.subs[s.id] = s
 	if _, neutral := n.neutral.Load(s.id); neutral {
 		return true // never notified of changes: see admission.neutral
 	}
 	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
 	return true
+}
+
+// retire takes a second copy of a dialog out of the notifier as a newer
+// one comes in, so that each change is sent once: under partitions a
+// SUBSCRIBE answered by the partition's owner is stored before it is
+// added here, and its record may come back through the store
+// (Continue) in between. Its limit lease stays, the newer copy's now.
+// Called with subsMu held (then old.mu: the lock order of Publish).
+func (n *Notifier) retire(old *subscription) {
+	old.halt()
+	n.unlist(old)
 }
 
 func (n *Notifier) lookup(id string) *subscription {
@@ -406,7 +420,20 @@ func (n *Notifier) remove(s *subscription) {
 func (n *Notifier) drop(s *subscription) {
 	n.leases.release(s.id)
 	n.neutral.Delete(s.id)
+	s.halt()
+	n.subsMu.Lock()
+	defer n.subsMu.Unlock()
+	if n.subs[s.id] != s {
+		return
+	}
+	delete(n.subs, s.id)
+	n.unlist(s)
+}
+
+// halt stops s: nothing more is sent on it, its timers are off.
+func (s *subscription) halt() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.done = true
 	if s.timer != nil {
 		s.timer.Stop()
@@ -414,13 +441,10 @@ func (n *Notifier) drop(s *subscription) {
 	if s.window != nil {
 		s.window.Stop()
 	}
-	s.mu.Unlock()
-	n.subsMu.Lock()
-	defer n.subsMu.Unlock()
-	if n.subs[s.id] != s {
-		return
-	}
-	delete(n.subs, s.id)
+}
+
+// unlist takes s out of its AOR's list. Called with subsMu held.
+func (n *Notifier) unlist(s *subscription) {
 	list := n.byAOR[s.canonical]
 	for i, x := range list {
 		if x == s {
