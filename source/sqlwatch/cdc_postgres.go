@@ -185,7 +185,12 @@ const LogicalSettings = `-- cdc=logical needs, on the PostgreSQL server:
 -- the primary key when it is the key, else uses a unique index on the key
 -- (Kamailio: the ruid index), else FULL.
 -- A slot keeps WAL until regbridge confirms it: watch slot lag in /metrics,
--- and run uninstall (it drops the slot) when regbridge is retired.`
+-- and run uninstall (it drops the slot) when regbridge is retired.
+-- Latency: a change is streamed once its commit is flushed. With
+-- synchronous_commit = off for the table's writers that waits for the WAL
+-- writer (wal_writer_delay, 200ms by default): keep it on for them, or
+-- lower wal_writer_delay. The WAL sender also needs a free CPU at once:
+-- see docs/postgres-logical.md, "Where the tail comes from".`
 
 // logicalNames are the publication and slot of t (slot: the configured
 // one, else regbridge_<database>_<table>, which keeps two databases on one

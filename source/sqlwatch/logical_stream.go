@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -50,20 +51,67 @@ type logicalStream struct {
 	lastRecv  time.Time
 	pinged    bool
 	lastAsk   time.Time
-	nextLag   time.Time
 }
 
+// run streams until ctx ends or the stream fails. The slot's lag is read
+// beside the stream, on the session's own connection: a query the
+// server is slow to answer (a busy server takes tens of milliseconds now
+// and then) must not hold up the changes arriving meanwhile.
 func (ls *logicalStream) run(ctx context.Context) error {
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	ended := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { ls.watchLag(ctx, ended, stop) })
+	err := ls.stream(sctx)
+	if ctx.Err() == nil && sctx.Err() != nil {
+		err = context.Cause(sctx) // the lag could not be read
+	}
+	// A lag query under way finishes (within queryContext's time) rather
+	// than being cancelled, which would close the session's connection.
+	close(ended)
+	wg.Wait()
+	return err
+}
+
+// watchLag measures the slot's lag every slotLagEvery until ended is
+// closed or ctx ends; a failed measurement ends the stream through stop.
+func (ls *logicalStream) watchLag(ctx context.Context, ended <-chan struct{}, stop context.CancelCauseFunc) {
+	tick := time.NewTicker(slotLagEvery)
+	defer tick.Stop()
+	for {
+		qctx, cancel := ls.w.queryContext(ctx)
+		err := ls.w.measureSlotLag(qctx, ls.ps, ls.slot)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				stop(fmt.Errorf("reading the lag of slot %s: %w", ls.slot, err))
+			}
+			return
+		}
+		select {
+		case <-ended:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// stream receives and applies the stream's messages until ctx ends or
+// the stream fails.
+func (ls *logicalStream) stream(ctx context.Context) error {
 	w := ls.w
 	now := time.Now()
-	ls.lastRecv, ls.lastAck, ls.nextLag = now, now, now
+	ls.lastRecv, ls.lastAck = now, now
 	if ls.catchUp {
 		ls.openStep(now)
 	} else {
 		ls.recovered()
 	}
 	for {
-		if err := ls.housekeeping(ctx); err != nil {
+		if err := ls.housekeeping(); err != nil {
 			return err
 		}
 		wait := logicalIdle
@@ -121,10 +169,9 @@ func (ls *logicalStream) copyData(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// housekeeping confirms what was delivered, pings a silent server,
-// measures the slot's lag and, while catching up, asks where the server
-// is.
-func (ls *logicalStream) housekeeping(ctx context.Context) error {
+// housekeeping confirms what was delivered, pings a silent server and,
+// while catching up, asks where the server is.
+func (ls *logicalStream) housekeeping() error {
 	now := time.Now()
 	silent := now.Sub(ls.lastRecv)
 	if silent > pgPingTimeout {
@@ -136,18 +183,7 @@ func (ls *logicalStream) housekeeping(ctx context.Context) error {
 	if ask {
 		ls.pinged, ls.lastAsk = true, now
 	}
-	if err := ls.ack(false, ask); err != nil {
-		return err
-	}
-	if !now.Before(ls.nextLag) {
-		ls.nextLag = now.Add(slotLagEvery)
-		qctx, cancel := ls.w.queryContext(ctx)
-		defer cancel()
-		if err := ls.w.measureSlotLag(qctx, ls.ps, ls.slot); err != nil {
-			return fmt.Errorf("reading the lag of slot %s: %w", ls.slot, err)
-		}
-	}
-	return nil
+	return ls.ack(false, ask)
 }
 
 // ack sends the applied position to the server: when it moved and the

@@ -23,13 +23,17 @@ func (w *Watcher) SlotLag() (SlotLag, bool) {
 	return SlotLag{Slot: *name, Bytes: l.lagBytes.Load(), Seconds: float64(l.lagMillis.Load()) / 1000}, true
 }
 
+// slotLagSQL reads how far slot $1 is behind the server's WAL, and the
+// server's WAL position.
+var slotLagSQL = `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, (pg_current_wal_lsn() - '0/0')::bigint
+FROM pg_replication_slots WHERE slot_name = $1`
+
 // measureSlotLag reads how far the slot is behind the server's WAL, in
 // bytes and (from the history of WAL positions) in seconds, and warns
 // when it passes SlotLagWarn.
 func (w *Watcher) measureSlotLag(ctx context.Context, ps *pgSession, slot string) error {
 	var behind, now int64
-	err := ps.conn.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, (pg_current_wal_lsn() - '0/0')::bigint
-FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&behind, &now)
+	err := ps.conn.QueryRow(ctx, slotLagSQL, slot).Scan(&behind, &now)
 	if err != nil {
 		return err
 	}
