@@ -61,6 +61,10 @@ func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc 
 		if t.Failed() {
 			t.Logf("%s log (tail):\n%s", id, tail(p.log.String(), 3000))
 		}
+		if dir := os.Getenv("REGBRIDGE_TEST_LOGS"); dir != "" {
+			// Whole logs for a developer chasing a failure.
+			os.WriteFile(filepath.Join(dir, t.Name()+"-"+id+".log"), []byte(p.log.String()), 0o644)
+		}
 	})
 	siptest.Eventually(t, func() bool {
 		res, err := http.Get("http://" + p.http + "/readyz")
@@ -205,12 +209,32 @@ func (w *watchers) subscribeAll(n int, procs []*proc, callOf, aorOf func(int) st
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	siptest.Eventually(w.t, func() bool {
+	// Up to 20 s: thousands of SUBSCRIBEs on a loaded machine.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.log) == n
-	}, "every subscription's first NOTIFY")
-	return owner
+		got := len(w.log)
+		var answered, silent []string
+		if got < n && time.Now().After(deadline) {
+			for i := range n {
+				if id := callOf(i); len(w.log[id]) == 0 {
+					if _, ok := w.toTag[id]; ok {
+						answered = append(answered, id)
+					} else {
+						silent = append(silent, id)
+					}
+				}
+			}
+		}
+		w.mu.Unlock()
+		if got == n {
+			return owner
+		}
+		if answered != nil || silent != nil {
+			w.t.Fatalf("no first NOTIFY for %d subscriptions answered 200 (%.5q) and %d unanswered (%.5q)", len(answered), answered, len(silent), silent)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // contactView is what a subscriber knows after the NOTIFYs of list:

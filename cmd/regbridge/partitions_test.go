@@ -201,7 +201,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 
 	want, killAt := churnKilling(t, db, aors, reader)
 	w.converge(subs, callOf, aorOf, want)
-	notifies, moved, gaps, maxTakeover := w.checkOwned(subs, callOf, reader, killAt)
+	own := w.checkOwned(subs, callOf, kill{reader.port, killAt})
 
 	w.once(subs, callOf)
 
@@ -256,7 +256,32 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	t.Logf("store reads/s: 1 instance %.1f; 3 instances %v (total %.1f); after the reader's SIGKILL %v; new reader after %v (lease 1s); "+
 		"partitions owned %v of 16, contacts held by the three owners %v of %d; "+
 		"%d subscriptions, %d NOTIFYs checked, %d sender changes (%d skipping a version), slowest takeover after the SIGKILL %v; heap: 1 instance %v, 3 instances %v, survivors %v",
-		one[0], three, total, after, took.Round(time.Millisecond), owned, held, seeded, subs, notifies, moved, gaps, maxTakeover.Round(time.Millisecond), heap1, heap3, heapAfter)
+		one[0], three, total, after, took.Round(time.Millisecond), owned, held, seeded, subs, own.notifies, own.moved, own.gaps, own.maxTakeover(0).Round(time.Millisecond), heap1, heap3, heapAfter)
+}
+
+// kill is an instance SIGKILLed by a test: its SIP port, and when.
+type kill struct {
+	port int
+	at   time.Time
+}
+
+// ownedCheck is what checkOwned found.
+type ownedCheck struct {
+	notifies, moved, gaps int
+	// takeovers, per kill (in the order given), holds for each
+	// subscription the victim sent for when it died the time from the
+	// kill to the first NOTIFY from another instance (a full document
+	// from the partition's new owner).
+	takeovers [][]time.Duration
+}
+
+// maxTakeover is the slowest takeover after kill i.
+func (o ownedCheck) maxTakeover(i int) time.Duration {
+	var m time.Duration
+	for _, d := range o.takeovers[i] {
+		m = max(m, d)
+	}
+	return m
 }
 
 // checkOwned checks each subscription's NOTIFYs under partition owners:
@@ -264,13 +289,12 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 // dead owner may have taken one it never sent; full state replaces what
 // was missed, RFC 3680 4.1); the first NOTIFY from a new sender is a
 // full document (an owner continuing the subscription); nothing comes
-// from the killed instance after its death. It returns the NOTIFYs
-// checked, the sender changes, the full documents that skipped, and the
-// slowest first NOTIFY from a new owner after the kill.
-func (w *watchers) checkOwned(subs int, callOf func(int) string, victim *proc, killAt time.Time) (notifies, moved, gaps int, maxTakeover time.Duration) {
+// from a killed instance after its death.
+func (w *watchers) checkOwned(subs int, callOf func(int) string, kills ...kill) ownedCheck {
 	t := w.t
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	o := ownedCheck{takeovers: make([][]time.Duration, len(kills))}
 	for i := range subs {
 		id := callOf(i)
 		next, sender := uint32(0), -1
@@ -278,9 +302,9 @@ func (w *watchers) checkOwned(subs int, callOf func(int) string, victim *proc, k
 			if n.retrans {
 				continue
 			}
-			notifies++
+			o.notifies++
 			if n.doc.State == "full" && n.doc.Version > next {
-				gaps++
+				o.gaps++
 				next = n.doc.Version
 			}
 			if n.doc.Version != next {
@@ -288,22 +312,26 @@ func (w *watchers) checkOwned(subs int, callOf func(int) string, victim *proc, k
 				break
 			}
 			next++
-			if n.from == victim.port && n.at.After(killAt) {
-				t.Errorf("%s: NOTIFY from the killed instance", id)
+			for _, kl := range kills {
+				if n.from == kl.port && n.at.After(kl.at) {
+					t.Errorf("%s: NOTIFY from the instance killed at %v", id, kl.at.Format(time.StampMilli))
+				}
 			}
 			if n.from != sender {
 				if sender >= 0 && n.doc.State != "full" {
 					t.Errorf("%s: first NOTIFY from a new sender (%d after %d) is %s", id, n.from, sender, n.doc.State)
 				}
 				if sender >= 0 {
-					moved++
+					o.moved++
 				}
-				if sender == victim.port && n.at.After(killAt) {
-					maxTakeover = max(maxTakeover, n.at.Sub(killAt))
+				for j, kl := range kills {
+					if sender == kl.port && n.at.After(kl.at) {
+						o.takeovers[j] = append(o.takeovers[j], n.at.Sub(kl.at))
+					}
 				}
 				sender = n.from
 			}
 		}
 	}
-	return notifies, moved, gaps, maxTakeover
+	return o
 }
