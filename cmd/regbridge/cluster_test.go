@@ -30,15 +30,16 @@ type proc struct {
 	cmd       *exec.Cmd
 	sip, http string
 	port      int
+	id        string
 	log       *syncBuffer
 }
 
 // startProc starts the binary bin on the store src (a REGBRIDGE_SOURCE
 // URL) with the subscription state at state; extra are more VAR=value.
-func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc {
+func startProc(t testing.TB, bin, src, state, id string, extra ...string) *proc {
 	t.Helper()
 	sipPort, httpPort := freePort(t), freePort(t)
-	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, log: &syncBuffer{}}
+	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, id: id, log: &syncBuffer{}}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(os.Environ(),
 		"REGBRIDGE_SOURCE="+src,
@@ -314,7 +315,7 @@ func TestClusterTakeover(t *testing.T) {
 // buildWithStore builds regbridge into a temporary directory and names
 // a Kamailio SQLite store beside it: the binary, the file, and the
 // REGBRIDGE_SOURCE URL that creates it.
-func buildWithStore(t *testing.T) (bin, dbPath, src string) {
+func buildWithStore(t testing.TB) (bin, dbPath, src string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin = filepath.Join(dir, "regbridge")
@@ -327,7 +328,7 @@ func buildWithStore(t *testing.T) (bin, dbPath, src string) {
 
 // openLocation opens the store's file for the test to write, closed at
 // cleanup.
-func openLocation(t *testing.T, dbPath string) *sql.DB {
+func openLocation(t testing.TB, dbPath string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
 	if err != nil {

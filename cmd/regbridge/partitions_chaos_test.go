@@ -99,7 +99,7 @@ func (c *churner) end() int {
 }
 
 // readingProc returns the one process of procs whose store reads grow.
-func readingProc(t *testing.T, procs []*proc) *proc {
+func readingProc(t testing.TB, procs []*proc) *proc {
 	t.Helper()
 	var reader *proc
 	siptest.Eventually(t, func() bool {

@@ -19,7 +19,7 @@ import (
 
 // scrape reads the named metrics from a process's /metrics, each the
 // sum of its samples over all labels.
-func scrape(t *testing.T, p *proc, names ...string) map[string]float64 {
+func scrape(t testing.TB, p *proc, names ...string) map[string]float64 {
 	t.Helper()
 	res, err := http.Get("http://" + p.http + "/metrics")
 	if err != nil {
@@ -46,7 +46,7 @@ func scrape(t *testing.T, p *proc, names ...string) map[string]float64 {
 
 // pollRate is the store reads per second of each process over d, from
 // regbridge_source_polls_total.
-func pollRate(t *testing.T, procs []*proc, d time.Duration) []float64 {
+func pollRate(t testing.TB, procs []*proc, d time.Duration) []float64 {
 	t.Helper()
 	before := make([]float64, len(procs))
 	for i, p := range procs {
