@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -53,6 +55,17 @@ func startProc(t testing.TB, bin, src, state, id string, extra ...string) *proc 
 	)
 	p.cmd.Env = append(p.cmd.Env, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if dir := os.Getenv("REGBRIDGE_TEST_LOGS"); dir != "" {
+		// Whole logs, as they are written, for a developer chasing a
+		// failure.
+		f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+id+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		p.cmd.Stdout = io.MultiWriter(p.log, f)
+		p.cmd.Stderr = p.cmd.Stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +75,7 @@ func startProc(t testing.TB, bin, src, state, id string, extra ...string) *proc 
 		if t.Failed() {
 			t.Logf("%s log (tail):\n%s", id, tail(p.log.String(), 3000))
 		}
-		if dir := os.Getenv("REGBRIDGE_TEST_LOGS"); dir != "" {
-			// Whole logs for a developer chasing a failure.
-			os.WriteFile(filepath.Join(dir, t.Name()+"-"+id+".log"), []byte(p.log.String()), 0o644)
-		}
+
 	})
 	siptest.Eventually(t, func() bool {
 		res, err := http.Get("http://" + p.http + "/readyz")
