@@ -201,11 +201,13 @@ func TestClusterPartitionsChaos(t *testing.T) {
 	// Fan-out: one new contact for every AOR at once, a partial NOTIFY
 	// to every subscription; Redis commands counted per shard.
 	rc.ResetStats()
+	fanStart := time.Now()
 	insertEach(t, db, aors, "fan")
 	w.converge(subs, callOf, aorOf, storeState(t, db))
 	stats := rc.CommandStats()
+	fanTook := time.Since(fanStart)
 	var shards []string
-	var all, scripts []int64
+	var all, scripts, reads []int64
 	for addr, st := range stats {
 		var n int64
 		for _, s := range st {
@@ -214,6 +216,7 @@ func TestClusterPartitionsChaos(t *testing.T) {
 		shards = append(shards, addr)
 		all = append(all, n)
 		scripts = append(scripts, st["evalsha"].Calls+st["eval"].Calls)
+		reads = append(reads, st["xrange"].Calls)
 	}
 	for i, n := range scripts {
 		mean := float64(subs) / float64(len(scripts))
@@ -282,7 +285,8 @@ func TestClusterPartitionsChaos(t *testing.T) {
 
 	t.Logf("%d subscriptions over %d AORs, 64 partitions; %d store changes during the chaos; %d NOTIFYs checked, %d sender changes, %d full documents skipping a version",
 		subs, aors, changes, own.notifies, own.moved, own.gaps)
-	t.Logf("fan-out of %d NOTIFYs: Redis commands per shard %v, of them scripts (fences, appends, leases) %v", subs, spread(all), spread(scripts))
+	t.Logf("fan-out of %d NOTIFYs in %v: Redis commands per shard %v, of them scripts (fences, appends, leases) %v and XRANGE (stream and inbox polls, every 20 ms per owned partition) %v",
+		subs, fanTook.Round(time.Millisecond), spread(all), spread(scripts), spread(reads))
 	for i, what := range []string{"an instance not reading the store", "the reading instance"} {
 		t.Logf("takeover after SIGKILL of %s (lease 1s): %d subscriptions, first full NOTIFY from the new owner after p50 %v, max %v",
 			what, len(own.takeovers[i]), percentile(own.takeovers[i], 50).Round(time.Millisecond), own.maxTakeover(i).Round(time.Millisecond))
