@@ -7,13 +7,11 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
-	"github.com/regbridge/regbridge/partition/clustertest"
 	"github.com/regbridge/regbridge/source/kamailio"
 )
 
@@ -182,8 +180,7 @@ func TestClusterPartitionsChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs four processes and a Redis Cluster")
 	}
-	rc := clustertest.Start(t)
-	state := "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=rbc"
+	rc, state := startCluster(t, "rbc")
 	bin, dbPath, src := buildWithStore(t)
 	const parts = "REGBRIDGE_PARTITIONS=64"
 	procs := []*proc{startProc(t, bin, src, state, "c0", parts)}

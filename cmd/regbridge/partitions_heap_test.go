@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/regbridge/regbridge/notifier/siptest"
-	"github.com/regbridge/regbridge/partition/clustertest"
 	"github.com/regbridge/regbridge/source/kamailio"
 )
 
@@ -73,8 +72,7 @@ func BenchmarkPartitionsHeap(b *testing.B) {
 	if testing.Short() {
 		n = 3_000
 	}
-	rc := clustertest.Start(b)
-	state := "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=rbh"
+	_, state := startCluster(b, "rbh")
 	bin, dbPath, src := buildWithStore(b)
 	env := []string{"REGBRIDGE_PARTITIONS=256", "REGBRIDGE_PPROF=true", "REGBRIDGE_STATE_LEASE=3s"}
 	procs := []*proc{startProc(b, bin, src, state, "h0", env...)}

@@ -107,6 +107,13 @@ func readerStarts(p *proc) []time.Time {
 	return out
 }
 
+// startCluster starts a local Redis Cluster (partition/clustertest) and
+// returns it with the REGBRIDGE_STATE URL of its nodes under prefix.
+func startCluster(t testing.TB, prefix string) (*clustertest.Cluster, string) {
+	rc := clustertest.Start(t)
+	return rc, "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=" + prefix
+}
+
 // TestClusterPartitionsReadOnce: three processes with
 // REGBRIDGE_PARTITIONS over one SQLite store and a local Redis Cluster.
 // Only the instance holding the reader lease reads the store; each
@@ -121,8 +128,7 @@ func TestClusterPartitionsReadOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three processes and a Redis Cluster")
 	}
-	rc := clustertest.Start(t)
-	state := "redis://" + rc.Addrs[0] + "?addr=" + strings.Join(rc.Addrs[1:], ",") + "&prefix=rbt"
+	_, state := startCluster(t, "rbt")
 	bin, dbPath, src := buildWithStore(t)
 	parts := "REGBRIDGE_PARTITIONS=16"
 	procs := []*proc{startProc(t, bin, src, state, "i0", parts)}
