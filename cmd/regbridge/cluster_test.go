@@ -242,7 +242,7 @@ func (w *watchers) subscribeAll(n int, procs []*proc, callOf, aorOf func(int) st
 			return owner
 		}
 		if answered != nil || silent != nil {
-			w.t.Fatalf("no first NOTIFY for %d subscriptions answered 200 (%.5q) and %d unanswered (%.5q)", len(answered), answered, len(silent), silent)
+			w.t.Fatalf("no first NOTIFY for %d subscriptions answered 200 (%q) and %d unanswered (%q)", len(answered), answered[:min(5, len(answered))], len(silent), silent[:min(5, len(silent))])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
