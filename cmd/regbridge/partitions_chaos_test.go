@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regbridge/regbridge/bridge"
 	"github.com/regbridge/regbridge/notifier/siptest"
+	"github.com/regbridge/regbridge/partition"
 	"github.com/regbridge/regbridge/source/kamailio"
 )
 
@@ -215,6 +217,25 @@ func TestClusterPartitionsChaos(t *testing.T) {
 		scripts = append(scripts, st["evalsha"].Calls+st["eval"].Calls)
 		reads = append(reads, st["xrange"].Calls)
 	}
+	// The fences' share of each shard, from where the subscriptions'
+	// partitions live: what the scripts above should spread as.
+	pm, err := partition.NewMap("rbc", 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterOf := map[int]string{}
+	fences := map[string]int64{}
+	for i := range subs {
+		p := pm.Of(bridge.CanonicalAOR(aorOf(i)))
+		if _, ok := masterOf[p]; !ok {
+			masterOf[p] = rc.MasterOf(pm.Key(p, "subs"))
+		}
+		fences[masterOf[p]]++
+	}
+	var byShard []int64
+	for _, addr := range shards {
+		byShard = append(byShard, fences[addr])
+	}
 	for i, n := range scripts {
 		mean := float64(subs) / float64(len(scripts))
 		if float64(n) < 0.5*mean || float64(n) > 2*mean {
@@ -282,8 +303,8 @@ func TestClusterPartitionsChaos(t *testing.T) {
 
 	t.Logf("%d subscriptions over %d AORs, 64 partitions; %d store changes during the chaos; %d NOTIFYs checked, %d sender changes, %d full documents skipping a version",
 		subs, aors, changes, own.notifies, own.moved, own.gaps)
-	t.Logf("fan-out of %d NOTIFYs in %v: Redis commands per shard %v, of them scripts (fences, appends, leases) %v and XRANGE (stream and inbox polls, every 20 ms per owned partition) %v",
-		subs, fanTook.Round(time.Millisecond), spread(all), spread(scripts), spread(reads))
+	t.Logf("fan-out of %d NOTIFYs in %v: Redis commands per shard %v, of them scripts (fences, appends, leases) %v and XRANGE (stream and inbox polls, every 20 ms per owned partition) %v; the fences alone, by the subscriptions' partitions, %v",
+		subs, fanTook.Round(time.Millisecond), spread(all), spread(scripts), spread(reads), spread(byShard))
 	for i, what := range []string{"an instance not reading the store", "the reading instance"} {
 		t.Logf("takeover after SIGKILL of %s (lease 1s): %d subscriptions, first full NOTIFY from the new owner after p50 %v, max %v",
 			what, len(own.takeovers[i]), percentile(own.takeovers[i], 50).Round(time.Millisecond), own.maxTakeover(i).Round(time.Millisecond))
