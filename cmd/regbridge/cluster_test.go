@@ -434,10 +434,17 @@ func (w *watchers) converge(subs int, callOf, aorOf func(int) string, want map[s
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		bad := 0
+		var first []string
 		w.mu.Lock()
 		for i := range subs {
-			if !maps.Equal(contactView(w.log[callOf(i)]), want[aorOf(i)]) {
+			list := w.log[callOf(i)]
+			if got := contactView(list); !maps.Equal(got, want[aorOf(i)]) {
 				bad++
+				if len(first) < 3 && len(list) > 0 {
+					last := list[len(list)-1]
+					first = append(first, fmt.Sprintf("%s (%s): %d NOTIFYs, the last version %d %s from port %d at %s; view %v, store %v",
+						callOf(i), aorOf(i), len(list), last.doc.Version, last.doc.State, last.from, last.at.Format(time.StampMilli), got, want[aorOf(i)]))
+				}
 			}
 		}
 		w.mu.Unlock()
@@ -445,7 +452,7 @@ func (w *watchers) converge(subs int, callOf, aorOf func(int) string, want map[s
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscriptions never reached the store's state", bad)
+			t.Fatalf("%d subscriptions never reached the store's state, for example:\n%s", bad, strings.Join(first, "\n"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
