@@ -72,6 +72,10 @@ func NewSubs(rdb redis.Cmdable, m *Map, o *Owner, me string, log *slog.Logger) *
 	return &Subs{rdb: rdb, m: m, o: o, me: me, log: log.With("component", "partition-subs")}
 }
 
+// ErrNotServed is Advance's answer for a partition this instance holds
+// but has not taken in yet (Serve): try again shortly.
+var ErrNotServed = errors.New("partition held but not loaded here yet")
+
 // RoundTrips is the number of Redis round trips made so far.
 func (s *Subs) RoundTrips() uint64 { return s.trips.Load() }
 
@@ -330,6 +334,15 @@ func (s *Subs) Advance(ctx context.Context, id string) (cseq, version uint32, er
 	h, ok := s.o.Holder(p)
 	if !ok {
 		return 0, 0, substore.ErrNotOwner
+	}
+	if !s.serves(p) {
+		// Held but not taken in yet (Serve): the partition's contacts
+		// are not here, so a document now would lack them. A passing
+		// error: the notifier sends full state a moment later, when the
+		// copy it holds (one that outlived the partition's loss and
+		// regain) is still its to send, and Continue leaves that copy
+		// alone as known.
+		return 0, 0, fmt.Errorf("partition %d: %w", p, ErrNotServed)
 	}
 	s.trips.Add(1)
 	s.fences.Add(1)

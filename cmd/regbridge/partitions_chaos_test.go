@@ -236,15 +236,7 @@ func TestClusterPartitionsChaos(t *testing.T) {
 	for _, addr := range shards {
 		byShard = append(byShard, fences[addr])
 	}
-	for i, n := range scripts {
-		mean := float64(subs) / float64(len(scripts))
-		if float64(n) < 0.5*mean || float64(n) > 2*mean {
-			// Not a performance assert: a shard with under half or over
-			// twice its share of the fan-out's fences means the
-			// partitions are not spread over the shards.
-			t.Errorf("shard %s ran %d scripts in the fan-out of %d NOTIFYs over %d shards", shards[i], n, subs, len(scripts))
-		}
-	}
+
 
 	// The chaos, the store changing throughout.
 	ch := startChurn(t, db, aors)
