@@ -237,7 +237,6 @@ func TestClusterPartitionsChaos(t *testing.T) {
 		byShard = append(byShard, fences[addr])
 	}
 
-
 	// The chaos, the store changing throughout.
 	ch := startChurn(t, db, aors)
 	reader := readingProc(t, procs)
