@@ -368,18 +368,58 @@ func (n *Notifier) Counters() *Counters { return &n.stats }
 // shutdown lists the subscriptions to end under subsMu, so checking it
 // under subsMu means s is either in that list or refused here, never
 // added after it and left without a final NOTIFY.
+//
+// A copy of the same dialog known already (adopted from the store while
+// s was being answered) is replaced: left in byAOR it would send every
+// change a second time.
 func (n *Notifier) add(s *subscription) bool {
 	n.subsMu.Lock()
-	defer n.subsMu.Unlock()
 	if n.closed.Load() {
+		n.subsMu.Unlock()
 		return false
 	}
-	n.subs[s.id] = s
-	if _, neutral := n.neutral.Load(s.id); neutral {
-		return true // never notified of changes: see admission.neutral
+	old := n.subs[s.id]
+	if old == s {
+		old = nil
 	}
-	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
+	if old != nil {
+		n.unlinkAOR(old)
+	}
+	n.subs[s.id] = s
+	if _, neutral := n.neutral.Load(s.id); !neutral { // never notified of changes: see admission.neutral
+		n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
+	}
+	n.subsMu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		old.done = true
+		if old.timer != nil {
+			old.timer.Stop()
+		}
+		if old.window != nil {
+			old.window.Stop()
+		}
+		old.mu.Unlock()
+	}
 	return true
+}
+
+// unlinkAOR removes s from byAOR. Called with subsMu held.
+func (n *Notifier) unlinkAOR(s *subscription) {
+	list := n.byAOR[s.canonical]
+	for i, x := range list {
+		if x == s {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(n.byAOR, s.canonical)
+	} else {
+		n.byAOR[s.canonical] = list
+	}
 }
 
 func (n *Notifier) lookup(id string) *subscription {
@@ -421,20 +461,7 @@ func (n *Notifier) drop(s *subscription) {
 		return
 	}
 	delete(n.subs, s.id)
-	list := n.byAOR[s.canonical]
-	for i, x := range list {
-		if x == s {
-			list[i] = list[len(list)-1]
-			list[len(list)-1] = nil
-			list = list[:len(list)-1]
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(n.byAOR, s.canonical)
-	} else {
-		n.byAOR[s.canonical] = list
-	}
+	n.unlinkAOR(s)
 }
 
 // end schedules the final NOTIFY of s.

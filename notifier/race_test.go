@@ -263,3 +263,25 @@ func TestSubscribeServedMeanwhile(t *testing.T) {
 		t.Fatal("dropped after the 200 though this instance serves its partition now and its inbox poll left it to the handler's copy: nobody sends its NOTIFYs")
 	}
 }
+
+// TestAddReplacesCopy: a second copy of one dialog made known (the
+// handler's, after Continue adopted the same record from the store)
+// replaces the first everywhere, so no change is sent twice.
+func TestAddReplacesCopy(t *testing.T) {
+	n := aliceNotifier(t)
+	canonical := bridge.CanonicalAOR("sip:alice@example.com")
+	a := &subscription{id: "d1", canonical: canonical}
+	b := &subscription{id: "d1", canonical: canonical}
+	if !n.add(a) || !n.add(b) {
+		t.Fatal("add refused")
+	}
+	n.subsMu.RLock()
+	list := n.byAOR[canonical]
+	n.subsMu.RUnlock()
+	if len(list) != 1 || list[0] != b || n.lookup("d1") != b {
+		t.Fatalf("%d copies listed for the AOR, want only the second", len(list))
+	}
+	if !a.done {
+		t.Error("the replaced copy is not done")
+	}
+}
