@@ -294,8 +294,7 @@ func (o ownedCheck) maxTakeover(i int) time.Duration {
 // versions follow on, except that a full document may skip versions (a
 // dead owner may have taken one it never sent; full state replaces what
 // was missed, RFC 3680 4.1); the first NOTIFY from a new sender is a
-// full document (an owner continuing the subscription); nothing comes
-// from a killed instance after its death.
+// full document (an owner continuing the subscription).
 func (w *watchers) checkOwned(subs int, callOf func(int) string, kills ...kill) ownedCheck {
 	t := w.t
 	w.mu.Lock()
@@ -318,11 +317,11 @@ func (w *watchers) checkOwned(subs int, callOf func(int) string, kills ...kill) 
 				break
 			}
 			next++
-			for _, kl := range kills {
-				if n.from == kl.port && n.at.After(kl.at) {
-					t.Errorf("%s: NOTIFY from the instance killed at %v", id, kl.at.Format(time.StampMilli))
-				}
-			}
+			// No check that nothing comes from a killed instance after
+			// its death: it is reaped before the kill time is taken, so
+			// what arrives from it later left it before (read late from
+			// the socket on a loaded machine); a stale NOTIFY after
+			// another owner's would break the version order above.
 			if n.from != sender {
 				if sender >= 0 && n.doc.State != "full" {
 					t.Errorf("%s: first NOTIFY from a new sender (%d after %d) is %s", id, n.from, sender, n.doc.State)
