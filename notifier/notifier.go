@@ -391,17 +391,22 @@ func (n *Notifier) add(s *subscription) bool {
 	}
 	n.subsMu.Unlock()
 	if old != nil {
-		old.mu.Lock()
-		old.done = true
-		if old.timer != nil {
-			old.timer.Stop()
-		}
-		if old.window != nil {
-			old.window.Stop()
-		}
-		old.mu.Unlock()
+		old.halt()
 	}
 	return true
+}
+
+// halt marks s done and stops its timers: nothing more is sent on it.
+func (s *subscription) halt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.window != nil {
+		s.window.Stop()
+	}
 }
 
 // unlinkAOR removes s from byAOR. Called with subsMu held.
@@ -446,15 +451,7 @@ func (n *Notifier) remove(s *subscription) {
 func (n *Notifier) drop(s *subscription) {
 	n.leases.release(s.id)
 	n.neutral.Delete(s.id)
-	s.mu.Lock()
-	s.done = true
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	if s.window != nil {
-		s.window.Stop()
-	}
-	s.mu.Unlock()
+	s.halt()
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
 	if n.subs[s.id] != s {
