@@ -368,32 +368,63 @@ func (n *Notifier) Counters() *Counters { return &n.stats }
 // shutdown lists the subscriptions to end under subsMu, so checking it
 // under subsMu means s is either in that list or refused here, never
 // added after it and left without a final NOTIFY.
+//
+// A copy of the same dialog known already (adopted from the store while
+// s was being answered) is replaced: left in byAOR it would send every
+// change a second time.
 func (n *Notifier) add(s *subscription) bool {
 	n.subsMu.Lock()
-	defer n.subsMu.Unlock()
 	if n.closed.Load() {
+		n.subsMu.Unlock()
 		return false
 	}
-	if old := n.subs[s.id]; old != nil && old != s {
-		n.retire(old)
+	old := n.subs[s.id]
+	if old == s {
+		old = nil
+	}
+	if old != nil {
+		n.unlinkAOR(old)
 	}
 	n.subs[s.id] = s
-	if _, neutral := n.neutral.Load(s.id); neutral {
-		return true // never notified of changes: see admission.neutral
+	if _, neutral := n.neutral.Load(s.id); !neutral { // never notified of changes: see admission.neutral
+		n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
 	}
-	n.byAOR[s.canonical] = append(n.byAOR[s.canonical], s)
+	n.subsMu.Unlock()
+	if old != nil {
+		old.halt()
+	}
 	return true
 }
 
-// retire takes a second copy of a dialog out of the notifier as a newer
-// one comes in, so that each change is sent once: under partitions a
-// SUBSCRIBE answered by the partition's owner is stored before it is
-// added here, and its record may come back through the store
-// (Continue) in between. Its limit lease stays, the newer copy's now.
-// Called with subsMu held (then old.mu: the lock order of Publish).
-func (n *Notifier) retire(old *subscription) {
-	old.halt()
-	n.unlist(old)
+// halt marks s done and stops its timers: nothing more is sent on it.
+func (s *subscription) halt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.window != nil {
+		s.window.Stop()
+	}
+}
+
+// unlinkAOR removes s from byAOR. Called with subsMu held.
+func (n *Notifier) unlinkAOR(s *subscription) {
+	list := n.byAOR[s.canonical]
+	for i, x := range list {
+		if x == s {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(n.byAOR, s.canonical)
+	} else {
+		n.byAOR[s.canonical] = list
+	}
 }
 
 func (n *Notifier) lookup(id string) *subscription {
@@ -427,38 +458,7 @@ func (n *Notifier) drop(s *subscription) {
 		return
 	}
 	delete(n.subs, s.id)
-	n.unlist(s)
-}
-
-// halt stops s: nothing more is sent on it, its timers are off.
-func (s *subscription) halt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.done = true
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	if s.window != nil {
-		s.window.Stop()
-	}
-}
-
-// unlist takes s out of its AOR's list. Called with subsMu held.
-func (n *Notifier) unlist(s *subscription) {
-	list := n.byAOR[s.canonical]
-	for i, x := range list {
-		if x == s {
-			list[i] = list[len(list)-1]
-			list[len(list)-1] = nil
-			list = list[:len(list)-1]
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(n.byAOR, s.canonical)
-	} else {
-		n.byAOR[s.canonical] = list
-	}
+	n.unlinkAOR(s)
 }
 
 // end schedules the final NOTIFY of s.

@@ -1,8 +1,10 @@
 package notifier
 
 import (
+	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,11 +139,10 @@ func (f *failingTx) Respond(res *sip.Response) error {
 	return errors.New("connection gone")
 }
 
-// TestAnswerFailureForgetsStored: when the 200 to a SUBSCRIBE cannot be
-// sent after the subscription was saved to the shared store, the stored
-// record goes too, so that no instance NOTIFYs a subscriber that never
-// got a 200; its place under the limits is given back.
-func TestAnswerFailureForgetsStored(t *testing.T) {
+// aliceNotifier is a notifier (not run) over a bridge holding one
+// contact of alice.
+func aliceNotifier(t *testing.T) *Notifier {
+	t.Helper()
 	br := bridge.New(testLog())
 	n, err := New(Config{Listen: ListenAddrs{{"udp", "127.0.0.1:0"}}}, br, testLog())
 	if err != nil {
@@ -151,24 +152,40 @@ func TestAnswerFailureForgetsStored(t *testing.T) {
 	if err := br.Apply(t.Context(), source.Batch{Full: true, Contacts: []source.Contact{fresh(tAlice)}}); err != nil {
 		t.Fatal(err)
 	}
-	st := substore.NewMemory("me")
-	n.SetStore(st, time.Minute)
-	g := guardsFromEnv(t, nil)
-	n.SetGuards(g)
+	return n
+}
 
+// aliceSubscribe is an initial SUBSCRIBE to alice's reg events over UDP
+// from 127.0.0.1:5060, for calling onSubscribe directly.
+func aliceSubscribe(callID string) *sip.Request {
 	uri := sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}
 	req := sip.NewRequest(sip.SUBSCRIBE, uri)
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "watcher", Host: "127.0.0.1"}, Params: sip.NewParams()}
 	from.Params.Add("tag", "from-tag")
-	callID := sip.CallIDHeader("gone-call")
+	cid := sip.CallIDHeader(callID)
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
-	req.AppendHeader(&callID)
+	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.SUBSCRIBE})
 	req.AppendHeader(sip.NewHeader("Contact", "<sip:watcher@127.0.0.1:5060>"))
 	req.AppendHeader(sip.NewHeader("Event", "reg"))
 	req.SetTransport("UDP")
 	req.SetSource("127.0.0.1:5060")
+	return req
+}
+
+// TestAnswerFailureForgetsStored: when the 200 to a SUBSCRIBE cannot be
+// sent after the subscription was saved to the shared store, the stored
+// record goes too, so that no instance NOTIFYs a subscriber that never
+// got a 200; its place under the limits is given back.
+func TestAnswerFailureForgetsStored(t *testing.T) {
+	n := aliceNotifier(t)
+	st := substore.NewMemory("me")
+	n.SetStore(st, time.Minute)
+	g := guardsFromEnv(t, nil)
+	n.SetGuards(g)
+
+	req := aliceSubscribe("gone-call")
 	tx := &failingTx{}
 	n.onSubscribe(req, tx)
 	if tx.res == nil || tx.res.StatusCode != 200 {
@@ -181,5 +198,90 @@ func TestAnswerFailureForgetsStored(t *testing.T) {
 	}
 	if n.Count() != 0 || g.Limits.Active() != 0 {
 		t.Fatalf("%d subscriptions, %d leases after the 200 failed, want 0, 0", n.Count(), g.Limits.Active())
+	}
+}
+
+// servingStore is a partitioned store (Partitioned) whose serving of
+// every AOR the test switches, keeping the last record saved.
+type servingStore struct {
+	*substore.Memory
+	serves atomic.Bool
+	mu     sync.Mutex
+	saved  *substore.Record
+}
+
+func (g *servingStore) DialogTag(string) string { return "q3ZbW0k9aT1mXy7c.p0" }
+func (g *servingStore) Owns(string) bool        { return g.serves.Load() }
+
+func (g *servingStore) Save(ctx context.Context, rec *substore.Record, create bool) error {
+	g.mu.Lock()
+	cp := *rec
+	g.saved = &cp
+	g.mu.Unlock()
+	return g.Memory.Save(ctx, rec, create)
+}
+
+// okTx is a server transaction whose Respond succeeds and keeps the
+// response.
+type okTx struct {
+	sip.ServerTransaction
+	res *sip.Response
+}
+
+func (o *okTx) Respond(res *sip.Response) error { o.res = res; return nil }
+
+// TestSubscribeServedMeanwhile: a SUBSCRIBE for a partition served
+// elsewhere is stored, answered and left to the partition's owner. When
+// this instance starts serving the partition meanwhile and its inbox
+// poll continues the record while the handler still holds its own copy
+// (after the 200, before the handler drops it), Continue leaves the copy
+// alone as known: the handler must then serve it, not drop it, or no
+// instance ever sends its NOTIFYs.
+func TestSubscribeServedMeanwhile(t *testing.T) {
+	n := aliceNotifier(t)
+	st := &servingStore{Memory: substore.NewMemory("me")}
+	n.SetStore(st, time.Minute)
+	poll := func() {
+		// The partition is served here now, and its inbox poll brings
+		// this very save.
+		st.serves.Store(true)
+		st.mu.Lock()
+		rec := st.saved
+		st.mu.Unlock()
+		n.Continue([]*substore.Record{rec})
+	}
+	n.hooks.answered.Store(&poll)
+
+	req := aliceSubscribe("served-call")
+	tx := &okTx{}
+	n.onSubscribe(req, tx)
+	if tx.res == nil || tx.res.StatusCode != 200 {
+		t.Fatalf("response: %v, want 200", tx.res)
+	}
+	tag, _ := tx.res.To().Params.Get("tag")
+	if n.lookup(dialogID("served-call", tag, "from-tag")) == nil {
+		t.Fatal("dropped after the 200 though this instance serves its partition now and its inbox poll left it to the handler's copy: nobody sends its NOTIFYs")
+	}
+}
+
+// TestAddReplacesCopy: a second copy of one dialog made known (the
+// handler's, after Continue adopted the same record from the store)
+// replaces the first everywhere, so no change is sent twice.
+func TestAddReplacesCopy(t *testing.T) {
+	n := aliceNotifier(t)
+	canonical := bridge.CanonicalAOR("sip:alice@example.com")
+	a := &subscription{id: "d1", canonical: canonical}
+	b := &subscription{id: "d1", canonical: canonical}
+	if !n.add(a) || !n.add(b) {
+		t.Fatal("add refused")
+	}
+	n.subsMu.RLock()
+	list := n.byAOR[canonical]
+	n.subsMu.RUnlock()
+	if len(list) != 1 || list[0] != b || n.lookup("d1") != b {
+		t.Fatalf("%d copies listed for the AOR, want only the second", len(list))
+	}
+	if !a.done {
+		t.Error("the replaced copy is not done")
 	}
 }

@@ -221,7 +221,10 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, pkg *ev
 		return
 	}
 	hook(&n.hooks.answered)
-	if elsewhere {
+	// Checked again: when this instance started serving the partition
+	// meanwhile, its inbox poll may already have met this save while s
+	// was here, and left it to s (Continue keeps what it knows).
+	if elsewhere && n.elsewhere(canonical) {
 		n.drop(s) // the partition's owner sends the first NOTIFY
 	} else {
 		n.enqueue(s)
@@ -315,7 +318,7 @@ func (n *Notifier) refresh(req *sip.Request, tx sip.ServerTransaction, pkg *even
 		n.log.Info("sending 200 to refresh failed", "aor", s.aor, "call_id", s.d.callID, "err", err)
 	}
 	switch {
-	case elsewhere:
+	case elsewhere && n.elsewhere(s.canonical): // checked again, as for a new subscription
 		n.drop(s)
 	case claimed:
 		n.enqueue(s)

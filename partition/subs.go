@@ -56,7 +56,8 @@ type Subs struct {
 	log *slog.Logger
 
 	trips  atomic.Uint64
-	polls  atomic.Uint64 // PollInbox calls, for trimming
+	polls  atomic.Uint64 // PollInbox calls, for trimming; each one round trip
+	fences atomic.Uint64 // of trips: Advance, one per NOTIFY
 	moved  sync.Map      // dialog id -> partition, of subscriptions moved from the single-tag layout (move.go)
 	served sync.Map      // partition -> struct{}: taken in by this instance (Serve)
 
@@ -71,8 +72,26 @@ func NewSubs(rdb redis.Cmdable, m *Map, o *Owner, me string, log *slog.Logger) *
 	return &Subs{rdb: rdb, m: m, o: o, me: me, log: log.With("component", "partition-subs")}
 }
 
+// ErrNotServed is Advance's answer for a partition this instance holds
+// but has not taken in yet (Serve): try again shortly.
+var ErrNotServed = errors.New("partition held but not loaded here yet")
+
 // RoundTrips is the number of Redis round trips made so far.
 func (s *Subs) RoundTrips() uint64 { return s.trips.Load() }
+
+// RoundTripsBy splits RoundTrips: fences (Advance, one per NOTIFY),
+// inbox polls (PollInbox, one per poll of the owned partitions'
+// inboxes) and the rest (Save, Take, Delete, Load and Records when a
+// partition is gained or a subscription handed over, inbox trims).
+func (s *Subs) RoundTripsBy() (fences, inboxPolls, other uint64) {
+	// The parts first, the total after: each part counted so far is in
+	// it once the trip is made.
+	fences, inboxPolls = s.fences.Load(), s.polls.Load()
+	if total := s.trips.Load(); total > fences+inboxPolls {
+		other = total - fences - inboxPolls
+	}
+	return fences, inboxPolls, other
+}
 
 // tagSep starts the partition suffix of a local tag; tagRandom is the
 // length of the random part before it.
@@ -316,7 +335,17 @@ func (s *Subs) Advance(ctx context.Context, id string) (cseq, version uint32, er
 	if !ok {
 		return 0, 0, substore.ErrNotOwner
 	}
+	if !s.serves(p) {
+		// Held but not taken in yet (Serve): the partition's contacts
+		// are not here, so a document now would lack them. A passing
+		// error: the notifier sends full state a moment later, when the
+		// copy it holds (one that outlived the partition's loss and
+		// regain) is still its to send, and Continue leaves that copy
+		// alone as known.
+		return 0, 0, fmt.Errorf("partition %d: %w", p, ErrNotServed)
+	}
 	s.trips.Add(1)
+	s.fences.Add(1)
 	cseq, version, err = s.m.Advance(ctx, s.rdb, p, h, id)
 	if errors.Is(err, ErrNotOwner) {
 		return 0, 0, substore.ErrNotOwner

@@ -68,6 +68,9 @@ func checksum(s string) uint64 {
 	return h.Sum64()
 }
 
+// appendChunk bounds the changes of one Append (one pipeline).
+const appendChunk = 2000
+
 // WriteContacts appends the changes that differ from what is recorded.
 // An error (the Persister retries the batch) when a partition that needs
 // a Sync could not be synced.
@@ -102,9 +105,18 @@ func (w *StreamWriter) WriteContacts(ctx context.Context, upserts []source.Conta
 	if len(changes) == 0 {
 		return nil
 	}
-	resync, err := w.r.Append(ctx, changes)
-	if err != nil {
-		return err
+	// In chunks: a first snapshot of a large store is hundreds of
+	// thousands of changes, and one pipeline of them all runs past the
+	// client's read timeout, which leaves every partition to Sync.
+	var resync []int
+	for len(changes) > 0 {
+		n := min(len(changes), appendChunk)
+		again, err := w.r.Append(ctx, changes[:n])
+		if err != nil {
+			return err
+		}
+		resync = again // every partition dirty so far
+		changes = changes[n:]
 	}
 	w.recMu.Lock()
 	for k, r := range next {

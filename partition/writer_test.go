@@ -148,3 +148,51 @@ func TestStreamWriter(t *testing.T) {
 		t.Errorf("the first reader's late write: %v, want ErrFenced", err)
 	}
 }
+
+// TestStreamWriterChunks: a large write (a first snapshot of a big store)
+// is appended in pipelines of a bounded size, not one pipeline of every
+// change, which would run past the client's read timeout and leave every
+// partition to a Sync; every change is recorded once.
+func TestStreamWriterChunks(t *testing.T) {
+	rdb, prefix := localRedis(t)
+	ctx := context.Background()
+	m, _ := partition.NewMap(prefix, 16)
+	s := partition.NewStreams(rdb, m, 0)
+	r, base, err := s.OpenReader(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := partition.NewStreamWriter(m, r, base, func(int) map[string]string { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	ups := make([]source.Contact, n)
+	for i := range ups {
+		ups[i] = bind(fmt.Sprintf("k%d", i), fmt.Sprintf("u%d", i), 1)
+	}
+	counter := &trips{}
+	rdb.AddHook(counter)
+	if err := w.WriteContacts(ctx, ups, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter.n.Load(); got != 3 {
+		t.Errorf("%d changes appended in %d round trips, want 3 (2,000 at most each)", n, got)
+	}
+	ps := make([]int, 16)
+	for p := range ps {
+		ps[p] = p
+	}
+	b, err := s.Baselines(ctx, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held, seq int64
+	for _, bl := range b {
+		held += int64(len(bl.State))
+		seq += bl.Seq
+	}
+	if held != n || seq != n {
+		t.Errorf("the partitions hold %d contacts after %d appends, want %d of each", held, seq, n)
+	}
+}

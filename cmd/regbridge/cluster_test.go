@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,15 +32,16 @@ type proc struct {
 	cmd       *exec.Cmd
 	sip, http string
 	port      int
+	id        string
 	log       *syncBuffer
 }
 
 // startProc starts the binary bin on the store src (a REGBRIDGE_SOURCE
 // URL) with the subscription state at state; extra are more VAR=value.
-func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc {
+func startProc(t testing.TB, bin, src, state, id string, extra ...string) *proc {
 	t.Helper()
 	sipPort, httpPort := freePort(t), freePort(t)
-	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, log: &syncBuffer{}}
+	p := &proc{sip: fmt.Sprintf("127.0.0.1:%d", sipPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort), port: sipPort, id: id, log: &syncBuffer{}}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(os.Environ(),
 		"REGBRIDGE_SOURCE="+src,
@@ -52,6 +55,17 @@ func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc 
 	)
 	p.cmd.Env = append(p.cmd.Env, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if dir := os.Getenv("REGBRIDGE_TEST_LOGS"); dir != "" {
+		// Whole logs, as they are written, for a developer chasing a
+		// failure.
+		f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+id+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		p.cmd.Stdout = io.MultiWriter(p.log, f)
+		p.cmd.Stderr = p.cmd.Stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +75,7 @@ func startProc(t *testing.T, bin, src, state, id string, extra ...string) *proc 
 		if t.Failed() {
 			t.Logf("%s log (tail):\n%s", id, tail(p.log.String(), 3000))
 		}
+
 	})
 	siptest.Eventually(t, func() bool {
 		res, err := http.Get("http://" + p.http + "/readyz")
@@ -205,12 +220,32 @@ func (w *watchers) subscribeAll(n int, procs []*proc, callOf, aorOf func(int) st
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	siptest.Eventually(w.t, func() bool {
+	// Up to 20 s: thousands of SUBSCRIBEs on a loaded machine.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.log) == n
-	}, "every subscription's first NOTIFY")
-	return owner
+		got := len(w.log)
+		var answered, silent []string
+		if got < n && time.Now().After(deadline) {
+			for i := range n {
+				if id := callOf(i); len(w.log[id]) == 0 {
+					if _, ok := w.toTag[id]; ok {
+						answered = append(answered, id)
+					} else {
+						silent = append(silent, id)
+					}
+				}
+			}
+		}
+		w.mu.Unlock()
+		if got == n {
+			return owner
+		}
+		if answered != nil || silent != nil {
+			w.t.Fatalf("no first NOTIFY for %d subscriptions answered 200 (%q) and %d unanswered (%q)", len(answered), answered[:min(5, len(answered))], len(silent), silent[:min(5, len(silent))])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // contactView is what a subscriber knows after the NOTIFYs of list:
@@ -290,7 +325,7 @@ func TestClusterTakeover(t *testing.T) {
 // buildWithStore builds regbridge into a temporary directory and names
 // a Kamailio SQLite store beside it: the binary, the file, and the
 // REGBRIDGE_SOURCE URL that creates it.
-func buildWithStore(t *testing.T) (bin, dbPath, src string) {
+func buildWithStore(t testing.TB) (bin, dbPath, src string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin = filepath.Join(dir, "regbridge")
@@ -303,7 +338,7 @@ func buildWithStore(t *testing.T) (bin, dbPath, src string) {
 
 // openLocation opens the store's file for the test to write, closed at
 // cleanup.
-func openLocation(t *testing.T, dbPath string) *sql.DB {
+func openLocation(t testing.TB, dbPath string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)")
 	if err != nil {
@@ -399,10 +434,17 @@ func (w *watchers) converge(subs int, callOf, aorOf func(int) string, want map[s
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		bad := 0
+		var first []string
 		w.mu.Lock()
 		for i := range subs {
-			if !maps.Equal(contactView(w.log[callOf(i)]), want[aorOf(i)]) {
+			list := w.log[callOf(i)]
+			if got := contactView(list); !maps.Equal(got, want[aorOf(i)]) {
 				bad++
+				if len(first) < 3 && len(list) > 0 {
+					last := list[len(list)-1]
+					first = append(first, fmt.Sprintf("%s (%s): %d NOTIFYs, the last version %d %s from port %d at %s; view %v, store %v",
+						callOf(i), aorOf(i), len(list), last.doc.Version, last.doc.State, last.from, last.at.Format(time.StampMilli), got, want[aorOf(i)]))
+				}
 			}
 		}
 		w.mu.Unlock()
@@ -410,7 +452,7 @@ func (w *watchers) converge(subs int, callOf, aorOf func(int) string, want map[s
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscriptions never reached the store's state", bad)
+			t.Fatalf("%d subscriptions never reached the store's state, for example:\n%s", bad, strings.Join(first, "\n"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

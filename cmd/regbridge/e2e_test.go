@@ -39,7 +39,7 @@ func (s *syncBuffer) String() string {
 }
 
 // freePort returns a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for range 20 {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")

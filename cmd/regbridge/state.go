@@ -50,7 +50,9 @@ func newState(ctx context.Context, cfg substore.Config, pt *partitioned, br *bri
 		nt.SetWatcherStore(pt.legacy)
 		log.Info("shared state", "instance", pt.id, "lease", cfg.Lease, "partitions", pt.m.Count())
 		return noRun{}, func() {
-			log.Info("shared state closed", "redis_round_trips", pt.subs.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load())
+			fences, polls, other := pt.subs.RoundTripsBy()
+			log.Info("shared state closed", "redis_round_trips", pt.subs.RoundTrips(), "notifies_sent", nt.Counters().Sent.Load(),
+				"fence_round_trips", fences, "inbox_poll_round_trips", polls, "other_round_trips", other)
 		}, nil
 	}
 	opt, prefix, err := substore.ParseURL(cfg.State)
