@@ -271,8 +271,9 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		if rep.StoreServer.PID == 0 {
 			return 0
 		}
-		p, _ := readProc(rep.StoreServer.PID)
-		return p.CPU
+		// The server's whole process tree: PostgreSQL's backends and
+		// walsenders are child processes of the one listening.
+		return treeCPU(rep.StoreServer.PID)
 	}
 
 	rep.LoadBefore = loadAvg()

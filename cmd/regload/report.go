@@ -122,7 +122,8 @@ type report struct {
 	} `json:"regload"`
 
 	// StoreServer is the store's server process (found by its port when
-	// it is on this host), over the change phase and drain.
+	// it is on this host), with its child processes, over the change
+	// phase and drain.
 	StoreServer struct {
 		PID       int     `json:"pid,omitempty"`
 		Error     string  `json:"error,omitempty"`
@@ -321,7 +322,7 @@ func (rep *report) writeText(w io.Writer) {
 	p("regload:     CPU %.2fs, %.2fs during changes and drain (%.2f cores); RSS %s", rep.Regload.CPU, rep.Regload.ChangeCPU, rep.Regload.Cores, mib(rep.Regload.RSS))
 	switch ss := &rep.StoreServer; {
 	case ss.PID != 0:
-		p("store:       %s server pid %d; CPU %.2fs during changes and drain (%.2f cores)", rep.Store, ss.PID, ss.ChangeCPU, ss.Cores)
+		p("store:       %s server pid %d and its children; CPU %.2fs during changes and drain (%.2f cores)", rep.Store, ss.PID, ss.ChangeCPU, ss.Cores)
 	case ss.Error != "":
 		p("store:       server CPU not measured (%s)", ss.Error)
 	}

@@ -348,3 +348,30 @@ func TestRedisScriptFlushed(t *testing.T) {
 		t.Errorf("script not loaded again after the flush: %v %v", ok, err)
 	}
 }
+
+// TestStoreServerCPU checks that the store server's CPU counts the work
+// of its child processes: PostgreSQL runs each connection in a backend
+// forked from the process that listens, which alone shows almost none.
+func TestStoreServerCPU(t *testing.T) {
+	c, err := pgx.Connect(t.Context(), testPostgres+"postgres")
+	if err != nil {
+		unavailable(t, "postgres", err)
+	}
+	defer c.Close(context.Background())
+	pid, err := findPID("tcp", 5432)
+	if err != nil {
+		t.Fatalf("the PostgreSQL server listening on 5432: %v", err)
+	}
+	before := treeCPU(pid)
+	alone, _ := readProc(pid)
+	var n int64
+	if err := c.QueryRow(t.Context(), "SELECT count(*) FROM generate_series(1, 5000000)").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	used := treeCPU(pid) - before
+	after, _ := readProc(pid)
+	t.Logf("a query of %d rows: %.2fs of CPU in the server's tree, %.2fs in the listening process itself", n, used, after.CPU-alone.CPU)
+	if used < 0.1 {
+		t.Fatalf("the server's tree used %.2fs of CPU for a query that takes a backend tenths of a second", used)
+	}
+}
