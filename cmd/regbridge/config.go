@@ -34,7 +34,7 @@ type config struct {
 	// in the working directory, created when missing, so that regbridge
 	// runs with no configuration at all.
 	Source       string        `env:"SOURCE, default=kamailio+sqlite:regbridge.db?create=true" desc:"contact store URL (see docs/stores.md)"`
-	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed"`
+	PollInterval time.Duration `env:"POLL_INTERVAL, default=1s" desc:"how often polling sources ask the store whether anything changed (a SQL server's slow check less often: poll_load= in REGBRIDGE_SOURCE)"`
 	Domain       string        `env:"DOMAIN" desc:"AOR domain for rows whose domain column is NULL (Kamailio use_domain=0)"`
 	HTTPListen   string        `env:"HTTP_LISTEN, default=127.0.0.1:9065" desc:"HTTP listener: /healthz, /readyz, /metrics, the /v1 API and the live view at /"`
 	// The HTTP timeouts free the connections of clients that stall: a

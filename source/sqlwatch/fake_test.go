@@ -27,6 +27,20 @@ type fakeStore struct {
 	types     []string
 	opens     []time.Time
 	snapshots int
+	checks    int           // Fingerprint calls
+	checkCost time.Duration // how long each Fingerprint takes
+}
+
+func (s *fakeStore) setCheckCost(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkCost = d
+}
+
+func (s *fakeStore) checkCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checks
 }
 
 func (s *fakeStore) set(rows ...[3]string) {
@@ -80,6 +94,11 @@ type fakeSession struct {
 func (f *fakeSession) Types() []string { return f.types }
 
 func (f *fakeSession) Fingerprint(ctx context.Context) (string, error) {
+	f.s.mu.Lock()
+	f.s.checks++
+	cost := f.s.checkCost
+	f.s.mu.Unlock()
+	time.Sleep(cost) // unlocked: the test reads the counts meanwhile
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
 	if f.s.fail != nil {

@@ -19,8 +19,10 @@ import (
 // cdc=logical; default regbridge_<database>_<table>), slot_lag_warn
 // (the slot lag that is logged as a warning; default 1GiB) and
 // reconcile_rate (rows per second of a paced reconcile beside a change
-// feed, reconcile_rate.go; default one query).
-var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental", "slot", "slot_lag_warn", ReconcileRateParam}
+// feed, reconcile_rate.go; default one query) and poll_load (the largest
+// share of time the change check may keep the database busy; default
+// 10%, poll_load.go).
+var ReadParamNames = []string{"cdc", "changelog_poll", "reconcile", "incremental", "slot", "slot_lag_warn", ReconcileRateParam, PollLoadParam}
 
 // ReadParams are those parameters, parsed; zero values keep the defaults.
 type ReadParams struct {
@@ -31,6 +33,7 @@ type ReadParams struct {
 	Slot              string
 	SlotLagWarn       int64
 	ReconcileRate     int
+	PollLoad          float64
 }
 
 // ParseReadParams reads ReadParamNames from a source URL's parameters.
@@ -76,6 +79,9 @@ func ParseReadParams(own url.Values) (ReadParams, error) {
 	}
 	var err error
 	if p.ReconcileRate, err = parseReconcileRate(own); err != nil {
+		return p, err
+	}
+	if p.PollLoad, err = parsePollLoad(own); err != nil {
 		return p, err
 	}
 	if (p.Slot != "" || p.SlotLagWarn != 0) && p.CDC != CDCLogical {

@@ -107,14 +107,19 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	p, partial := s.(Partial)
 	lastCaptureCheck := seenAt
 
-	tick := time.NewTicker(w.cfg.PollInterval)
-	defer tick.Stop()
+	// Checks start every PollInterval, or further apart when a check and
+	// the reads it led to were slow (poll_load.go).
+	pace := pollPacer{w: w}
+	var start time.Time
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+		due := time.Now().Add(w.cfg.PollInterval)
+		if !start.IsZero() {
+			due = start.Add(pace.next(time.Since(start)))
 		}
+		if !source.Sleep(ctx, time.Until(due)) {
+			return ctx.Err()
+		}
+		start = time.Now()
 		now, err := w.fingerprint(ctx, s)
 		if err != nil {
 			return err

@@ -33,8 +33,8 @@ type ServerConfig struct {
 	// Columns holding epochs do not depend on it.
 	TZ string
 	// PollInterval, ReconcileInterval, MaxBackoff, CDC, ChangelogPoll,
-	// ChangelogRetention, FullReads, Slot, SlotLagWarn and ReconcileRate
-	// are Config's.
+	// ChangelogRetention, FullReads, Slot, SlotLagWarn, ReconcileRate and
+	// PollLoad are Config's.
 	PollInterval       time.Duration
 	ReconcileInterval  time.Duration
 	MaxBackoff         time.Duration
@@ -45,6 +45,7 @@ type ServerConfig struct {
 	Slot               string
 	SlotLagWarn        int64
 	ReconcileRate      int
+	PollLoad           float64
 }
 
 // DefaultTZ is the registrar time zone assumed when none is configured.
@@ -54,7 +55,7 @@ const DefaultTZ = "UTC"
 func (c *ServerConfig) Watch() Config {
 	return Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
 		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
-		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate}
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate, PollLoad: c.PollLoad}
 }
 
 // Settle fills the defaults (table defTable, zone DefaultTZ) and rejects
@@ -154,7 +155,7 @@ func ParseServerURL(u *url.URL, withTZ bool) (ServerConfig, error) {
 	}
 	c.Endpoint, c.Table, c.TZ = ep, q.Get("table"), q.Get("tz")
 	c.CDC, c.ChangelogPoll, c.ReconcileInterval, c.FullReads, c.Slot, c.SlotLagWarn = p.CDC, p.ChangelogPoll, p.ReconcileInterval, p.FullReads, p.Slot, p.SlotLagWarn
-	c.ReconcileRate = p.ReconcileRate
+	c.ReconcileRate, c.PollLoad = p.ReconcileRate, p.PollLoad
 	return c, nil
 }
 

@@ -107,6 +107,13 @@ type Config struct {
 	// to this many rows per second, read in keyset pages
 	// (reconcile_rate.go); 0 reads the table in one query.
 	ReconcileRate int
+	// PollLoad is the largest share of time polling may keep the
+	// database busy: a round (the change check and the reads it led to)
+	// that took d waits until d/PollLoad has passed since it started,
+	// PollInterval at least (poll_load.go).
+	// Default DefaultPollLoad; 1 polls every PollInterval whatever the
+	// check costs.
+	PollLoad float64
 }
 
 // Validate fills defaults and rejects settings that can never work.
@@ -126,6 +133,9 @@ func (c *Config) Validate() error {
 	if c.SlotLagWarn == 0 {
 		c.SlotLagWarn = DefaultSlotLagWarn
 	}
+	if c.PollLoad == 0 {
+		c.PollLoad = DefaultPollLoad
+	}
 	switch {
 	case c.CDC != CDCOff && c.CDC != CDCTrigger && c.CDC != CDCLogical:
 		return fmt.Errorf("CDC %q: want %q, %q or nothing", c.CDC, CDCTrigger, CDCLogical)
@@ -135,6 +145,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("SlotLagWarn %d is negative", c.SlotLagWarn)
 	case c.ChangelogPoll < minPollInterval || c.ChangelogRetention < 0:
 		return fmt.Errorf("ChangelogPoll %v must be at least %v and ChangelogRetention not negative", c.ChangelogPoll, minPollInterval)
+	case c.PollLoad < minPollLoad || c.PollLoad > 1:
+		return fmt.Errorf("PollLoad %v is not between %v and 1", c.PollLoad, minPollLoad)
 	case c.PollInterval < minPollInterval:
 		return fmt.Errorf("PollInterval %v is below %v", c.PollInterval, minPollInterval)
 	case c.ReconcileInterval < 0 && c.ReconcileInterval != Never:
