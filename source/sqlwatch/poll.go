@@ -108,13 +108,15 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 	lastCaptureCheck := seenAt
 
 	// Checks start every PollInterval, or further apart when a check and
-	// the reads it led to were slow (poll_load.go).
+	// the reads it led to kept the store busy long (poll_load.go): busy
+	// is the round's time in queries, not what the sink took after them.
 	pace := pollPacer{w: w}
 	var start time.Time
+	var busy time.Duration
 	for {
 		due := time.Now().Add(w.cfg.PollInterval)
 		if !start.IsZero() {
-			due = start.Add(pace.next(time.Since(start)))
+			due = start.Add(pace.next(busy))
 		}
 		if !source.Sleep(ctx, time.Until(due)) {
 			return ctx.Err()
@@ -131,6 +133,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 				return errCaptureReady
 			}
 		}
+		busy = time.Since(start)
 		if now == fp && sinkOK && !reconcile {
 			continue
 		}
@@ -140,6 +143,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 			if err != nil {
 				return err
 			}
+			busy = time.Since(start)
 			if ok {
 				fp = next
 				sinkOK = w.deliverStep(ctx, sink, seenAt)
@@ -149,6 +153,7 @@ func (w *Watcher) session(ctx context.Context, sink source.Sink, recovered func(
 		if err := w.read(ctx, s); err != nil {
 			return err
 		}
+		busy = time.Since(start)
 		fp, lastRead = now, seenAt
 		sinkOK = w.deliver(ctx, sink, seenAt, sinkOK)
 	}

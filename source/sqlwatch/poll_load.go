@@ -1,7 +1,9 @@
 package sqlwatch
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -51,11 +53,13 @@ func pollWait(interval, took time.Duration, load float64) time.Duration {
 	return max(interval, time.Duration(float64(took)/load))
 }
 
-// pollPacer spaces the change checks and says, once each way, when the
-// cost of a check stretches the interval and when it no longer does.
+// pollPacer spaces the change checks. The first time their cost
+// stretches the interval it says so at Info; later changes either way
+// (a busy table's rounds vary around the interval) at Debug.
 type pollPacer struct {
 	w         *Watcher
 	stretched bool
+	told      bool
 }
 
 // next returns the time from the start of a round that took took to the
@@ -66,13 +70,17 @@ func (p *pollPacer) next(took time.Duration) time.Duration {
 	stretched := wait > cfg.PollInterval
 	if stretched != p.stretched {
 		p.stretched = stretched
+		level := slog.LevelDebug
+		if !p.told {
+			level, p.told = slog.LevelInfo, true
+		}
 		if stretched {
-			p.w.log.Info("the change check is slow: checking less often so that polling keeps the database busy at most "+
+			p.w.log.Log(context.Background(), level, "the change check is slow: checking less often so that polling keeps the database busy at most "+
 				strconv.FormatFloat(100*cfg.PollLoad, 'f', -1, 64)+"% of the time; cdc= reports changes without scanning the table",
 				"took", took.Round(time.Millisecond), "every", wait.Round(time.Millisecond),
 				"poll_interval", cfg.PollInterval, "poll_load", strconv.FormatFloat(100*cfg.PollLoad, 'f', -1, 64)+"%")
 		} else {
-			p.w.log.Info("the change check is quick again: checking every poll interval", "poll_interval", cfg.PollInterval)
+			p.w.log.Debug("the change check is quick again: checking every poll interval", "poll_interval", cfg.PollInterval)
 		}
 	}
 	return wait

@@ -9,8 +9,8 @@ import (
 )
 
 // A slow change check is spaced so that checks take at most poll_load of
-// the time, and the watcher says so once; once checks are quick again
-// they come every PollInterval.
+// the time, and the watcher says so; once checks are quick again they
+// come every PollInterval. Without PollLoad (SQLite) nothing is spaced.
 func TestPollLoadSpacesSlowChecks(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -18,9 +18,10 @@ func TestPollLoadSpacesSlowChecks(t *testing.T) {
 		// checks in 10 s of 50 ms checks, PollInterval 100 ms
 		want int
 	}{
-		{"default 10%", 0, 20},      // one check per 500 ms
+		{"10%", 0.10, 20},           // one check per 500 ms
 		{"25%", 0.25, 50},           // per 200 ms
 		{"100% (no limit)", 1, 100}, // per PollInterval
+		{"unset (SQLite)", 0, 100},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -41,7 +42,7 @@ func TestPollLoadSpacesSlowChecks(t *testing.T) {
 					t.Errorf("checks in 10 s of 50 ms checks = %d, want %d", got, tt.want)
 				}
 				slow := lb.count("the change check is slow")
-				if tt.load == 1 && slow != 0 || tt.load != 1 && slow != 1 {
+				if paced := tt.load > 0 && tt.load < 1; paced && slow != 1 || !paced && slow != 0 {
 					t.Errorf("logged %d times that the check is slow", slow)
 				}
 
@@ -102,5 +103,25 @@ func TestParsePollLoad(t *testing.T) {
 	}
 	if err := (&Config{PollLoad: 0.001}).Validate(); err == nil {
 		t.Error("Config with PollLoad 0.001 accepted")
+	}
+}
+
+// A server source spaces its polling by default, and poll_load= reaches
+// the watcher.
+func TestServerPollLoad(t *testing.T) {
+	if got := (&ServerConfig{}).Watch().PollLoad; got != DefaultPollLoad {
+		t.Errorf("a server's PollLoad by default = %v, want %v", got, DefaultPollLoad)
+	}
+	q, _ := url.ParseQuery("poll_load=25")
+	p, err := ParseReadParams(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (&ServerConfig{PollLoad: p.PollLoad}).Watch().PollLoad; got != 0.25 {
+		t.Errorf("PollLoad with poll_load=25 = %v, want 0.25", got)
+	}
+	c := Config{}
+	if err := c.Validate(); err != nil || c.PollLoad != 1 {
+		t.Errorf("Config{} validates to PollLoad %v (%v), want 1: no spacing", c.PollLoad, err)
 	}
 }

@@ -51,11 +51,16 @@ type ServerConfig struct {
 // DefaultTZ is the registrar time zone assumed when none is configured.
 const DefaultTZ = "UTC"
 
-// Watch is the watcher configuration c carries.
+// Watch is the watcher configuration c carries. A server's polling is
+// spaced by its cost (DefaultPollLoad unless poll_load= says otherwise).
 func (c *ServerConfig) Watch() Config {
+	load := c.PollLoad
+	if load == 0 {
+		load = DefaultPollLoad
+	}
 	return Config{PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval, MaxBackoff: c.MaxBackoff,
 		CDC: c.CDC, ChangelogPoll: c.ChangelogPoll, ChangelogRetention: c.ChangelogRetention, FullReads: c.FullReads,
-		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate, PollLoad: c.PollLoad}
+		Slot: c.Slot, SlotLagWarn: c.SlotLagWarn, ReconcileRate: c.ReconcileRate, PollLoad: load}
 }
 
 // Settle fills the defaults (table defTable, zone DefaultTZ) and rejects

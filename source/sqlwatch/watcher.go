@@ -108,11 +108,12 @@ type Config struct {
 	// (reconcile_rate.go); 0 reads the table in one query.
 	ReconcileRate int
 	// PollLoad is the largest share of time polling may keep the
-	// database busy: a round (the change check and the reads it led to)
-	// that took d waits until d/PollLoad has passed since it started,
-	// PollInterval at least (poll_load.go).
-	// Default DefaultPollLoad; 1 polls every PollInterval whatever the
-	// check costs.
+	// database busy: a round whose queries (the change check and the
+	// reads it led to) took d starts the next no sooner than d/PollLoad
+	// after it started, PollInterval at least (poll_load.go). Zero or 1
+	// polls every PollInterval whatever a round costs, as for SQLite,
+	// whose check is one page read in regbridge's own process; a server's
+	// ServerConfig defaults to DefaultPollLoad.
 	PollLoad float64
 }
 
@@ -134,7 +135,7 @@ func (c *Config) Validate() error {
 		c.SlotLagWarn = DefaultSlotLagWarn
 	}
 	if c.PollLoad == 0 {
-		c.PollLoad = DefaultPollLoad
+		c.PollLoad = 1
 	}
 	switch {
 	case c.CDC != CDCOff && c.CDC != CDCTrigger && c.CDC != CDCLogical:
