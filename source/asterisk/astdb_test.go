@@ -158,14 +158,15 @@ func TestAstDBDoesNotLockOutAsterisk(t *testing.T) {
 	run(t, w, &rec)
 	eventually(t, "first batch", func() bool { return rec.count() > 0 })
 
-	// Asterisk's sync thread sleeps a second between commits; 200 ms is
-	// five times as often. Shorter (60 ms before) measured the machine's
-	// scheduling under CI load rather than the watcher: a read that starts
-	// between two commits must end before the next one, and a goroutine
-	// parked for longer than the interval holds its shared lock that long.
-	const commits = 25
+	// Asterisk's sync thread sleeps a second between commits; 500 ms is
+	// twice as often. Shorter (60 ms, then 200 ms, each of which failed
+	// a CI run under -race) measured the machine's scheduling under CI
+	// load rather than the watcher: a read that starts between two
+	// commits must end before the next one, and a goroutine parked for
+	// longer than the interval holds its shared lock that long.
+	const commits = 10
 	var want []string
-	failed := asteriskSync(t, db, commits, 200*time.Millisecond, func(tx *sql.Conn, i int) {
+	failed := asteriskSync(t, db, commits, 500*time.Millisecond, func(tx *sql.Conn, i int) {
 		uri := fmt.Sprintf("sip:%d@192.0.2.%d", 1000+i, i%250+1)
 		id := contactID(fmt.Sprint(1000+i), uri)
 		want = append(want, id)
