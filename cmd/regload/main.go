@@ -268,12 +268,7 @@ func execute(ctx context.Context, cfg *config, progress io.Writer) (*report, err
 		}
 	}
 	storeCPU := func() float64 {
-		if rep.StoreServer.PID == 0 {
-			return 0
-		}
-		// The server's whole process tree: PostgreSQL's backends and
-		// walsenders are child processes of the one listening.
-		return treeCPU(rep.StoreServer.PID)
+		return serverCPU(rep.StoreServer.PID)
 	}
 
 	rep.LoadBefore = loadAvg()
@@ -453,4 +448,14 @@ func (r *runner) profileRegbridge(ctx context.Context, say func(string, ...any))
 		say("wrote regbridge's CPU profile to %s", r.cfg.pprofOut)
 	}()
 	return done
+}
+
+// serverCPU is the CPU seconds of a store's server found by its port (0
+// when none was): its whole process tree, since PostgreSQL's backends
+// and walsenders are child processes of the one listening.
+func serverCPU(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	return treeCPU(pid)
 }

@@ -349,8 +349,8 @@ func TestRedisScriptFlushed(t *testing.T) {
 	}
 }
 
-// TestStoreServerCPU checks that the store server's CPU counts the work
-// of its child processes: PostgreSQL runs each connection in a backend
+// TestStoreServerCPU checks that the store server's CPU (serverCPU, what
+// the report prints) counts the work of its child processes: PostgreSQL runs each connection in a backend
 // forked from the process that listens, which alone shows almost none.
 func TestStoreServerCPU(t *testing.T) {
 	c, err := pgx.Connect(t.Context(), testPostgres+"postgres")
@@ -362,13 +362,13 @@ func TestStoreServerCPU(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the PostgreSQL server listening on 5432: %v", err)
 	}
-	before := treeCPU(pid)
+	before := serverCPU(pid)
 	alone, _ := readProc(pid)
 	var n int64
 	if err := c.QueryRow(t.Context(), "SELECT count(*) FROM generate_series(1, 5000000)").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	used := treeCPU(pid) - before
+	used := serverCPU(pid) - before
 	after, _ := readProc(pid)
 	t.Logf("a query of %d rows: %.2fs of CPU in the server's tree, %.2fs in the listening process itself", n, used, after.CPU-alone.CPU)
 	if used < 0.1 {

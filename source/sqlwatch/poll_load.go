@@ -47,12 +47,6 @@ func parsePollLoad(own url.Values) (float64, error) {
 	return n / 100, nil
 }
 
-// pollWait is the time from the start of a poll round that took took to
-// the start of the next one.
-func pollWait(interval, took time.Duration, load float64) time.Duration {
-	return max(interval, time.Duration(float64(took)/load))
-}
-
 // pollPacer spaces the change checks. The first time their cost
 // stretches the interval it says so at Info; later changes either way
 // (a busy table's rounds vary around the interval) at Debug.
@@ -66,7 +60,7 @@ type pollPacer struct {
 // start of the next.
 func (p *pollPacer) next(took time.Duration) time.Duration {
 	cfg := &p.w.cfg
-	wait := pollWait(cfg.PollInterval, took, cfg.PollLoad)
+	wait := max(cfg.PollInterval, time.Duration(float64(took)/cfg.PollLoad))
 	stretched := wait > cfg.PollInterval
 	if stretched != p.stretched {
 		p.stretched = stretched
@@ -75,10 +69,11 @@ func (p *pollPacer) next(took time.Duration) time.Duration {
 			level, p.told = slog.LevelInfo, true
 		}
 		if stretched {
+			pct := strconv.FormatFloat(100*cfg.PollLoad, 'f', -1, 64) + "%"
 			p.w.log.Log(context.Background(), level, "the change check is slow: checking less often so that polling keeps the database busy at most "+
-				strconv.FormatFloat(100*cfg.PollLoad, 'f', -1, 64)+"% of the time; cdc= reports changes without scanning the table",
+				pct+" of the time; cdc= reports changes without scanning the table",
 				"took", took.Round(time.Millisecond), "every", wait.Round(time.Millisecond),
-				"poll_interval", cfg.PollInterval, "poll_load", strconv.FormatFloat(100*cfg.PollLoad, 'f', -1, 64)+"%")
+				"poll_interval", cfg.PollInterval, "poll_load", pct)
 		} else {
 			p.w.log.Debug("the change check is quick again: checking every poll interval", "poll_interval", cfg.PollInterval)
 		}
