@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -38,15 +39,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freePort returns a port free for both UDP and TCP on 127.0.0.1.
+// freePort returns a port free for both UDP and TCP on 127.0.0.1, below
+// Linux's ephemeral range (32768 and up by default). Several tests stop
+// regbridge and start it again on the same port, which a peer was told;
+// a port the kernel hands out could meanwhile become the local port of
+// some client connection of the tests running beside (it happened in CI:
+// "address already in use" at the restart). Below the range only another
+// test's freePort could pick it, at random.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		pc.Close()
 		if err == nil {
